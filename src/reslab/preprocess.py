@@ -1,0 +1,79 @@
+"""Evaluation preprocessing shared by predict, eval and embedding: resize, centre crop, normalise.
+
+Pillow for the geometry, NumPy/PyTorch for the arithmetic. The training-time augmentations live in
+`reslab.data.transforms`; they reuse these primitives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+
+
+def resize_shorter(img: Image.Image, size: int, interpolation: str = "bilinear") -> Image.Image:
+    w, h = img.size
+    if min(w, h) == size:
+        return img
+    if w <= h:
+        new = (size, max(1, round(h * size / w)))
+    else:
+        new = (max(1, round(w * size / h)), size)
+    # reducing_gap: Pillow first shrinks by an integer factor (cheap box filter), then resamples
+    # the rest; faithful to a direct resize to within a grey level, and much faster on big photos.
+    return img.resize(new, INTERPOLATIONS[interpolation], reducing_gap=3.0)
+
+
+def center_crop(img: Image.Image, size: int | tuple[int, int]) -> Image.Image:
+    th, tw = (size, size) if isinstance(size, int) else size
+    w, h = img.size
+    left, top = round((w - tw) / 2), round((h - th) / 2)
+    return img.crop((left, top, left + tw, top + th))
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL -> float tensor (C, H, W) on [0, 1]."""
+    a = np.asarray(img, dtype=np.uint8)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    return torch.from_numpy(a.transpose(2, 0, 1).copy()).float().div_(255.0)
+
+
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return (x - mean) / std
+
+
+@dataclass(frozen=True)
+class EvalPreprocess:
+    """Resize the shorter side to `resize`, centre-crop `crop`, scale to [0, 1], normalise."""
+
+    crop: int = 224
+    resize: int = 256
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+    channels: int = 3
+
+    @classmethod
+    def for_model(cls, name: str, crop: int | None = None) -> "EvalPreprocess":
+        from .models import model_entry
+
+        e = model_entry(name)
+        c = crop or e.input_size[1]
+        # keep the model's crop ratio when another crop size is asked for
+        resize = round(e.resize * c / e.input_size[1])
+        return cls(crop=c, resize=resize, mean=e.mean, std=e.std, interpolation=e.interpolation, channels=e.input_size[0])
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        img = img.convert("RGB" if self.channels == 3 else "L")
+        img = center_crop(resize_shorter(img, self.resize, self.interpolation), self.crop)
+        return normalize(to_tensor(img), self.mean[: self.channels], self.std[: self.channels])
+
+    def as_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}

@@ -1,0 +1,64 @@
+"""Shared fixtures: the real datasets in ../shared/data, extracted once into a cache."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RESLAB_SHARED", REPO.parent / "shared"))
+SHARED_DATA = SHARED / "data"
+CONFORMANCE = SHARED / "conformance"
+CACHE = Path(os.environ.get("RESLAB_TEST_CACHE", Path.home() / ".cache" / "reslab-tests"))
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared data lives in ../shared beside the checkout)")
+    return path
+
+
+def _extracted(archive: Path) -> Path:
+    """Extract `archive` once into the cache; keyed by size+mtime so a new archive re-extracts."""
+    _need(archive)
+    st = archive.stat()
+    dest = CACHE / f"{archive.name.split('.')[0]}-{st.st_size}-{int(st.st_mtime)}"
+    done = dest / ".extracted"
+    if not done.exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+        done.touch()
+    # archives hold one top folder, or the splits directly
+    entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return _need(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def conformance_dir() -> Path:
+    return _need(CONFORMANCE)
+
+
+@pytest.fixture(scope="session")
+def cifar10_root() -> Path:
+    """CIFAR-10 as JPEG folders: train/<class>/*.jpg and test/<class>/*.jpg."""
+    return _extracted(SHARED_DATA / "cifar10-jpeg.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def hymenoptera_root() -> Path:
+    """Ants and bees photos: train/{ants,bees}/*.jpg and val/..."""
+    return _extracted(SHARED_DATA / "hymenoptera.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir() -> Path:
+    return _need(SHARED_DATA / "fashion-mnist")
