@@ -24,7 +24,19 @@ def _load_commands() -> None:
                 raise
 
 
+def _setup_logging() -> None:
+    # Library modules log through logging.getLogger(__name__); the CLI shows INFO and above.
+    import logging
+
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False, show_time=False, markup=False)]
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
+    _setup_logging()
     _load_commands()
     try:
         app(args=argv, prog_name="reslab")
