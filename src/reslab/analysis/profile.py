@@ -1,0 +1,474 @@
+"""Per-layer profile of a network: output shape, parameters, MACs, FLOPs, activation memory,
+receptive field and depth, from one forward pass on the `meta` device (shapes only, no compute).
+
+How it works: forward pre/post hooks keep a stack of the module calls in progress, and a
+`TorchDispatchMode` sees every aten op the forward runs. Each op's cost is charged to the innermost
+module call; ops a *leaf* module runs fill that module's row, while work done directly in a
+container's `forward` (the residual `out += identity`, GoogLeNet's functional `F.relu`) gets a row of
+its own, named after the container (`layer1.0.add`). The same dispatch mode carries a receptive
+field and a weighted-layer depth with every tensor, so branches (residual, inception) are followed
+along the real data path rather than guessed from module order.
+
+What counts (torchvision's convention, which reproduces the published "GFLOPS" that are MACs):
+  macs   multiply-accumulates of convolutions and matrix products (conv, linear); bias additions
+         are not counted.
+  flops  2 x macs: one multiply and one add per MAC, as `torch.utils.flop_counter` counts.
+  other_flops  the elementwise rest, reported apart so `macs` stays comparable with papers:
+         batch norm 2 per element (an eval-mode scale and shift), activations and additions
+         1 per element, pools one per window element.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..errors import ReslabError
+from .receptive_field import ReceptiveField, adaptive_window, widest
+
+log = logging.getLogger(__name__)
+
+aten = torch.ops.aten
+_MATMUL_OPS = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm}
+_BATCH_NORM_OPS = {
+    aten.native_batch_norm,
+    aten._native_batch_norm_legit,
+    aten._native_batch_norm_legit_no_training,
+    aten.native_layer_norm,
+    aten.native_group_norm,
+}
+_MAX_POOL_OPS = {aten.max_pool2d_with_indices, aten.max_pool2d}
+_AVG_POOL_OPS = {aten.avg_pool2d}
+_ADAPTIVE_POOL_OPS = {aten._adaptive_avg_pool2d, aten.adaptive_max_pool2d, aten.adaptive_avg_pool2d}
+
+
+@dataclass
+class LayerStats:
+    """One row: a leaf module call, or work done directly in a container's forward."""
+
+    name: str  # module path ("layer1.0.conv1"); container ops get ".add", ".relu", ...
+    type: str  # module class ("Conv2d") or op name ("add")
+    output_shape: tuple[int, ...] = ()
+    params: int = 0
+    macs: int = 0  # conv / linear multiply-accumulates
+    flops: int = 0  # 2 x macs for conv / linear; elementwise count for the rest
+    activation_bytes: int = 0  # bytes of the output; 0 when written in place
+    receptive_field: ReceptiveField | None = None  # None: the output has no spatial grid (global)
+    depth: int = 0  # weighted layers (conv, linear) on the longest path from the input
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "output_shape": list(self.output_shape),
+            "params": self.params,
+            "macs": self.macs,
+            "flops": self.flops,
+            "activation_bytes": self.activation_bytes,
+            "receptive_field": self.receptive_field.as_dict() if self.receptive_field else None,
+            "depth": self.depth,
+        }
+
+
+@dataclass
+class Profile:
+    input_size: tuple[int, int, int]
+    batch: int
+    layers: list[LayerStats]
+    params: int  # parameters the forward pass used (GoogLeNet's train-only aux heads excluded)
+    params_total: int  # every parameter the model holds
+    output_depth: int  # weighted layers on the longest input-to-output path (ResNet-50: 50)
+    flop_counter_flops: int | None  # torch.utils.flop_counter's total (cross_check=True), should be 2 x macs
+    model_name: str = ""
+
+    @property
+    def macs(self) -> int:
+        return sum(r.macs for r in self.layers)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def other_flops(self) -> int:
+        return sum(r.flops for r in self.layers if not r.macs)
+
+    @property
+    def activation_bytes(self) -> int:
+        """Sum of every layer's output, the memory a training step keeps for backward (roughly)."""
+        return sum(r.activation_bytes for r in self.layers)
+
+    @property
+    def receptive_field(self) -> ReceptiveField | None:
+        """The field of the last spatial feature map (before global pooling)."""
+        for row in reversed(self.layers):
+            if row.receptive_field is not None:
+                return row.receptive_field
+        return None
+
+    def layer(self, name: str) -> LayerStats:
+        for row in self.layers:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    def summary(self) -> dict:
+        rf = self.receptive_field
+        return {
+            "model": self.model_name,
+            "input_size": list(self.input_size),
+            "batch": self.batch,
+            "params": self.params,
+            "params_total": self.params_total,
+            "macs": self.macs,
+            "gmacs": self.macs / 1e9,
+            "flops": self.flops,
+            "other_flops": self.other_flops,
+            "activation_bytes": self.activation_bytes,
+            "receptive_field": rf.as_dict() if rf else None,
+            "depth": self.output_depth,
+        }
+
+    def as_dict(self) -> dict:
+        return {**self.summary(), "layers": [r.as_dict() for r in self.layers]}
+
+
+def profile_model(
+    model: nn.Module,
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    batch: int = 1,
+    device: str | torch.device | None = "meta",
+    dtype: torch.dtype = torch.float32,
+    cross_check: bool = False,
+) -> Profile:
+    """Profile one forward pass of `model` on a (batch, *input_size) input, in eval mode.
+
+    device="meta" (default) runs on shape-only tensors, so VGG-19 or ResNet-1202 cost no compute;
+    the model's own weights are left untouched (meta stand-ins are swapped in for the call).
+    device=None runs on the model's own device with real tensors (for models the meta device cannot run).
+    cross_check=True also runs `torch.utils.flop_counter.FlopCounterMode` (about 2x slower: it
+    decomposes batch norm on meta) and warns if its FLOPs differ from 2 x macs, e.g. for an op
+    this counter does not know (attention kernels).
+    Raises ReslabError for an input the network cannot take, naming the smallest one it accepts.
+    """
+    input_size = _check_input_size(input_size)
+    if batch < 1:
+        raise ReslabError(f"batch must be at least 1, got {batch}")
+    was_training = model.training
+    model.eval()
+    try:
+        return _profile(model, input_size, batch, device, dtype, cross_check)
+    finally:
+        model.train(was_training)
+
+
+def parse_input_size(text: str, channels: int = 3) -> tuple[int, int, int]:
+    """'3x224x224' -> (3, 224, 224); '224x224' or '224' use `channels`. Raises ReslabError."""
+    parts = re.split(r"[x,\s]+", text.strip().lower())
+    try:
+        dims = [int(p) for p in parts if p]
+    except ValueError:
+        dims = []
+    if len(dims) == 1:
+        dims = [channels, dims[0], dims[0]]
+    elif len(dims) == 2:
+        dims = [channels, *dims]
+    if len(dims) != 3:
+        raise ReslabError(f"input size '{text}' is not CxHxW; write it like 3x224x224 (or 224x224, or 224)")
+    return _check_input_size(tuple(dims))
+
+
+def _check_input_size(size) -> tuple[int, int, int]:
+    try:
+        dims = tuple(int(v) for v in size)
+    except (TypeError, ValueError):
+        dims = ()
+    if len(dims) != 3 or any(v <= 0 for v in dims):
+        raise ReslabError(f"input size {size!r} must be three positive integers (C, H, W), such as 3x224x224")
+    return dims
+
+
+def _profile(model, input_size, batch, device, dtype, cross_check) -> Profile:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    names = {m: (n or "(model)") for n, m in model.named_modules()}
+    if device is None:
+        ref = next(iter(model.parameters()), None)
+        device = ref.device if ref is not None else torch.device("cpu")
+    device = torch.device(device)
+    recorder = _Recorder(names)
+    hooks = []
+    for m in names:
+        hooks.append(m.register_forward_pre_hook(recorder.enter))
+        hooks.append(m.register_forward_hook(recorder.leave))
+    x = torch.empty((batch, *input_size), device=device, dtype=dtype)
+    recorder.mark_input(x)
+    try:
+        with torch.no_grad(), (FlopCounterMode(display=False) if cross_check else nullcontext()) as counter:
+            with recorder:
+                out = _call(model, x, device)
+    except (RuntimeError, ValueError) as e:
+        raise _too_small_error(model, input_size, device, dtype, e) from None
+    finally:
+        for h in hooks:
+            h.remove()
+    out_info = recorder.info_of(_first_tensor(out))
+    params_total = sum(p.numel() for p in model.parameters())
+    counted = int(counter.get_total_flops()) if cross_check else None
+    macs = sum(r.macs for r in recorder.rows)
+    if counted is not None and counted != 2 * macs:
+        log.warning("FlopCounterMode counts %d FLOPs but conv/linear MACs give %d; ops outside conv/matmul?", counted, 2 * macs)
+    return Profile(
+        input_size=input_size,
+        batch=batch,
+        layers=recorder.rows,
+        params=recorder.params_used(),
+        params_total=params_total,
+        output_depth=out_info.depth if out_info else 0,
+        flop_counter_flops=counted,
+        model_name=getattr(model, "model_name", type(model).__name__),
+    )
+
+
+def _call(model: nn.Module, x: torch.Tensor, device: torch.device):
+    """Run the model; on meta, swap meta stand-ins for its weights for the length of the call."""
+    tensors = dict(model.named_parameters(remove_duplicate=False))
+    tensors.update(model.named_buffers(remove_duplicate=False))
+    if all(t.device == device for t in tensors.values()):
+        return model(x)
+    if device.type != "meta":
+        raise ReslabError(f"the model's weights are not on {device}; move it there first or profile on 'meta'")
+    stand_ins = {k: torch.empty_like(t, device="meta") for k, t in tensors.items()}
+    return torch.func.functional_call(model, stand_ins, (x,), tie_weights=True, strict=False)
+
+
+def _too_small_error(model, input_size, device, dtype, error: RuntimeError) -> ReslabError:
+    """Turn a shape error into one sentence naming the smallest square input the model accepts."""
+    c, h, w = input_size
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if device.type == "meta":
+
+        def runs(side: int) -> bool:
+            try:
+                with torch.no_grad():
+                    _call(model, torch.empty((1, c, side, side), device="meta", dtype=dtype), device)
+                return True
+            except (RuntimeError, ValueError):
+                return False
+
+        hi = max(h, w, 1)
+        while not runs(hi):
+            hi *= 2
+            if hi > 4096:
+                return ReslabError(f"the model cannot run on a {c}x{h}x{w} input ({reason}); check the channel count")
+        lo = 0  # invariant: lo fails (or is 0), hi runs
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if runs(mid) else (mid, hi)
+        if hi > min(h, w):
+            return ReslabError(
+                f"a {c}x{h}x{w} input is too small for this model; the smallest it accepts is {c}x{hi}x{hi}"
+            )
+    return ReslabError(f"the model cannot run on a {c}x{h}x{w} input: {reason}")
+
+
+@dataclass
+class _TensorInfo:
+    rf: ReceptiveField | None
+    depth: int
+
+
+@dataclass
+class _Call:
+    module: nn.Module
+    name: str
+    leaf: bool
+    row: LayerStats | None = None
+    op_counts: dict[str, int] = field(default_factory=dict)
+
+
+class _Recorder(TorchDispatchMode):
+    """Charges every aten op to the innermost module call and threads RF and depth through tensors."""
+
+    def __init__(self, names: dict[nn.Module, str]):
+        super().__init__()
+        self.names = names
+        self.rows: list[LayerStats] = []
+        self.stack: list[_Call] = []
+        self.info: dict[int, _TensorInfo] = {}
+        self.keep_alive: list[torch.Tensor] = []  # ids stay unique while the tensors live
+        self.used_modules: dict[nn.Module, None] = {}
+        self.row_names: dict[str, int] = {}
+
+    # --- module calls -------------------------------------------------------------------
+    def enter(self, module, args):
+        leaf = next(iter(module.children()), None) is None
+        call = _Call(module, self.names.get(module, type(module).__name__), leaf)
+        if leaf:
+            call.row = LayerStats(self._unique(call.name), type(module).__name__)
+        self.stack.append(call)
+        self.used_modules[module] = None
+
+    def leave(self, module, args, output):
+        call = self.stack.pop()
+        if call.row is None:
+            return
+        row = call.row
+        out = _first_tensor(output)
+        if row.flops == 0 and not any(True for _ in module.parameters(recurse=False)):
+            return  # Identity, Dropout in eval, Flatten: no work, no row
+        row.params = sum(p.numel() for p in module.parameters(recurse=False))
+        if out is not None:
+            row.output_shape = tuple(out.shape)
+            inp = _first_tensor(args)
+            in_place = inp is not None and out is inp
+            row.activation_bytes = 0 if in_place else out.numel() * out.element_size()
+            info = self.info_of(out)
+            if info is not None:
+                row.receptive_field, row.depth = info.rf, info.depth
+        self.rows.append(row)
+
+    def mark_input(self, x: torch.Tensor) -> None:
+        self._set(x, _TensorInfo(ReceptiveField.input(), 0))
+
+    def info_of(self, t) -> _TensorInfo | None:
+        return self.info.get(id(t)) if isinstance(t, torch.Tensor) else None
+
+    def params_used(self) -> int:
+        seen: set[int] = set()
+        total = 0
+        for m in self.used_modules:
+            for p in m.parameters(recurse=False):
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    total += p.numel()
+        return total
+
+    # --- aten ops -------------------------------------------------------------------------
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = func.overloadpacket
+        first = _first_tensor(out)
+        if first is None:
+            return out
+        inputs = [t for t in _tensors(args) + _tensors(kwargs) if id(t) in self.info]
+        in_infos = [self.info[id(t)] for t in inputs]
+        if in_infos:
+            self._set(first, self._propagate(packet, args, kwargs, in_infos, first))
+        macs, flops = _cost(func, args, kwargs, first)
+        if flops:
+            self._charge(packet, macs, flops, first, in_place=any(first is t for t in _tensors(args)))
+        return out
+
+    def _propagate(self, packet, args, kwargs, in_infos, out) -> _TensorInfo:
+        depth = max(i.depth for i in in_infos) + (1 if packet in _MATMUL_OPS or packet is aten.convolution else 0)
+        if out.dim() != 4:
+            return _TensorInfo(None, depth)  # flattened or pooled away: every output sees everything
+        rf = widest([i.rf for i in in_infos])
+        if rf is None:
+            return _TensorInfo(None, depth)
+        x = args[0]
+        if packet is aten.convolution:
+            stride, padding, dilation, transposed = args[3], args[4], args[5], args[6]
+            kernel = tuple(args[1].shape[2:])
+            if transposed:
+                rf = rf.through_transposed(kernel, stride, padding, dilation)
+            else:
+                rf = rf.through(kernel, stride, padding, dilation)
+        elif packet in _MAX_POOL_OPS or packet in _AVG_POOL_OPS:
+            kernel = _arg(args, kwargs, 1, "kernel_size")
+            stride = _arg(args, kwargs, 2, "stride", None) or kernel  # [] means stride = kernel
+            padding = _arg(args, kwargs, 3, "padding", 0)
+            dilation = _arg(args, kwargs, 4, "dilation", 1) if packet in _MAX_POOL_OPS else 1
+            rf = rf.through(kernel, stride, padding, dilation)
+        elif packet in _ADAPTIVE_POOL_OPS or packet is aten.mean:
+            if out.shape[-2:] == (1, 1) and x.shape[-2:] != (1, 1):
+                return _TensorInfo(None, depth)  # global pooling
+            if packet is not aten.mean:
+                windows = [adaptive_window(i, o) for i, o in zip(x.shape[-2:], out.shape[-2:])]
+                rf = rf.through([k for k, _ in windows], [s for _, s in windows])
+        return _TensorInfo(rf, depth)
+
+    def _charge(self, packet, macs: int, flops: int, out: torch.Tensor, in_place: bool) -> None:
+        call = self.stack[-1] if self.stack else None
+        if call is not None and call.leaf:
+            call.row.macs += macs
+            call.row.flops += flops
+            return
+        # work done in a container's own forward (or outside any module): a row of its own
+        op = packet.__name__.split(".")[-1].rstrip("_").lstrip("_")
+        owner = call.name if call is not None else "(model)"
+        row = LayerStats(self._unique(f"{owner}.{op}" if owner != "(model)" else op), op)
+        row.macs, row.flops = macs, flops
+        row.output_shape = tuple(out.shape)
+        row.activation_bytes = 0 if in_place else out.numel() * out.element_size()
+        info = self.info_of(out)
+        if info is not None:
+            row.receptive_field, row.depth = info.rf, info.depth
+        self.rows.append(row)
+
+    def _set(self, t: torch.Tensor, info: _TensorInfo) -> None:
+        self.info[id(t)] = info
+        self.keep_alive.append(t)
+
+    def _unique(self, name: str) -> str:
+        n = self.row_names.get(name, 0) + 1
+        self.row_names[name] = n
+        return name if n == 1 else f"{name}#{n}"
+
+
+def _cost(func, args, kwargs, out: torch.Tensor) -> tuple[int, int]:
+    """(macs, flops) of one aten op."""
+    packet = func.overloadpacket
+    if packet is aten.convolution:
+        weight, transposed = args[1], args[6]
+        per_output = math.prod(weight.shape[1:])  # (C_in / groups) * kh * kw
+        if transposed:  # every input position scatters into a window of the output
+            macs = args[0].numel() * weight.shape[1] * math.prod(weight.shape[2:])
+        else:
+            macs = out.numel() * per_output
+        return macs, 2 * macs
+    if packet in _MATMUL_OPS:
+        a, b = (args[1], args[2]) if packet in (aten.addmm, aten.baddbmm) else (args[0], args[1])
+        macs = math.prod(a.shape) * b.shape[-1]
+        return macs, 2 * macs
+    if packet in _BATCH_NORM_OPS:
+        return 0, 2 * out.numel()
+    if packet in _MAX_POOL_OPS or packet in _AVG_POOL_OPS:
+        kernel = _arg(args, kwargs, 1, "kernel_size")
+        kh, kw = (kernel[0], kernel[-1]) if isinstance(kernel, (list, tuple)) else (kernel, kernel)
+        return 0, out.numel() * kh * kw
+    if packet in _ADAPTIVE_POOL_OPS or packet is aten.mean:
+        return 0, args[0].numel()
+    if torch.Tag.pointwise in func.tags:
+        return 0, out.numel()
+    return 0, 0
+
+
+def _arg(args, kwargs, index: int, name: str, default=None):
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+def _tensors(obj) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []
+
+
+def _first_tensor(obj) -> torch.Tensor | None:
+    found = _tensors(obj)
+    return found[0] if found else None

@@ -1,0 +1,117 @@
+"""Batched augmentation of decoded uint8 images, on the training device.
+
+Small datasets (CIFAR, MNIST, 32x32 folders) live as one uint8 tensor (N, C, H, W). A per-image
+Python loop of PIL transforms spends more time than a ResNet-20 step on a CPU; here a batch is
+augmented with a handful of tensor ops. All random draws come from a CPU `torch.Generator` (the
+same numbers on every device) and are then moved to the device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ReslabError
+from .config import DataConfig
+from .transforms import color_jitter, pca_lighting
+
+
+def draw_pad_crop_flip(n: int, pad: int, generator: torch.Generator, hflip: bool = True):
+    """Per-image window offsets dy, dx in [0, 2*pad] and flips, each (n,) on the CPU."""
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
+    return dy, dx, flip
+
+
+def pad_crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int) -> torch.Tensor:
+    """The paper's CIFAR augmentation on a batch: zero-pad, crop the H x W window at (dy, dx),
+    mirror where `flip`; one gather (crop and flip fused into the column index)."""
+    b, c, h, w = x.shape
+    dev = x.device
+    dy, dx, flip = dy.to(dev, non_blocking=True), dx.to(dev, non_blocking=True), flip.to(dev, non_blocking=True)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = dy[:, None] + torch.arange(h, device=dev)  # (B, H)
+    cols = torch.arange(w, device=dev).expand(b, w)
+    cols = dx[:, None] + torch.where(flip[:, None], w - 1 - cols, cols)  # (B, W)
+    bi = torch.arange(b, device=dev)[:, None, None, None]
+    ci = torch.arange(c, device=dev)[None, :, None, None]
+    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def draw_rrc_boxes(n: int, height: int, width: int, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """RandomResizedCrop boxes for n images, vectorised: 10 tries each, the first that fits, else
+    the whole image (the images here are already square crops). Returns (top, left, h, w) float (n,)."""
+    tries = 10
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * torch.rand(n, tries, generator=generator))
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * torch.rand(n, tries, generator=generator)
+    aspect = torch.exp(log_r)
+    w = torch.sqrt(area * aspect).round()
+    h = torch.sqrt(area / aspect).round()
+    ok = (w >= 1) & (w <= width) & (h >= 1) & (h <= height)
+    first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1))
+    pick = first.clamp(min=0)[:, None]
+    w = torch.where(first >= 0, w.gather(1, pick)[:, 0], torch.full((n,), float(width)))
+    h = torch.where(first >= 0, h.gather(1, pick)[:, 0], torch.full((n,), float(height)))
+    u = torch.rand(n, 2, generator=generator)
+    top = torch.floor(u[:, 0] * (height - h + 1))
+    left = torch.floor(u[:, 1] * (width - w + 1))
+    return top, left, h, w
+
+
+def resized_crop(x: torch.Tensor, top, left, h, w, flip, size: int) -> torch.Tensor:
+    """Crop each box of a float batch and resize it to size x size (bilinear), mirrored where `flip`."""
+    b, _, height, width = x.shape
+    dev, dt = x.device, x.dtype
+    top, left, h, w = (t.to(dev, dt) for t in (top, left, h, w))
+    sign = 1.0 - 2.0 * flip.to(dev, dt)
+    theta = torch.zeros(b, 2, 3, device=dev, dtype=dt)
+    theta[:, 0, 0] = w / width * sign
+    theta[:, 0, 2] = (2 * left + w) / width - 1  # box centre in [-1, 1] (align_corners=False)
+    theta[:, 1, 1] = h / height
+    theta[:, 1, 2] = (2 * top + h) / height - 1
+    grid = F.affine_grid(theta, (b, x.shape[1], size, size), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class BatchTrainAugment:
+    """uint8 (B, C, H, W) on the device -> augmented, normalised float (B, out_channels, size, size)."""
+
+    def __init__(self, cfg: DataConfig, mean, std, out_channels: int):
+        if cfg.augment == "imagenet_paper":
+            raise ReslabError(
+                "augment 'imagenet_paper' rescales photos to 256-480 pixels, which in-memory (small) images are not; "
+                "use augment='cifar_paper' or 'rrc' for them, or in_memory='no' for photos"
+            )
+        self.cfg, self.out_channels = cfg, out_channels
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        cfg, n = self.cfg, x.shape[0]
+        if cfg.augment == "cifar_paper":
+            x = pad_crop_flip(x, *draw_pad_crop_flip(n, cfg.cifar_pad, generator, cfg.hflip), pad=cfg.cifar_pad)
+            x = x.float().div_(255)
+        elif cfg.augment == "rrc":
+            top, left, h, w = draw_rrc_boxes(n, x.shape[2], x.shape[3], generator, cfg.rrc_scale, cfg.rrc_ratio)
+            flip = torch.rand(n, generator=generator) < 0.5 if cfg.hflip else torch.zeros(n, dtype=torch.bool)
+            x = resized_crop(x.float().div_(255), top, left, h, w, flip, cfg.image_size)
+        else:
+            x = x.float().div_(255)
+        if cfg.color_jitter > 0:
+            lo, hi = max(0.0, 1 - cfg.color_jitter), 1 + cfg.color_jitter
+            f = lo + (hi - lo) * torch.rand(3, n, generator=generator)
+            x = color_jitter(x, *f.to(x.device))
+        if cfg.pca_lighting > 0 and x.shape[1] == 3:
+            x = pca_lighting(x, torch.randn(n, 3, generator=generator) * cfg.pca_lighting)
+        return finish(x, self.mean, self.std, self.out_channels)
+
+
+def finish(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, out_channels: int) -> torch.Tensor:
+    """Normalise a float batch on [0, 1] and replicate grey to 3 channels when the model wants them."""
+    x = (x - mean.to(x.device)) / std.to(x.device)
+    if x.shape[1] == 1 and out_channels == 3:
+        x = x.expand(-1, 3, -1, -1)
+    return x

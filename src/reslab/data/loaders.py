@@ -1,0 +1,247 @@
+"""Training and evaluation loaders: in-memory batched, or files decoded by DataLoader workers.
+
+Determinism contract: the order and the augmentation of every training batch are a pure function
+of (seed, epoch, batch index, rank). `batches(epoch, start_batch=k)` therefore yields exactly the
+batches an uninterrupted epoch yields from k on, which gives exact mid-epoch resume without saving
+any data RNG state. Each rank takes a disjoint shard of the epoch's permutation.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .batch_augment import BatchTrainAugment, finish
+from .formats import ArraySplit, FileSplit
+from .guard import BadFileLog, decode_or_replace
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def derive_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (SeedSequence hashing: nearby inputs, unrelated streams)."""
+    return int(np.random.SeedSequence([int(p) % 2**63 for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def epoch_shard(n: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """This rank's sample indices for `epoch`: a seeded permutation of range(n), cut to a multiple
+    of world_size (every rank gets the same count) and dealt round-robin."""
+    g = torch.Generator().manual_seed(derive_seed(seed, epoch, 0x5EED))
+    perm = torch.randperm(n, generator=g)
+    per_rank = n // world_size
+    return perm[rank : per_rank * world_size : world_size]
+
+
+def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_last: bool) -> Batch:
+    x = x.to(device, non_blocking=True)
+    y = y.to(device, non_blocking=True)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+    return x, y
+
+
+class InMemoryTrainLoader:
+    """Batches of a uint8 tensor already on the device, augmented with tensor ops."""
+
+    def __init__(self, split: ArraySplit, batch_size: int, augment: BatchTrainAugment, *, seed: int, rank: int,
+                 world_size: int, device: torch.device, channels_last: bool):  # fmt: skip
+        self.images = torch.from_numpy(split.images).to(device)
+        self.labels = torch.from_numpy(split.labels).to(device)
+        self.batch_size, self.augment = batch_size, augment
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.device, self.channels_last = device, channels_last
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def __len__(self) -> int:
+        return (self.num_samples // self.world_size) // self.batch_size
+
+    def epoch_indices(self, epoch: int) -> torch.Tensor:
+        return epoch_shard(self.num_samples, self.seed, epoch, self.rank, self.world_size)
+
+    def batches(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        index = self.epoch_indices(epoch).to(self.device)
+        bs = self.batch_size
+        for b in range(start_batch, len(self)):
+            rows = index[b * bs : (b + 1) * bs]
+            g = torch.Generator().manual_seed(derive_seed(self.seed, epoch, b, self.rank))
+            x = self.augment(self.images[rows], g)
+            yield _to_device(x, self.labels[rows], self.device, self.channels_last)
+
+
+class InMemoryEvalLoader:
+    """Fixed-order, unaugmented batches of a uint8 tensor; `views` adds test-time augmentation."""
+
+    def __init__(self, split: ArraySplit, batch_size: int, mean, std, out_channels: int, *, rank: int, world_size: int,
+                 device: torch.device, channels_last: bool, views: str | None = None, pad: int = 4):  # fmt: skip
+        shard = np.arange(rank, len(split), world_size)
+        self.images = torch.from_numpy(split.images[shard]).to(device)
+        self.labels = torch.from_numpy(split.labels[shard]).to(device)
+        self.batch_size, self.out_channels, self.views, self.pad = batch_size, out_channels, views, pad
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.device, self.channels_last = device, channels_last
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.batch_size)
+
+    def batches(self) -> Iterator[Batch]:
+        for start in range(0, self.num_samples, self.batch_size):
+            x = self.images[start : start + self.batch_size]
+            y = self.labels[start : start + self.batch_size]
+            x = self._views(x) if self.views else finish(x.float().div_(255), self.mean, self.std, self.out_channels)
+            if self.views:
+                yield x.to(self.device), y  # (B, V, C, H, W): channels_last does not apply to 5-D
+            else:
+                yield _to_device(x, y, self.device, self.channels_last)
+
+    def __iter__(self):
+        return self.batches()
+
+    def _views(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float().div_(255)
+        if self.views == "flip":
+            views = [x, x.flip(-1)]
+        else:  # ten_crop: the 4 corners and the centre of the zero-padded image, and their mirrors
+            p, h, w = self.pad, x.shape[2], x.shape[3]
+            padded = torch.nn.functional.pad(x, (p, p, p, p))
+            offsets = [(0, 0), (0, 2 * p), (2 * p, 0), (2 * p, 2 * p), (p, p)]
+            crops = [padded[:, :, dy : dy + h, dx : dx + w] for dy, dx in offsets]
+            views = crops + [c.flip(-1) for c in crops]
+        return torch.stack([finish(v, self.mean, self.std, self.out_channels) for v in views], dim=1)
+
+
+# --------------------------------------------------------------------------------- file loaders
+
+
+class _FileDataset(torch.utils.data.Dataset):
+    """Items are keyed (index, sample_seed): the seed is drawn in the main process, so the output
+    does not depend on which worker decodes it. Bad files are replaced by the next good one."""
+
+    def __init__(self, split: FileSplit, transform):
+        self.paths, self.labels, self.transform = split.paths, split.labels, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key):
+        index, sample_seed = key
+        n = len(self.paths)
+        x, used, bad = decode_or_replace(index, n, lambda j: self.transform(self.paths[j], np.random.default_rng(sample_seed)))
+        return x, int(self.labels[used]), bad
+
+
+def _collate(items):
+    xs, ys, bad = zip(*items)
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64), [b for bs in bad for b in bs]
+
+
+class _KeyedBatchSampler:
+    """Yields lists of (index, seed) for the batches [start, len) of one epoch on one rank.
+    Sampling runs in the main process, so set() before iter() works with persistent workers."""
+
+    def __init__(self, loader: "FileTrainLoader"):
+        self.loader = loader
+        self.epoch, self.start = 0, 0
+
+    def set(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return len(self.loader) - self.start
+
+    def __iter__(self):
+        ld, bs = self.loader, self.loader.batch_size
+        index = ld.epoch_indices(self.epoch).tolist()
+        for b in range(self.start, len(ld)):
+            rows = index[b * bs : (b + 1) * bs]
+            # per-sample seed from the sample's position in the epoch (not its worker): reproducible
+            yield [(i, derive_seed(ld.seed, self.epoch, ld.rank, b * bs + k)) for k, i in enumerate(rows)]
+
+
+def _make_dataloader(dataset, batch_sampler, workers: int, device: torch.device):
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+class FileTrainLoader:
+    """Photos decoded and augmented per image by DataLoader worker processes."""
+
+    def __init__(self, split: FileSplit, batch_size: int, transform, bad_log: BadFileLog, *, seed: int, rank: int,
+                 world_size: int, workers: int, device: torch.device, channels_last: bool):  # fmt: skip
+        self.split, self.batch_size, self.bad_log = split, batch_size, bad_log
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.device, self.channels_last = device, channels_last
+        self.sampler = _KeyedBatchSampler(self)
+        self.loader = _make_dataloader(_FileDataset(split, transform), self.sampler, workers, device)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.split)
+
+    def __len__(self) -> int:
+        return (self.num_samples // self.world_size) // self.batch_size
+
+    def epoch_indices(self, epoch: int) -> torch.Tensor:
+        return epoch_shard(self.num_samples, self.seed, epoch, self.rank, self.world_size)
+
+    def batches(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        self.sampler.set(epoch, start_batch)
+        for x, y, bad in self.loader:
+            self.bad_log.record_all(bad)
+            yield _to_device(x, y, self.device, self.channels_last)
+
+
+class _EvalSampler:
+    def __init__(self, n: int, batch_size: int, rank: int, world_size: int):
+        self.index = list(range(rank, n, world_size))
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.index) // self.batch_size)
+
+    def __iter__(self):
+        for s in range(0, len(self.index), self.batch_size):
+            yield [(i, 0) for i in self.index[s : s + self.batch_size]]
+
+
+class FileEvalLoader:
+    """Fixed-order evaluation batches of files (this rank's shard: indices rank::world_size)."""
+
+    def __init__(self, split: FileSplit, batch_size: int, transform, bad_log: BadFileLog, *, rank: int, world_size: int,
+                 workers: int, device: torch.device, channels_last: bool):  # fmt: skip
+        self.sampler = _EvalSampler(len(split), batch_size, rank, world_size)
+        self.loader = _make_dataloader(_FileDataset(split, transform), self.sampler, workers, device)
+        self.bad_log, self.device, self.channels_last = bad_log, device, channels_last
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.sampler.index)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def batches(self) -> Iterator[Batch]:
+        for x, y, bad in self.loader:
+            self.bad_log.record_all(bad)
+            if x.dim() == 5:
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            else:
+                yield _to_device(x, y, self.device, self.channels_last)
+
+    def __iter__(self):
+        return self.batches()

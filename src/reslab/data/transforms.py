@@ -1,0 +1,230 @@
+"""Per-image transforms for photos decoded on the fly (Pillow geometry, PyTorch arithmetic).
+
+Every random transform takes a NumPy `Generator`: the loaders seed one per sample from
+(seed, epoch, position), which makes every augmented image reproducible. The photometric
+transforms (`color_jitter`, `pca_lighting`) take their factors explicitly and work on one image
+(C, H, W) or a batch (B, C, H, W), so the batched in-memory path (`batch_augment`) shares them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..imageio import BadImageError, load_image
+from ..preprocess import center_crop, normalize, resize_shorter, to_tensor
+from .config import DataConfig
+
+# AlexNet's PCA colour augmentation: eigen-decomposition of ImageNet's RGB pixel covariance on a
+# [0, 1] scale (the values of fb.resnet.torch, which the ResNet paper's training followed).
+IMAGENET_PCA_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
+IMAGENET_PCA_EIGVEC = torch.tensor(
+    [
+        [-0.5675, 0.7192, 0.4009],
+        [-0.5808, -0.0045, -0.8140],
+        [-0.5836, -0.6948, 0.4203],
+    ]
+)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow's convert("L")
+
+
+# ------------------------------------------------------------------------------------- geometry
+
+
+def random_crop(img: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
+    w, h = img.size
+    top = int(rng.integers(0, h - size + 1))
+    left = int(rng.integers(0, w - size + 1))
+    return img.crop((left, top, left + size, top + size))
+
+
+def random_hflip(img: Image.Image, rng: np.random.Generator, p: float = 0.5) -> Image.Image:
+    return img.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < p else img
+
+
+def scale_augment(img: Image.Image, rng: np.random.Generator, min_size: int = 256, max_size: int = 480, crop: int = 224) -> Image.Image:
+    """The ResNet paper's ImageNet augmentation (geometry): shorter side drawn uniformly in
+    [min_size, max_size], a random `crop` x `crop` crop, a horizontal flip half of the time."""
+    side = int(rng.integers(min_size, max_size + 1))
+    img = resize_shorter(img, side)
+    return random_hflip(random_crop(img, crop, rng), rng)
+
+
+def random_resized_crop_box(
+    width: int, height: int, rng: np.random.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop box (left, top, w, h): 10 tries of an area fraction in
+    `scale` and a log-uniform aspect ratio in `ratio`, then a centre crop with the ratio clamped."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return left, top, w, h
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def random_resized_crop(img: Image.Image, rng: np.random.Generator, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> Image.Image:
+    left, top, w, h = random_resized_crop_box(*img.size, rng, scale, ratio)
+    return img.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h), reducing_gap=3.0)
+
+
+def pad_crop_flip_reference(img: np.ndarray, pad: int, dy: int, dx: int, flip: bool) -> np.ndarray:
+    """The paper's CIFAR augmentation on one (C, H, W) array, written plainly: zero-pad `pad`
+    pixels on each side, take the H x W window at (dy, dx) of the padded image, mirror if `flip`."""
+    c, h, w = img.shape
+    padded = np.zeros((c, h + 2 * pad, w + 2 * pad), dtype=img.dtype)
+    padded[:, pad : pad + h, pad : pad + w] = img
+    out = padded[:, dy : dy + h, dx : dx + w]
+    return np.ascontiguousarray(out[:, :, ::-1] if flip else out)
+
+
+def ten_crop(img: Image.Image, size: int) -> list[Image.Image]:
+    """torchvision's TenCrop order: four corners and the centre, then the same of the mirror image."""
+    w, h = img.size
+    boxes = [(0, 0), (w - size, 0), (0, h - size), (w - size, h - size)]
+    crops = [img.crop((x, y, x + size, y + size)) for x, y in boxes] + [center_crop(img, size)]
+    mirror = img.transpose(Image.FLIP_LEFT_RIGHT)
+    crops += [mirror.crop((x, y, x + size, y + size)) for x, y in boxes] + [center_crop(mirror, size)]
+    return crops
+
+
+# ----------------------------------------------------------------------------------- photometric
+
+
+def _per_sample(v, x: torch.Tensor) -> torch.Tensor:
+    # a factor per image: a scalar for one image (C, H, W), (B,) for a batch (B, C, H, W)
+    v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
+    return v.reshape(-1, 1, 1, 1) if x.dim() == 4 else v.reshape(1, 1, 1)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[-3] == 1:
+        return x
+    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x * w).sum(dim=-3, keepdim=True)
+
+
+def color_jitter(x: torch.Tensor, brightness, contrast, saturation) -> torch.Tensor:
+    """Brightness, contrast, saturation (in that order) with the given factors (1 = unchanged),
+    as torchvision's adjust_* functions; x on [0, 1], one image (C,H,W) or a batch with (B,) factors."""
+    x = (x * _per_sample(brightness, x)).clamp_(0, 1)
+    mean = _grey(x).mean(dim=(-3, -2, -1), keepdim=True)
+    c = _per_sample(contrast, x)
+    x = (x * c + mean * (1 - c)).clamp_(0, 1)
+    if x.shape[-3] == 3:
+        s = _per_sample(saturation, x)
+        x = (x * s + _grey(x) * (1 - s)).clamp_(0, 1)
+    return x
+
+
+def pca_lighting(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """AlexNet's PCA colour augmentation: add eigvec @ (alpha * eigval) to every pixel.
+
+    x: RGB on [0, 1], (3, H, W) or (B, 3, H, W); alpha: (3,) or (B, 3), drawn from N(0, std^2).
+    """
+    eigval = IMAGENET_PCA_EIGVAL.to(x.device, x.dtype)
+    eigvec = IMAGENET_PCA_EIGVEC.to(x.device, x.dtype)
+    rgb = (alpha.to(x.device, x.dtype) * eigval) @ eigvec.T  # rgb[i] = sum_j eigvec[i, j] alpha[j] eigval[j]
+    return x + rgb[..., :, None, None]
+
+
+# ---------------------------------------------------------------------------- file pipelines
+
+
+def image_size_of(path: Path) -> tuple[int, int]:
+    """(width, height) from the header only; a file Pillow cannot identify is a BadImageError."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise BadImageError(path, "no such file") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise BadImageError(path, str(e) or type(e).__name__) from None
+
+
+class FileTrainTransform:
+    """Decode one file and augment it as `cfg.augment` says; returns a normalised (C, H, W) tensor.
+
+    Decoding is told the size the augmentation needs, so big JPEGs decode at 1/2, 1/4 or 1/8 scale
+    (Pillow `draft`) whenever the crop still gets full resolution.
+    """
+
+    def __init__(self, cfg: DataConfig, mean, std):
+        self.cfg, self.mean, self.std = cfg, tuple(mean), tuple(std)
+        self.mode = "L" if cfg.channels == 1 else "RGB"
+
+    def __call__(self, path: Path, rng: np.random.Generator) -> torch.Tensor:
+        cfg, size = self.cfg, self.cfg.image_size
+        if cfg.augment == "imagenet_paper":
+            side = int(rng.integers(cfg.scale_min, cfg.scale_max + 1))
+            img = resize_shorter(load_image(path, self.mode, min_size=side), side)
+            img = random_crop(img, size, rng)
+        elif cfg.augment == "rrc":
+            width, height = image_size_of(path)
+            left, top, w, h = random_resized_crop_box(width, height, rng, cfg.rrc_scale, cfg.rrc_ratio)
+            # decode just large enough that the crop box still holds `size` pixels on its short side
+            img = load_image(path, self.mode, min_size=math.ceil(min(width, height) * size / max(1, min(w, h))))
+            sx, sy = img.size[0] / width, img.size[1] / height  # draft scale, if any
+            box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
+            img = img.resize((size, size), Image.BILINEAR, box=box, reducing_gap=3.0)
+        elif cfg.augment == "cifar_paper":
+            img = center_crop(resize_shorter(load_image(path, self.mode, min_size=size), size), size)
+            a = np.asarray(img)
+            a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+            pad = cfg.cifar_pad
+            dy, dx = int(rng.integers(0, 2 * pad + 1)), int(rng.integers(0, 2 * pad + 1))
+            a = pad_crop_flip_reference(a, pad, dy, dx, False)
+            img = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
+        else:  # none: the evaluation geometry
+            resize = cfg.resolved_eval_resize
+            img = center_crop(resize_shorter(load_image(path, self.mode, min_size=resize), resize), size)
+        if cfg.hflip and cfg.augment != "none":
+            img = random_hflip(img, rng)
+        x = to_tensor(img)
+        if cfg.color_jitter > 0:
+            lo, hi = max(0.0, 1 - cfg.color_jitter), 1 + cfg.color_jitter
+            x = color_jitter(x, *rng.uniform(lo, hi, size=3))
+        if cfg.pca_lighting > 0 and x.shape[0] == 3:
+            x = pca_lighting(x, torch.from_numpy(rng.normal(0.0, cfg.pca_lighting, size=3)))
+        return normalize(x, self.mean, self.std)
+
+
+class FileEvalTransform:
+    """Resize the shorter side to eval_resize, centre-crop image_size, normalise; `views` adds TTA:
+    "flip" -> (2, C, H, W), "ten_crop" -> (10, C, H, W) (crops of the resized image)."""
+
+    def __init__(self, cfg: DataConfig, mean, std, views: str | None = None):
+        self.cfg, self.mean, self.std, self.views = cfg, tuple(mean), tuple(std), views
+        self.mode = "L" if cfg.channels == 1 else "RGB"
+
+    def __call__(self, path: Path, rng=None) -> torch.Tensor:
+        resize, size = self.cfg.resolved_eval_resize, self.cfg.image_size
+        img = resize_shorter(load_image(path, self.mode, min_size=resize), resize)
+        if self.views == "ten_crop":
+            return torch.stack([self._tensor(c) for c in ten_crop(img, size)])
+        img = center_crop(img, size)
+        if self.views == "flip":
+            return torch.stack([self._tensor(img), self._tensor(img.transpose(Image.FLIP_LEFT_RIGHT))])
+        return self._tensor(img)
+
+    def _tensor(self, img: Image.Image) -> torch.Tensor:
+        return normalize(to_tensor(img), self.mean, self.std)

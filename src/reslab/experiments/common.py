@@ -1,0 +1,233 @@
+"""What every experiment shares: presets, training one run, provenance, mean +- std, writing results.
+
+An experiment trains several runs (one per network and seed) with one recipe, under
+`OUT/runs/<net>-s<seed>`, and writes `results.json`, `results.md` and PNGs to `OUT`. A run that
+already finished (its `model.safetensors` exists) is reused, so a long GPU experiment that was
+stopped resumes where it stopped, and nothing a finished run wrote is overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import ReslabError
+from ..fileio import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+PAPER_RECIPE = "cifar_resnet_paper"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A recipe plus overrides applied to every run of an experiment."""
+
+    name: str
+    recipe: str
+    overrides: tuple[str, ...] = ()
+    description: str = ""
+
+
+# quick: a CIFAR-10 subset (300 images per class, 10% of them held out for the curves), a few
+# epochs at batch 64; minutes per network on a 2-core CPU. It shows trends, not the paper's numbers.
+QUICK = Preset(
+    name="quick",
+    recipe=PAPER_RECIPE,
+    overrides=(
+        "data.limit_per_class=300",
+        "data.val_fraction=0.1",
+        "data.eval_split=holdout",
+        "train.epochs=4",
+        "train.batch_size=64",
+        "schedule.milestones=[3]",
+        "schedule.unit=epoch",
+        "train.eval_every=1",
+        "run.progress=true",
+    ),
+    description="CIFAR-10 subset (300/class, 10% held out), 4 epochs, batch 64: CPU minutes, trends only",
+)
+# full: the paper's recipe unchanged (45k/5k split, batch 128, lr 0.1 /10 at 32k and 48k, 64k steps).
+FULL = Preset(name="full", recipe=PAPER_RECIPE, overrides=(), description="the paper's CIFAR-10 recipe (GPU hours)")
+PRESETS = {p.name: p for p in (QUICK, FULL)}
+
+
+@dataclass(frozen=True)
+class ExperimentSetup:
+    data: str  # a CIFAR-10 folder or cifar-10-batches-py directory
+    out: Path  # results folder; runs go to out/runs
+    preset: Preset = QUICK
+    seeds: tuple[int, ...] = (0,)
+    extra: tuple[str, ...] = ()  # user --set overrides, applied last
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    net: str  # the experiment's name for this network, e.g. "plain20" or "resnet20-B"
+    seed: int
+    run_dir: Path
+    rows: list[dict] = field(hash=False)
+    config: dict = field(hash=False)
+
+    @property
+    def final_train_error(self) -> float | None:
+        return _final_error(self.rows, "train_top1")
+
+    @property
+    def final_test_error(self) -> float | None:
+        return _final_error(self.rows, "val_top1")
+
+
+def _final_error(rows: list[dict], key: str) -> float | None:
+    for row in reversed(rows):
+        if row.get(key) is not None:
+            return 100.0 - float(row[key])
+    return None
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2)."""
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ReslabError(f"--seeds must be integers separated by commas, like 0,1,2; got '{text}'") from None
+    if not seeds:
+        raise ReslabError("--seeds needs at least one seed, like 0 or 0,1,2")
+    return seeds
+
+
+def parse_depths(text: str, allowed: Sequence[int] | None = None) -> tuple[int, ...]:
+    try:
+        depths = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ReslabError(f"--depths must be integers separated by commas, like 20,56; got '{text}'") from None
+    bad = [d for d in depths if (allowed is not None and d not in allowed) or d < 1]
+    if bad or not depths:
+        hint = f"; CIFAR nets come in depths {', '.join(map(str, allowed))}" if allowed else ""
+        raise ReslabError(f"--depths {text} is not a list of available depths{hint}")
+    return depths
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (0 for a single value)."""
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return float("nan"), float("nan")
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def fmt_mean_std(values: Sequence[float], digits: int = 2) -> str:
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def code_version() -> dict:
+    """The git commit (when the package is in a checkout), reslab and torch versions, host."""
+    import torch
+
+    from .. import __version__ as reslab_version
+
+    commit = None
+    try:
+        here = Path(__file__).resolve().parent
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5).stdout.strip() or None
+        if commit:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            commit += "-dirty" if dirty else ""
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"git_commit": commit, "reslab_version": reslab_version, "torch_version": torch.__version__,
+            "python": platform.python_version(), "host": platform.node()}
+
+
+def run_overrides(setup: ExperimentSetup, net_overrides: Sequence[str], name: str, seed: int) -> list[str]:
+    """Preset, then the network's own keys, then where the run goes, then the user's --set (wins)."""
+    return [
+        *setup.preset.overrides,
+        *net_overrides,
+        f"data.path={json.dumps(str(setup.data))}",
+        f"train.seed={seed}",
+        f"train.device={setup.device}",
+        f"run.dir={json.dumps(str(Path(setup.out) / 'runs'))}",
+        f"run.name={name}",
+        *setup.extra,
+    ]
+
+
+def train_net(setup: ExperimentSetup, net: str, net_overrides: Sequence[str], seed: int) -> RunResult:
+    """Train one network with one seed (or reuse a finished run of the same name)."""
+    from ..report.html import read_config, read_metrics
+    from ..train import fit, load_config
+
+    name = f"{net}-s{seed}"
+    run_dir = Path(setup.out) / "runs" / name
+    if (run_dir / "model.safetensors").is_file() and (run_dir / "metrics.jsonl").is_file():
+        log.info("reusing the finished run %s", run_dir)
+        return RunResult(net, seed, run_dir, read_metrics(run_dir), read_config(run_dir))
+    config = load_config(setup.preset.recipe, run_overrides(setup, net_overrides, name, seed))
+    log.info("training %s (seed %d) -> %s", net, seed, run_dir)
+    history = fit(config)
+    run_dir = Path(history.run_dir)
+    return RunResult(net, seed, run_dir, list(history.rows), config.to_dict())
+
+
+def by_net(results: Sequence[RunResult]) -> dict[str, list[RunResult]]:
+    grouped: dict[str, list[RunResult]] = {}
+    for r in results:
+        grouped.setdefault(r.net, []).append(r)
+    return grouped
+
+
+def mean_curve(runs: Sequence[RunResult], key: str) -> tuple[list[float], list[float]]:
+    """Epochs and the seed-mean of `key` (as error, 100 - top1) at each epoch every seed reached."""
+    per_epoch: dict[float, list[float]] = {}
+    for r in runs:
+        for row in r.rows:
+            if row.get(key) is not None and row.get("epoch") is not None:
+                per_epoch.setdefault(float(row["epoch"]), []).append(100.0 - float(row[key]))
+    epochs = sorted(e for e, v in per_epoch.items() if len(v) == len(runs))
+    return epochs, [sum(per_epoch[e]) / len(per_epoch[e]) for e in epochs]
+
+
+def write_results(out: Path, experiment: str, setup: ExperimentSetup, results: Sequence[RunResult],
+                  summary: dict, markdown: str) -> dict[str, Path]:
+    """results.json (numbers, configs, seeds, code version) and results.md beside the plots."""
+    out = Path(out)
+    payload = {
+        "experiment": experiment,
+        "preset": {"name": setup.preset.name, "recipe": setup.preset.recipe, "overrides": list(setup.preset.overrides),
+                   "description": setup.preset.description},
+        "extra_overrides": list(setup.extra),
+        "data": str(setup.data),
+        "seeds": list(setup.seeds),
+        "code_version": code_version(),
+        "summary": summary,
+        "runs": [
+            {"net": r.net, "seed": r.seed, "run_dir": str(r.run_dir), "final_train_error": r.final_train_error,
+             "final_test_error": r.final_test_error, "epochs": len(r.rows), "config": r.config}
+            for r in results
+        ],
+    }
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=2, default=str) + "\n")
+    version = payload["code_version"]
+    footer = (f"\n\nPreset `{setup.preset.name}` ({setup.preset.description}); recipe `{setup.preset.recipe}`"
+              f"{' with ' + ', '.join(f'`{o}`' for o in (*setup.preset.overrides, *setup.extra)) if setup.preset.overrides or setup.extra else ''}."
+              f"\nSeeds: {', '.join(map(str, setup.seeds))}. Data: `{setup.data}`."
+              f"\nCode: reslab {version['reslab_version']}, git {version['git_commit'] or 'n/a'}, torch {version['torch_version']}."
+              "\nResolved configs of every run: `results.json` (`runs[].config`) and `runs/<run>/config.toml`.\n")
+    atomic_write_text(out / "results.md", markdown.rstrip() + footer)
+    return {"json": out / "results.json", "markdown": out / "results.md"}
+

@@ -1,0 +1,134 @@
+"""CIFAR ResNets of the paper's section 4.2 (6n+2 layers) and their plain twins.
+
+A 3x3 conv with 16 filters, then three stages of n basic blocks on 32x32, 16x16 and 8x8 maps
+with 16, 32 and 64 filters, global average pooling and a 10-way FC layer. Shortcuts are option A
+(zero-padded identity) as in the paper, so resnetN has exactly plainN's parameters:
+resnet20/32/44/56/110/1202 have 0.27M/0.46M/0.66M/0.85M/1.7M/19.4M.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .registry import CIFAR_MEAN, CIFAR_STD, register_model
+from .resnet import BasicBlock, check_options, init_resnet_weights, make_stage
+
+CIFAR_ENTRY = {"input_size": (3, 32, 32), "num_classes": 10, "mean": CIFAR_MEAN, "std": CIFAR_STD, "resize": 32}
+
+
+def blocks_per_stage(depth: int) -> int:
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"a CIFAR ResNet has 6n+2 layers, not {depth}")
+    return (depth - 2) // 6
+
+
+class CifarResNet(nn.Module):
+    """conv3x3(16) -> 3 stages of n basic blocks (16, 32, 64 channels) -> global pool -> FC."""
+
+    feature_names = ["stem", "layer1", "layer2", "layer3"]
+    # the stem's output is that of its ReLU, used only there (every block owns its own ReLU)
+    feature_aliases = {"stem": "relu"}
+
+    def __init__(
+        self, depth: int, num_classes: int = 10, shortcut: str | None = "A", zero_init_residual: bool = False
+    ):
+        super().__init__()
+        check_options("v1.5", shortcut)
+        n = blocks_per_stage(depth)
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = make_stage(BasicBlock, 16, 16, n, 1, shortcut)
+        self.layer2 = make_stage(BasicBlock, 16, 32, n, 2, shortcut)
+        self.layer3 = make_stage(BasicBlock, 32, 64, n, 2, shortcut)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(64, num_classes)
+        self.num_features = 64
+        init_resnet_weights(self, zero_init_residual)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)  # (B, 16, 32, 32)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.layer1(x)  # (B, 16, 32, 32)
+        x = self.layer2(x)  # (B, 32, 16, 16)
+        x = self.layer3(x)  # (B, 64, 8, 8)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)  # (B, 64)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Linear:
+        return self.fc
+
+
+@register_model("cifar_resnet", **CIFAR_ENTRY)
+def resnet20(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+    """ResNet-20 for CIFAR (n=3): 0.27M parameters, 8.75% error in the paper."""
+    return CifarResNet(20, num_classes, shortcut, zero_init_residual)
+
+
+@register_model("cifar_resnet", **CIFAR_ENTRY)
+def resnet32(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+    """ResNet-32 for CIFAR (n=5): 0.46M parameters, 7.51% error in the paper."""
+    return CifarResNet(32, num_classes, shortcut, zero_init_residual)
+
+
+@register_model("cifar_resnet", **CIFAR_ENTRY)
+def resnet44(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+    """ResNet-44 for CIFAR (n=7): 0.66M parameters, 7.17% error in the paper."""
+    return CifarResNet(44, num_classes, shortcut, zero_init_residual)
+
+
+@register_model("cifar_resnet", **CIFAR_ENTRY)
+def resnet56(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+    """ResNet-56 for CIFAR (n=9): 0.85M parameters, 6.97% error in the paper."""
+    return CifarResNet(56, num_classes, shortcut, zero_init_residual)
+
+
+@register_model("cifar_resnet", **CIFAR_ENTRY)
+def resnet110(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+    """ResNet-110 for CIFAR (n=18): 1.7M parameters, 6.43% error in the paper (best of 5 runs)."""
+    return CifarResNet(110, num_classes, shortcut, zero_init_residual)
+
+
+@register_model("cifar_resnet", **CIFAR_ENTRY)
+def resnet1202(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+    """ResNet-1202 for CIFAR (n=200): 19.4M parameters, 7.93% error in the paper (overfits)."""
+    return CifarResNet(1202, num_classes, shortcut, zero_init_residual)
+
+
+@register_model("cifar_plain", **CIFAR_ENTRY)
+def plain20(num_classes: int = 10) -> CifarResNet:
+    """Plain-20 for CIFAR: resnet20 without shortcuts."""
+    return CifarResNet(20, num_classes, shortcut=None)
+
+
+@register_model("cifar_plain", **CIFAR_ENTRY)
+def plain32(num_classes: int = 10) -> CifarResNet:
+    """Plain-32 for CIFAR: resnet32 without shortcuts."""
+    return CifarResNet(32, num_classes, shortcut=None)
+
+
+@register_model("cifar_plain", **CIFAR_ENTRY)
+def plain44(num_classes: int = 10) -> CifarResNet:
+    """Plain-44 for CIFAR: resnet44 without shortcuts."""
+    return CifarResNet(44, num_classes, shortcut=None)
+
+
+@register_model("cifar_plain", **CIFAR_ENTRY)
+def plain56(num_classes: int = 10) -> CifarResNet:
+    """Plain-56 for CIFAR: resnet56 without shortcuts; higher training error than plain-20 (Fig. 6)."""
+    return CifarResNet(56, num_classes, shortcut=None)
+
+
+@register_model("cifar_plain", **CIFAR_ENTRY)
+def plain110(num_classes: int = 10) -> CifarResNet:
+    """Plain-110 for CIFAR: resnet110 without shortcuts; fails to converge well in the paper (>60% error)."""
+    return CifarResNet(110, num_classes, shortcut=None)

@@ -1,0 +1,186 @@
+"""Load weights into a zoo model: a named tag, or a local .pth / .pt / .safetensors checkpoint.
+
+    from reslab.models import create_model
+    model = create_model("resnet50", weights="resnet50-11ad3fa6.pth")     # a torchvision checkpoint
+    model = create_model("resnet50", num_classes=2, weights="resnet50-11ad3fa6.pth")  # fine-tuning
+
+A checkpoint may be a plain state dict, or a dict holding one under "state_dict", "model" or
+"model_state_dict" (training checkpoints); `module.` (DataParallel / DDP) and `_orig_mod.`
+(torch.compile) prefixes are stripped. Pickles are read with `weights_only=True`, so a checkpoint
+cannot run code. When only the classifier differs in its number of classes, the backbone is loaded,
+the classifier re-initialised and a warning says so. Anything else that does not fit is one
+`ReslabError` naming the file and the first offending keys; the model is left untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ReslabError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
+NESTED_KEYS = ("state_dict", "model", "model_state_dict")  # where training checkpoints keep the weights
+PREFIXES = ("module.", "_orig_mod.")
+SHOW = 3  # keys quoted in an error message
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    source: str  # the tag or the file path
+    loaded: int  # tensors copied into the model
+    reinitialized: tuple[str, ...] = ()  # head modules left freshly initialised (fine-tuning)
+
+    def __str__(self) -> str:
+        head = f"; re-initialised {', '.join(self.reinitialized)}" if self.reinitialized else ""
+        return f"loaded {self.loaded} tensors from {self.source}{head}"
+
+
+def load_weights(model: nn.Module, source: str | Path, entry=None) -> LoadReport:
+    """Copy the weights of `source` into `model` (in place) and report what was loaded.
+
+    source: a tag of `entry.pretrained` (e.g. "imagenet") or a path to a checkpoint file.
+    entry: the model's `ModelEntry`, for its tags and its name in messages.
+    """
+    name = getattr(entry, "name", None) or getattr(model, "model_name", type(model).__name__)
+    tags = dict(getattr(entry, "pretrained", {}) or {})
+    source_str = str(source)
+    if not isinstance(source, Path) and source_str in tags:
+        state = _as_state_dict(tags[source_str](), source_str)
+    elif isinstance(source, Path) or _looks_like_path(source_str):
+        state = read_checkpoint(Path(source_str).expanduser())
+    else:
+        available = ", ".join(sorted(tags)) or "none"
+        raise ReslabError(
+            f"model '{name}' has no pretrained weights named '{source_str}' (its tags: {available}); "
+            f"pass one of those tags or the path of a .pth/.pt/.safetensors checkpoint"
+        )
+    return load_state_dict_into(model, state, source_str, name)
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.lower().endswith(CHECKPOINT_SUFFIXES) or "/" in source or "\\" in source or Path(source).exists()
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in a checkpoint file, prefixes stripped; ReslabError if it is not one."""
+    if not path.is_file():
+        raise ReslabError(f"checkpoint file {path} does not exist; check the path")
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError, KeyError) as e:
+        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise ReslabError(
+            f"{path} is not a readable weights checkpoint ({reason}); it may be truncated or of another format: "
+            f"download or save it again (torch.save(model.state_dict(), ...) or safetensors)"
+        ) from None
+    except Exception as e:  # safetensors raises its own SafetensorError; torch.load others on odd bytes
+        raise ReslabError(
+            f"{path} is not a readable weights checkpoint ({type(e).__name__}); download or save it again"
+        ) from None
+    return _as_state_dict(obj, str(path))
+
+
+def _as_state_dict(obj, source: str) -> dict[str, torch.Tensor]:
+    for key in NESTED_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ReslabError(
+            f"{source} holds no state dict (expected a dict of tensors, or one under {', '.join(NESTED_KEYS)}); "
+            f"save the weights with torch.save(model.state_dict(), path)"
+        )
+    return {_strip_prefixes(k): v for k, v in obj.items()}
+
+
+def _strip_prefixes(key: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix) :], True
+    return key
+
+
+def _head_modules(model: nn.Module) -> dict[str, nn.Linear]:
+    """Classifier layers, by module path: the model's classifier and any Linear of the same size (aux heads)."""
+    get_classifier = getattr(model, "get_classifier", None)
+    classifier = get_classifier() if get_classifier else None
+    if not isinstance(classifier, nn.Linear):
+        return {}
+    return {
+        path: m
+        for path, m in model.named_modules()
+        if isinstance(m, nn.Linear) and m.out_features == classifier.out_features
+    }
+
+
+def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], source: str, name: str) -> LoadReport:
+    """Load `state` into `model`: exact fit, or a fit up to the classifier size (then re-init the head)."""
+    expected = model.state_dict()
+    # BatchNorm fills num_batches_tracked itself when old checkpoints lack it
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [k for k in state if k in expected and state[k].shape != expected[k].shape]
+
+    heads = _head_modules(model)
+    # a head whose only difference is its number of classes: fine-tuning, not a mistake
+    reinit = sorted(
+        {
+            k.rsplit(".", 1)[0]
+            for k in mismatched
+            if k.rsplit(".", 1)[0] in heads and state[k].shape[1:] == expected[k].shape[1:]
+        }
+    )
+    body_mismatched = [k for k in mismatched if k.rsplit(".", 1)[0] not in reinit]
+    if missing or unexpected or body_mismatched:
+        problems = _describe(missing, unexpected, body_mismatched, state, expected)
+        raise ReslabError(
+            f"{source} does not fit model '{name}': {problems}; load it into the architecture (and options) it was saved from"
+        )
+
+    to_load = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] not in reinit}
+    model.load_state_dict(to_load, strict=False)
+    for path in reinit:
+        module = heads[path]
+        module.reset_parameters()
+        file_classes = state[f"{path}.weight"].shape[0]
+        log.warning(
+            "%s has a %d-class '%s'; model '%s' has %d classes: kept the backbone and re-initialised '%s' for fine-tuning",
+            source, file_classes, path, name, module.out_features, path,
+        )
+    return LoadReport(source=source, loaded=len(to_load), reinitialized=tuple(reinit))
+
+
+def _describe(missing, unexpected, mismatched, state, expected) -> str:
+    def first(keys):
+        more = f" and {len(keys) - SHOW} more" if len(keys) > SHOW else ""
+        return ", ".join(keys[:SHOW]) + more
+
+    def count(keys, what):
+        return f"{len(keys)} {what}{'s' if len(keys) > 1 else ''}"
+
+    parts = []
+    if missing:
+        parts.append(f"{count(missing, 'missing key')} ({first(missing)})")
+    if unexpected:
+        parts.append(f"{count(unexpected, 'unexpected key')} ({first(unexpected)})")
+    if mismatched:
+        shapes = [f"{k} {tuple(state[k].shape)} in file vs {tuple(expected[k].shape)} in model" for k in mismatched]
+        parts.append(f"{count(mismatched, 'mismatched shape')} ({first(shapes)})")
+    return "; ".join(parts)

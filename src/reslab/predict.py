@@ -1,0 +1,96 @@
+"""Classify images with any model: decode, preprocess, batch, softmax, top-k.
+
+    from reslab.models import create_model
+    from reslab.preprocess import EvalPreprocess
+    from reslab.labels import imagenet_classes
+    from reslab.predict import predict
+
+    model = create_model("efficientnet_lite0", weights="imagenet")
+    top5 = predict(model, ["cat.jpg"], EvalPreprocess.for_model("efficientnet_lite0"), imagenet_classes())
+    # [[("Egyptian cat", 0.38), ("tiger cat", 0.33), ...]]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Sequence
+
+import torch
+from PIL import Image
+from torch import nn
+
+from .errors import ReslabError
+from .imageio import load_image
+from .preprocess import EvalPreprocess
+
+ImageLike = Image.Image | str | os.PathLike
+
+
+def iter_predictions(
+    model: nn.Module,
+    images: Sequence[ImageLike],
+    preprocess: EvalPreprocess,
+    labels: Sequence[str],
+    top_k: int = 5,
+    batch_size: int = 32,
+) -> Iterator[list[list[tuple[str, float]]]]:
+    """Like `predict`, but yields the results one batch at a time (for progress bars and long lists).
+
+    Images are decoded batch by batch, so memory stays bounded however many paths are given.
+    """
+    if top_k < 1:
+        raise ReslabError(f"top_k must be at least 1, got {top_k}")
+    if batch_size < 1:
+        raise ReslabError(f"batch_size must be at least 1, got {batch_size}")
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack([preprocess(_as_pil(im, preprocess)) for im in images[start : start + batch_size]])
+            if device.type == "cuda":
+                batch = batch.pin_memory()  # lets the copy overlap with the previous batch's compute
+            with torch.inference_mode():
+                logits = model(batch.to(device, non_blocking=True))
+            if logits.shape[1] != len(labels):
+                raise ReslabError(
+                    f"the model has {logits.shape[1]} outputs but {len(labels)} labels were given; "
+                    f"pass one label per class"
+                )
+            probs = logits.float().softmax(dim=1)
+            values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+            yield [
+                [(labels[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
+                for row_p, row_i in zip(values.cpu(), indices.cpu())
+            ]
+    finally:
+        model.train(was_training)  # leave the model as we found it
+
+
+def predict(
+    model: nn.Module,
+    images: Sequence[ImageLike],
+    preprocess: EvalPreprocess,
+    labels: Sequence[str],
+    top_k: int = 5,
+    batch_size: int = 32,
+) -> list[list[tuple[str, float]]]:
+    """Top-k (label, probability) per image, most probable first.
+
+    images: PIL images or paths (decoded with `load_image`; a bad file raises `BadImageError`).
+    preprocess: the model's evaluation preprocessing, e.g. `EvalPreprocess.for_model(name)`.
+    labels: one name per model output. Runs in eval mode without gradients on the model's device,
+    then restores the model's previous mode.
+    """
+    results: list[list[tuple[str, float]]] = []
+    for batch in iter_predictions(model, images, preprocess, labels, top_k, batch_size):
+        results.extend(batch)
+    return results
+
+
+def _as_pil(image: ImageLike, preprocess: EvalPreprocess) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image
+    # min_size lets big JPEGs decode at a reduced scale: the preprocessing shrinks them anyway
+    return load_image(image, mode="RGB" if preprocess.channels == 3 else "L", min_size=preprocess.resize)

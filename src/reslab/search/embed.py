@@ -1,0 +1,439 @@
+"""The incremental, resumable indexing pipeline behind `reslab embed`.
+
+    walk (generator) -> decode + preprocess in worker processes -> batches -> embedder
+        -> chunks committed to SQLite + vector shards -> (end of run) FAISS index + manifest
+
+Only new or changed files are embedded: a file whose size and mtime match its row is skipped
+without being read; one whose stat changed is hashed, and re-embedded only if its bytes did.
+Work is committed in chunks, so a run killed at any point resumes where it stopped. Memory is
+bounded by the decode window and one chunk, whatever the size of the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .. import __version__
+from ..errors import ReslabError
+from ..fileio import atomic_write_bytes, atomic_write_text
+from . import faiss_index
+from .embedders import Embedder, describe, embedder_from_manifest, identity
+from .store import NewItem, VectorStore
+from .walk import Decoded, decode_file, decode_many, label_of, shard_of, walk_images
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FAISS_FILE = "faiss.index"
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    batch_size: int = 32  # images per forward pass
+    workers: int = 2  # decode processes; 0 decodes in the main process
+    chunk_size: int = 256  # images per committed transaction (the most a kill can lose)
+    index_kind: str = "auto"  # flat | ivf | hnsw | auto (flat below 100k items)
+    nprobe: int = 16  # IVF cells searched per query
+    ef_search: int = 64  # HNSW candidate list per query
+    fit_samples: int = 300  # images used to fit a bag-of-words vocabulary
+    rank: int = 0  # this process's shard (under torchrun)
+    world_size: int = 1
+    progress: bool = True
+
+
+@dataclass
+class EmbedReport:
+    embedded: int = 0  # new or changed files embedded in this run
+    unchanged: int = 0  # skipped: same size and mtime, or same bytes
+    removed: int = 0  # dropped: the file is gone
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), new in this run
+    known_bad: int = 0  # failed before and unchanged since: not retried
+    count: int = 0  # items in the index after the run
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.count} items: {self.embedded} embedded, {self.unchanged} unchanged, {self.removed} removed, "
+            f"{len(self.bad)} bad" + (f" (+{self.known_bad} known bad, not retried)" if self.known_bad else "") + f" in {self.seconds:.1f} s"
+        )
+
+
+def read_manifest(index_dir: str | Path) -> dict | None:
+    path = Path(index_dir) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ReslabError(f"the index manifest {path} is unreadable ({e}); rebuild the index with `reslab embed`") from None
+
+
+def write_manifest(index_dir: str | Path, manifest: dict) -> None:
+    atomic_write_text(Path(index_dir) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def check_same_embedder(existing: dict, requested: dict, index_dir: Path) -> None:
+    """Refuse to mix vectors of two embedders in one index (they are not comparable)."""
+    if requested.get("needs_fit") or existing.get("method") in ("sift", "orb"):
+        same = existing.get("method") == requested.get("method")  # the vocabulary itself is the index's own
+    else:
+        same = identity(existing) == identity(requested)
+    if not same:
+        raise ReslabError(
+            f"the index {index_dir} was built with {describe(existing)}, not {describe(requested)}; "
+            "use another --out for a new index, or drop the options to use the index's own embedder"
+        )
+
+
+def prepare_embedder(out: Path, embedder: Embedder | None, runtime: dict | None = None) -> Embedder:
+    """The embedder for an index: the index's own when it exists (checked against `embedder`), else `embedder`."""
+    existing = read_manifest(out)
+    if existing is None:
+        if embedder is None:
+            from .embedders import make_embedder
+
+            embedder = make_embedder("cnn", **(runtime or {}))
+        return embedder
+    if embedder is not None:
+        check_same_embedder(existing, {**embedder.manifest(), "needs_fit": embedder.needs_fit}, out)
+        if not embedder.needs_fit:
+            return embedder
+    return embedder_from_manifest(existing, out, **(runtime or {})) if existing.get("method") == "cnn" else embedder_from_manifest(existing, out)
+
+
+def build_index(
+    src: str | Path,
+    out: str | Path,
+    embedder: Embedder | None = None,
+    options: EmbedOptions = EmbedOptions(),
+    on_commit: Callable[[int], None] | None = None,
+) -> EmbedReport:
+    """Create or update the index `out` from the images under `src`; returns what was done.
+
+    on_commit(n_committed_chunks) runs after each committed chunk (progress hooks, tests).
+    """
+    t0 = time.perf_counter()
+    root, out = Path(src).expanduser().resolve(), Path(out)
+    if not root.is_dir():
+        raise ReslabError(f"{src} is not a folder; give the folder of images to index")
+    existing = read_manifest(out)
+    if existing is not None and existing.get("root") and existing["root"] != str(root):
+        raise ReslabError(f"the index {out} was built from {existing['root']}, not {root}; use another --out for another folder")
+    embedder = prepare_embedder(out, embedder)
+    manifest = existing or {}
+    if existing is None:
+        if embedder.needs_fit:
+            _fit(embedder, root, options, out)
+        manifest = _base_manifest(embedder, root, options)
+        out.mkdir(parents=True, exist_ok=True)
+        write_manifest(out, {**manifest, "status": "building"})
+
+    store = VectorStore(out, create=True)
+    report = EmbedReport()
+    try:
+        _embed_new_files(store, embedder, root, options, report, on_commit)
+        report.removed = store.delete_unseen()
+        store.compact()
+        finalize(store, out, {**manifest, **_base_manifest(embedder, root, options), "created": manifest.get("created")}, options)
+        report.count = len(store)
+    finally:
+        store.close()
+    report.seconds = time.perf_counter() - t0
+    for path, reason in report.bad:
+        log.warning("skipped %s: %s", path, reason)
+    return report
+
+
+def finalize(store: VectorStore, out: Path, manifest: dict, options: EmbedOptions) -> dict:
+    """Build the FAISS index from the committed vectors and write the final manifest."""
+    ids, vectors = store.all_vectors()
+    dim = int(manifest["dim"])
+    kind = faiss_index.resolve_kind(options.index_kind, len(ids))
+    params = faiss_index.FaissParams(kind=kind, nprobe=options.nprobe, ef_search=options.ef_search)
+    index = faiss_index.build_faiss(ids, vectors.reshape(-1, dim), params, dim)
+    atomic_write_bytes(out / FAISS_FILE, faiss_index.serialize(index))
+    manifest = {
+        **manifest,
+        "count": len(ids),
+        "index_kind": kind,
+        "nprobe": options.nprobe,
+        "ef_search": options.ef_search,
+        "status": "complete",
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    manifest["created"] = manifest.get("created") or manifest["updated"]
+    write_manifest(out, manifest)
+    return manifest
+
+
+def _base_manifest(embedder: Embedder, root: Path, options: EmbedOptions) -> dict:
+    m = embedder.manifest()
+    return {
+        **m,
+        "dim": int(embedder.dim),
+        "metric": "inner_product",  # on L2-normalised rows: cosine similarity
+        "root": str(root),
+        "reslab_version": __version__,
+        "format": 1,
+        "shard": {"rank": options.rank, "world_size": options.world_size} if options.world_size > 1 else None,
+    }
+
+
+def _fit(embedder: Embedder, root: Path, options: EmbedOptions, out: Path) -> None:
+    """Fit a bag-of-words vocabulary on an even spread of the collection (the first files would be one class)."""
+    from ..imageio import BadImageError, load_image
+
+    paths = _spread_sample(root, options.fit_samples)
+    log.info("fitting the %s vocabulary on %d images", embedder.method, len(paths))
+
+    def images():
+        for p in paths:
+            try:
+                yield load_image(p)
+            except BadImageError:
+                continue
+
+    embedder.fit(images())
+    if hasattr(embedder, "save"):
+        out.mkdir(parents=True, exist_ok=True)
+        embedder.save(out)  # the vocabulary lives in the index directory
+
+
+def _spread_sample(root: Path, want: int) -> list[Path]:
+    """`want` files evenly spread over the walk: one pass to count, one to pick (no list of every path)."""
+    total = sum(1 for _ in walk_images(root))
+    step = max(1, total // max(1, want))
+    return [p for i, p in enumerate(walk_images(root)) if i % step == 0][:want]
+
+
+@dataclass(frozen=True)
+class _Task:
+    path: str
+    size: int
+    mtime: float
+    label: str
+    known_sha256: str | None
+
+
+def _candidates(store: VectorStore, root: Path, options: EmbedOptions, report: EmbedReport, progress) -> Iterator[_Task]:
+    """Files to (re-)read: new, or with a changed stat. Records every path seen, for deletions."""
+    seen: list[str] = []
+    for path in walk_images(root):
+        rel = path.relative_to(root).as_posix()
+        if options.world_size > 1 and shard_of(rel, options.world_size) != options.rank:
+            continue
+        p = str(path)
+        seen.append(p)
+        if len(seen) >= 4096:
+            store.mark_seen(seen)
+            seen = []
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        row = store.lookup(p)
+        if row is not None and row[1] == st.st_size and row[2] == st.st_mtime:
+            report.unchanged += 1
+            progress(1)
+            continue
+        bad = store.bad_entry(p)
+        if bad is not None and bad[0] == st.st_size and bad[1] == st.st_mtime:
+            report.known_bad += 1
+            progress(1)
+            continue
+        yield _Task(p, st.st_size, st.st_mtime, label_of(path, root), row[3] if row else None)
+    store.mark_seen(seen)
+
+
+def _decoded_stream(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOptions) -> Iterator[tuple[_Task, Decoded]]:
+    """Decode in worker processes, a bounded window ahead of the consumer, in input order."""
+    min_size = getattr(embedder, "min_size", None)
+    if options.workers <= 0:
+        for t in tasks:
+            yield t, decode_file(t.path, t.known_sha256, embedder.preprocess, min_size)
+        return
+    group = 4  # files per round trip: amortises pickling without starving the model
+    window = max(4, options.workers * 4 + options.batch_size // group)
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    pending: deque = deque()
+    with ProcessPoolExecutor(options.workers, mp_context=context, initializer=_worker_init) as pool:
+        for tasks_group in _grouped(tasks, group):
+            work = [(t.path, t.known_sha256) for t in tasks_group]
+            pending.append((tasks_group, pool.submit(decode_many, work, embedder.preprocess, min_size)))
+            while len(pending) > window:
+                yield from _ready(pending.popleft())
+        while pending:
+            yield from _ready(pending.popleft())
+
+
+def _ready(entry) -> Iterator[tuple[_Task, Decoded]]:
+    tasks_group, future = entry
+    yield from zip(tasks_group, future.result())
+
+
+def _worker_init() -> None:
+    # decode workers must not fight the main process's model for the cores
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def _grouped(items: Iterator, n: int) -> Iterator[list]:
+    group = []
+    for item in items:
+        group.append(item)
+        if len(group) == n:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _embed_new_files(store, embedder, root, options, report, on_commit) -> None:
+    store.start_walk()
+    with _progress(root, options) as progress:
+        batch: list[tuple[_Task, Decoded]] = []
+        chunk: list[NewItem] = []
+        bad: list[tuple[str, int, float, str]] = []
+        touched: list[tuple[str, int, float]] = []
+        commits = 0
+
+        def run_batch():
+            vectors = embedder.embed([d.data for _, d in batch])
+            for (t, d), v in zip(batch, vectors):
+                chunk.append(NewItem(t.path, t.size, t.mtime, d.sha256, t.label, d.width, d.height, v))
+            progress(len(batch))
+            batch.clear()
+
+        def commit():
+            nonlocal commits
+            store.commit(chunk, bad, touched)
+            report.embedded += len(chunk)
+            chunk.clear(), bad.clear(), touched.clear()
+            commits += 1
+            if on_commit is not None:
+                on_commit(commits)
+
+        for task, decoded in _decoded_stream(_candidates(store, root, options, report, progress), embedder, options):
+            if decoded.unchanged:
+                touched.append((task.path, task.size, task.mtime))
+                report.unchanged += 1
+                progress(1)
+            elif decoded.error is not None:
+                bad.append((task.path, task.size, task.mtime, decoded.error))
+                report.bad.append((task.path, decoded.error))
+                progress(1)
+            else:
+                batch.append((task, decoded))
+                if len(batch) >= options.batch_size:
+                    run_batch()
+            if len(chunk) >= options.chunk_size:
+                commit()
+        if batch:
+            run_batch()
+        if chunk or bad or touched:
+            commit()
+
+
+class _progress:
+    """A rich progress bar with images/s and ETA (the total comes from a cheap name-only walk)."""
+
+    def __init__(self, root: Path, options: EmbedOptions):
+        self.enabled = options.progress
+        self.root, self.options = root, options
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        total = sum(
+            1
+            for p in walk_images(self.root)
+            if self.options.world_size == 1 or shard_of(p.relative_to(self.root).as_posix(), self.options.world_size) == self.options.rank
+        )
+        self.bar = Progress(
+            TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task("embed", total=total, rate="")
+        self.t0, self.done = time.perf_counter(), 0
+
+        def advance(n: int) -> None:
+            self.done += n
+            rate = self.done / max(1e-9, time.perf_counter() - self.t0)
+            self.bar.update(self.task, advance=n, rate=f"{rate:.1f} images/s")
+
+        return advance
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.stop()
+        return False
+
+
+def merge_indexes(shard_dirs: list[str | Path], out: str | Path, options: EmbedOptions = EmbedOptions()) -> EmbedReport:
+    """Merge shard indexes (one per rank) into one, ids in walk order: the same index a single process builds."""
+    from .walk import walk_order_key
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    manifests = []
+    for d in shard_dirs:
+        m = read_manifest(d)
+        if m is None:
+            raise ReslabError(f"{d} is not a reslab index (no manifest.json); give the shard folders written by `reslab embed` under torchrun")
+        manifests.append(m)
+    first = manifests[0]
+    for d, m in zip(shard_dirs[1:], manifests[1:]):
+        check_same_embedder(first, m, Path(d))
+        if m.get("root") != first.get("root"):
+            raise ReslabError(f"the shard {d} indexes {m.get('root')}, not {first.get('root')}; merge shards of one folder")
+    stores = [VectorStore(d) for d in shard_dirs]
+    try:
+        entries = []
+        for s_index, store in enumerate(stores):
+            for item in store.items():
+                entries.append((walk_order_key(Path(item.path).relative_to(first["root"])), s_index, item))
+        entries.sort(key=lambda e: e[0])
+        for name in ("items.sqlite", FAISS_FILE):
+            (out / name).unlink(missing_ok=True)
+        if (out / "vectors").exists():
+            for f in (out / "vectors").iterdir():
+                f.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        merged = VectorStore(out, create=True)
+        for start in range(0, len(entries), options.chunk_size):
+            part = entries[start : start + options.chunk_size]
+            merged.commit([NewItem(i.path, i.size, i.mtime, i.sha256, i.label, i.width, i.height, stores[s].vector(i.id)) for _, s, i in part])
+        for store in stores:
+            for path, reason in store.bad_files():
+                merged.commit([], [(path, 0, 0.0, reason)])
+        manifest = {k: v for k, v in first.items() if k not in ("shard", "count")}
+        manifest = finalize(merged, out, {**manifest, "merged_from": [str(d) for d in shard_dirs], "created": None}, options)
+        report = EmbedReport(embedded=len(entries), count=manifest["count"], seconds=time.perf_counter() - t0)
+        merged.close()
+        return report
+    finally:
+        for store in stores:
+            store.close()

@@ -1,0 +1,173 @@
+"""`SearchIndex`: open an index directory and query it by image, by item or by vector.
+
+Queries are embedded with the embedder rebuilt from the index's own manifest, so a query can
+never be compared with vectors of another model or method.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ReslabError
+from . import faiss_index
+from .embed import FAISS_FILE, read_manifest
+from .embedders import Embedder, describe, embedder_from_manifest, l2_normalize
+from .store import Item, VectorStore
+
+__all__ = ["Hit", "Item", "SearchIndex"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    score: float  # cosine similarity, 1.0 for an identical embedding
+    path: str
+    label: str
+
+
+class SearchIndex:
+    def __init__(self, path: Path, manifest: dict, store: VectorStore, faiss_obj, runtime: dict):
+        self.path, self.manifest, self.store, self._faiss, self._runtime = path, manifest, store, faiss_obj, runtime
+        self._embedder: Embedder | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, **runtime) -> "SearchIndex":
+        """Open an index built by `reslab embed`. runtime: device/bf16/channels_last/onnx for the query embedder."""
+        path = Path(path)
+        if not path.is_dir():
+            raise ReslabError(f"no index at {path}; build one with `reslab embed SRC --out {path}`")
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise ReslabError(f"{path} is not a reslab index (no manifest.json); build one with `reslab embed SRC --out {path}`")
+        if not (path / FAISS_FILE).exists():
+            raise ReslabError(f"the index {path} is incomplete (its first `reslab embed` run did not finish); rerun it to resume")
+        try:
+            obj = faiss_index.deserialize((path / FAISS_FILE).read_bytes())
+        except Exception as e:  # FAISS raises RuntimeError with a C++ message
+            raise ReslabError(f"the FAISS index {path / FAISS_FILE} is corrupt ({str(e).splitlines()[0]}); rerun `reslab embed` to rebuild it") from None
+        faiss_index.set_search_params(obj, faiss_index.FaissParams(nprobe=manifest.get("nprobe", 16), ef_search=manifest.get("ef_search", 64)))
+        return cls(path, manifest, VectorStore(path), obj, runtime)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __len__(self) -> int:
+        return int(self._faiss.ntotal)
+
+    def __repr__(self) -> str:
+        return f"SearchIndex({str(self.path)!r}, {len(self)} items, {describe(self.manifest)}, {self.manifest.get('index_kind')})"
+
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = embedder_from_manifest(self.manifest, self.path, **(self._runtime if self.manifest.get("method") == "cnn" else {}))
+        return self._embedder
+
+    def check_query_options(self, method: str | None = None, model: str | None = None, layer: str | None = None) -> None:
+        """Refuse a query whose requested embedder disagrees with the one that built the index."""
+        m = self.manifest
+        wrong = []
+        if method is not None and method != m.get("method"):
+            wrong.append(f"method '{method}' (the index uses '{m.get('method')}')")
+        if model is not None and model != m.get("model"):
+            wrong.append(f"model '{model}' (the index uses '{m.get('model')}')")
+        if layer is not None and layer != m.get("layer"):
+            wrong.append(f"layer '{layer}' (the index uses '{m.get('layer')}')")
+        if wrong:
+            raise ReslabError(
+                f"the index {self.path} was built with {describe(m)}, so it cannot be queried with {' and '.join(wrong)}; "
+                "drop the option (queries are embedded the index's own way) or build another index"
+            )
+
+    # -- queries -------------------------------------------------------------------------------
+    def embed_images(self, images: list) -> np.ndarray:
+        from ..imageio import load_image
+
+        emb = self.embedder()
+        prepared = []
+        for image in images:
+            if not isinstance(image, Image.Image):
+                image = load_image(image, min_size=getattr(emb, "min_size", None))
+            prepared.append(emb.preprocess(image))
+        return emb.embed(prepared)
+
+    def search_image(self, image: Image.Image | str | Path, k: int = 10) -> list[Hit]:
+        return self.search_vectors(self.embed_images([image]), k)[0]
+
+    def search_item(self, item_id: int, k: int = 10) -> list[Hit]:
+        """The k nearest items to an indexed item, the item itself excluded."""
+        self.item(item_id)  # a clear error for an unknown id
+        hits = self.search_vectors(self.store.vector(item_id)[None, :], k + 1)[0]
+        return [h for h in hits if h.id != item_id][:k]
+
+    def search_vectors(self, q: np.ndarray, k: int) -> list[list[Hit]]:
+        q = l2_normalize(np.atleast_2d(q))
+        if q.shape[1] != self.manifest["dim"]:
+            raise ReslabError(f"query vectors have {q.shape[1]} dimensions but the index {self.path} holds {self.manifest['dim']}")
+        k = max(1, min(int(k), len(self)))
+        if len(self) == 0:
+            return [[] for _ in q]
+        scores, ids = self._faiss.search(np.ascontiguousarray(q, dtype=np.float32), k)
+        items = self.store.items_by_ids(i for i in np.unique(ids) if i >= 0)
+        # an id missing from the table belongs to a file removed by an unfinished update: skip it
+        return [[Hit(int(i), float(s), items[i].path, items[i].label) for s, i in zip(srow, irow) if i in items] for srow, irow in zip(scores, ids)]
+
+    def range_search(self, q: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """FAISS range search (lims, scores, ids); exact and IVF indexes only."""
+        return self._faiss.range_search(np.ascontiguousarray(q, dtype=np.float32), float(threshold))
+
+    def raw_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._faiss.search(np.ascontiguousarray(q, dtype=np.float32), k)
+
+    # -- items ---------------------------------------------------------------------------------
+    def item(self, item_id: int) -> Item:
+        item = self.store.item(item_id)
+        if item is None:
+            raise ReslabError(f"no item with id {item_id} in the index {self.path}; ids run from the `reslab search` output")
+        return item
+
+    def item_by_path(self, path: str | Path) -> Item | None:
+        return self.store.item_by_path(str(Path(path).expanduser().resolve()))
+
+    def items(self) -> Iterator[Item]:
+        return self.store.items()
+
+    def vector(self, item_id: int) -> np.ndarray:
+        return self.store.vector(item_id)
+
+    def classify(self, image, top_k: int = 5) -> list[tuple[str, float]] | None:
+        """The network's own top-k classes for an image; None for classical methods or headless models."""
+        emb = self.embedder()
+        if not hasattr(emb, "classify"):
+            return None
+        if not isinstance(image, Image.Image):
+            from ..imageio import load_image
+
+            image = load_image(image)
+        return emb.classify(image, top_k)
+
+    def resolve_query(self, query: str) -> tuple[int | None, Path | None]:
+        """A CLI query: `id:N`, an indexed path (-> its id), or an image file (-> its path)."""
+        if query.startswith("id:"):
+            try:
+                return int(query[3:]), None
+            except ValueError:
+                raise ReslabError(f"'{query}' is not an item id; write it as id:N, e.g. id:12") from None
+        item = self.item_by_path(query)
+        if item is not None:
+            return item.id, None
+        path = Path(query).expanduser()
+        if not path.exists():
+            raise ReslabError(f"the query {query} is neither an image file nor an indexed item; give an image path or id:N")
+        return None, path

@@ -1,0 +1,71 @@
+"""Retrieval metrics with folder labels as relevance: precision@k, recall@k, mAP (leave-one-out).
+
+Every item is a query against all the others; relevant items share its label. Queries whose label
+has no other member are left out (they have nothing to find). Exact ranking by cosine similarity,
+computed in blocks, so no N x N matrix is held at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .index import SearchIndex
+
+
+@dataclass(frozen=True)
+class RetrievalScores:
+    precision: dict[int, float]  # k -> mean precision@k
+    recall: dict[int, float]  # k -> mean recall@k
+    mean_ap: float
+    queries: int
+
+
+def query_metrics(relevant: np.ndarray, n_relevant: int, ks: list[int]) -> tuple[dict[int, float], dict[int, float], float]:
+    """Metrics of one ranked list. relevant: bool per rank (best first), over the whole ranking.
+
+    precision@k = hits in the top k / k; recall@k = hits in the top k / n_relevant;
+    AP = mean over the relevant items of the precision at their rank.
+    """
+    relevant = np.asarray(relevant, dtype=bool)
+    hits = np.cumsum(relevant)
+    precision = {k: float(hits[min(k, len(relevant)) - 1] / k) for k in ks}
+    recall = {k: float(hits[min(k, len(relevant)) - 1] / n_relevant) for k in ks}
+    ranks = np.flatnonzero(relevant) + 1
+    ap = float(np.sum(hits[ranks - 1] / ranks) / n_relevant) if n_relevant else 0.0
+    return precision, recall, ap
+
+
+def retrieval_scores(vectors: np.ndarray, labels: list[str], ks: list[int], block: int = 512) -> RetrievalScores:
+    """Leave-one-out retrieval over L2-normalised `vectors` with `labels` as ground truth."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    codes = np.unique(np.asarray(labels), return_inverse=True)[1]
+    counts = np.bincount(codes)
+    n = len(vectors)
+    ks = [k for k in ks if k <= n - 1] or [max(1, n - 1)]
+    p_sum, r_sum, ap_sum, queries = {k: 0.0 for k in ks}, {k: 0.0 for k in ks}, 0.0, 0
+    for start in range(0, n, block):
+        sims = vectors[start : start + block] @ vectors.T  # (block, N)
+        for row, q in enumerate(range(start, min(start + block, n))):
+            n_rel = counts[codes[q]] - 1
+            if n_rel == 0:
+                continue
+            s = sims[row].copy()
+            s[q] = -np.inf  # leave the query itself out
+            # stable order on ties (by index) so results are reproducible
+            order = np.argsort(-s, kind="stable")[:-1]
+            p, r, ap = query_metrics(codes[order] == codes[q], n_rel, ks)
+            for k in ks:
+                p_sum[k] += p[k]
+                r_sum[k] += r[k]
+            ap_sum += ap
+            queries += 1
+    q = max(1, queries)
+    return RetrievalScores({k: p_sum[k] / q for k in ks}, {k: r_sum[k] / q for k in ks}, ap_sum / q, queries)
+
+
+def evaluate_index(index: SearchIndex, ks: list[int]) -> RetrievalScores:
+    ids, vectors = index.store.all_vectors()
+    items = index.store.items_by_ids(ids)
+    return retrieval_scores(vectors, [items[int(i)].label for i in ids], ks)

@@ -1,0 +1,122 @@
+"""Checkpoints: everything a bit-exact resume needs, written atomically, loadable with weights_only=True.
+
+A checkpoint holds the model, optimizer, GradScaler, EMA and schedule state, the position
+(epoch, next batch, step), the running epoch statistics, the metric history and every RNG state
+(torch CPU and CUDA, NumPy, Python). The data order and augmentation are pure functions of
+(seed, epoch, batch), so the data loader needs no state of its own.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ReslabError
+from ..fileio import atomic_torch_save
+
+FORMAT_VERSION = 1
+# What must agree between a checkpoint and the config that resumes it (section, key).
+RESUME_KEYS = [
+    ("model", "name"),
+    ("model", "options"),
+    ("model", "num_classes"),
+    ("model", "dropout"),
+    ("train", "batch_size"),
+    ("train", "accum_steps"),
+    ("train", "seed"),
+    ("optim", "name"),
+    ("data", "path"),
+    ("data", "format"),
+    ("data", "val_fraction"),
+    ("data", "split_seed"),
+    ("data", "augment"),
+    ("data", "image_size"),
+    ("data", "channels"),
+    ("data", "limit_per_class"),
+]
+
+
+def rng_state() -> dict:
+    state = {
+        "torch": torch.get_rng_state(),
+        # NumPy's legacy state as plain types: weights_only=True refuses arbitrary objects
+        "numpy": _numpy_state(),
+        "python": _python_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(gauss)))
+    version, internal, gauss_next = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _numpy_state() -> list:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
+
+
+def _python_state() -> list:
+    version, internal, gauss_next = random.getstate()
+    return [version, list(internal), gauss_next]
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    state = {"format_version": FORMAT_VERSION, **state}
+    atomic_torch_save(state, path)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "checkpoints" / "last.pt"
+        if not candidate.is_file():
+            raise ReslabError(f"{path} holds no checkpoints/last.pt; give a run directory that has trained, or a .pt file")
+        path = candidate
+    if not path.is_file():
+        raise ReslabError(f"checkpoint {path} does not exist; give a run directory or a .pt file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated or foreign file
+        raise ReslabError(f"checkpoint {path} cannot be read ({type(e).__name__}); it is damaged or not a reslab checkpoint") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ReslabError(f"{path} is not a reslab training checkpoint (no model/config); use a last.pt or best.pt")
+    return state
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """The resume-relevant keys whose values differ, as 'section.key: saved -> current'."""
+    diffs = []
+    for section, key in RESUME_KEYS:
+        a = saved.get(section, {}).get(key)
+        b = current.get(section, {}).get(key)
+        if _normal(a) != _normal(b):
+            diffs.append(f"{section}.{key}: {a!r} in the checkpoint, {b!r} now")
+    return diffs
+
+
+def check_resumable(saved_config: dict, current_config: dict, path) -> None:
+    diffs = config_differences(saved_config, current_config)
+    if diffs:
+        raise ReslabError(
+            f"cannot resume from {path}: it was trained with another setup ({'; '.join(diffs)}); "
+            "resume with the run's own config.toml or start a new run"
+        )
+
+
+def _normal(v):
+    if isinstance(v, (list, tuple)):
+        return [_normal(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _normal(x) for k, x in sorted(v.items())}
+    return v

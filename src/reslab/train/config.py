@@ -1,0 +1,273 @@
+"""Training configuration: frozen dataclasses read from TOML, overridable with `--set key=value`.
+
+A recipe is a TOML file with one table per section ([model], [data], [optim], [schedule],
+[train], [run]); every key has a default, so a recipe only names what it changes. The resolved
+config (every field) is written next to every run as `config.toml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..errors import ReslabError
+from ..data import DataConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "resnet20"  # any name from `reslab models`
+    options: dict = field(default_factory=dict)  # builder options, e.g. {shortcut = "A"}
+    num_classes: int = 0  # 0 = the number of classes found in the data
+    dropout: float = 0.0  # dropout probability on the classifier's input (0 = none, as the paper)
+    weights: str = ""  # initial weights: a file or a tag such as "imagenet" ("" = random init)
+    sync_bn: bool = False  # SyncBatchNorm across processes (DDP only)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "sgd"  # sgd | adamw
+    lr: float = 0.1  # peak learning rate (per 256 images when lr_per_256 is true)
+    lr_per_256: bool = False  # linear scaling rule: lr = lr * batch_size * world_size * accum_steps / 256
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = False
+    betas: tuple = (0.9, 0.999)  # AdamW
+    eps: float = 1e-8  # AdamW
+    weight_decay: float = 1e-4  # L2 (SGD) or decoupled (AdamW)
+    no_decay_norm_bias: bool = False  # exempt BatchNorm weights and all biases from weight decay
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = "multistep"  # multistep | plateau | cosine | constant
+    milestones: tuple = ()  # multistep: where the lr is multiplied by gamma, in `unit`
+    unit: str = "epoch"  # epoch | step: the unit of milestones and warmup
+    gamma: float = 0.1  # multistep and plateau: the factor at each decay
+    warmup: float = 0.0  # linear warm-up length in `unit` (0 = none); runs before any schedule
+    warmup_start: float = 0.1  # warm-up starts at lr * warmup_start and rises linearly to lr
+    min_lr: float = 0.0  # cosine: the final lr; plateau: never decay below it
+    plateau_patience: int = 3  # plateau: evaluations without improvement before dividing by 10
+    plateau_threshold: float = 0.1  # plateau: an improvement of validation error smaller than this (in %) does not count
+    max_reductions: int = 3  # plateau: stop decaying after this many reductions
+    warmup_until_error: float = 0.0  # ResNet-110 rule: >0 trains at lr * warmup_until_factor until train error (%) < this
+    warmup_until_factor: float = 0.1  # e.g. 0.1: lr 0.01 instead of 0.1 until the error drops below 80%
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    epochs: float = 0.0  # training length in epochs; or
+    steps: int = 0  # training length in optimizer steps (iterations); takes precedence when > 0
+    batch_size: int = 128  # per process; global batch = batch_size * world_size * accum_steps
+    accum_steps: int = 1  # gradient accumulation: micro-batches per optimizer step
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup (0 = off)
+    cutmix_alpha: float = 0.0  # CutMix (0 = off)
+    aux_weight: float = 0.3  # GoogLeNet: loss = main + aux_weight * (aux1 + aux2)
+    grad_clip: float = 0.0  # max global gradient norm (0 = no clipping)
+    ema_decay: float = 0.0  # weight EMA decay per update, e.g. 0.999 (0 = off)
+    ema_every: int = 1  # update the EMA every this many optimizer steps
+    amp: str = "off"  # off | bf16 | fp16 (fp16 only on CUDA, with GradScaler) | auto (bf16 where supported)
+    channels_last: bool = False  # NHWC memory format (faster convolutions on CPU with bf16 and on tensor cores)
+    compile: bool = False  # torch.compile the model
+    device: str = "auto"  # auto (cuda, then cpu) | cpu | cuda | cuda:1 ...
+    seed: int = 0
+    eval_every: int = 1  # evaluate every this many epochs (0 = only at the end)
+    eval_tta: str = ""  # final evaluation views: "" | flip | ten_crop
+    save_every: int = 0  # also checkpoint every this many steps, mid-epoch (0 = at epoch ends only)
+    early_stop_metric: str = "val_top1"  # the metric that picks best.pt and early stopping
+    early_stop_patience: int = 0  # stop after this many evaluations without a better metric (0 = never)
+    dist_timeout: int = 600  # seconds a process waits for the others before failing (DDP)
+
+
+@dataclass(frozen=True)
+class RunSection:
+    name: str = ""  # run directory name ("" = <model>-<date>-<time>)
+    dir: str = "runs"  # parent folder of run directories
+    log_every: int = 50  # steps between TensorBoard scalars
+    tensorboard: bool = True
+    progress: bool = True  # rich progress bar (rank 0, on a terminal)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+
+SECTIONS = {f.name: f.type for f in fields(TrainConfig)}
+
+
+def recipes_dir() -> Path:
+    """The shipped recipes (a copy of the repository's `recipes/` inside the package)."""
+    return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.toml"))
+
+
+def resolve_recipe(recipe: str | Path) -> Path:
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    shipped = recipes_dir() / f"{Path(str(recipe)).stem}.toml"
+    if shipped.is_file():
+        return shipped
+    raise ReslabError(
+        f"recipe '{recipe}' is neither a file nor a shipped recipe; shipped recipes are: {', '.join(list_recipes())}"
+    )
+
+
+def load_config(recipe: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> TrainConfig:
+    """Read a recipe (a TOML path or a shipped name; None = all defaults), then apply `key=value` overrides."""
+    raw: dict = {}
+    if recipe is not None:
+        path = resolve_recipe(recipe)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ReslabError(f"recipe {path} is not valid TOML ({e}); fix the line it names") from None
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ReslabError(f"override '{item}' is not of the form key=value, e.g. optim.lr=0.05")
+        _set_dotted(raw, key.strip(), _parse_value(value.strip()))
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict) -> TrainConfig:
+    sections = {}
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            raise ReslabError(f"unknown config section '{name}'{_did_you_mean(name, SECTIONS)}")
+        if not isinstance(value, dict):
+            raise ReslabError(f"config section '{name}' must be a table of keys, e.g. [{name}]")
+        sections[name] = _build_section(SECTIONS[name], value, name)
+    return TrainConfig(**sections)
+
+
+def config_to_dict(cfg) -> dict:
+    out = {}
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out[f.name] = config_to_dict(v)
+        elif isinstance(v, tuple):
+            out[f.name] = list(v)
+        elif isinstance(v, dict):
+            out[f.name] = dict(v)
+        else:
+            out[f.name] = v
+    return out
+
+
+def config_to_toml(cfg: TrainConfig) -> str:
+    """The resolved config as TOML (every field), readable back by `load_config`."""
+    lines = []
+    for section, values in config_to_dict(cfg).items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def replace(cfg: TrainConfig, **sections: dict) -> TrainConfig:
+    """A copy with some keys changed: `replace(cfg, train={"steps": 10})`."""
+    changed = {name: dataclasses.replace(getattr(cfg, name), **values) for name, values in sections.items()}
+    return dataclasses.replace(cfg, **changed)
+
+
+def _build_section(cls, values: dict, section: str):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ReslabError(f"unknown config key '{section}.{key}'{_did_you_mean(key, known, section + '.')}")
+        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value, hint, key: str):
+    origin = typing.get_origin(hint) or hint
+    if origin is typing.Union:  # e.g. `float | None`: keep the value as given
+        return value
+    if hint is bool or origin is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is float or origin is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int or origin is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():  # 64e3 in TOML is a float
+            return int(value)
+    elif hint is str or origin is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            return (value,)
+    elif origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    else:
+        return value
+    name = getattr(hint, "__name__", str(hint))
+    raise ReslabError(f"config key '{key}' must be a {name}, got {value!r}")
+
+
+def _parse_value(text: str):
+    """A TOML value (number, bool, string, array, inline table); bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _set_dotted(raw: dict, key: str, value) -> None:
+    parts = key.split(".")
+    if len(parts) < 2:
+        raise ReslabError(f"override key '{key}' needs a section, e.g. optim.lr or train.epochs")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ReslabError(f"override key '{key}': '{part}' is not a table")
+    node[parts[-1]] = value
+
+
+def _did_you_mean(name: str, known, prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    if close:
+        return f"; did you mean {', '.join(prefix + c for c in close)}?"
+    return f"; known keys are {', '.join(prefix + k for k in sorted(known))}"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if not (isinstance(value, float) and value != value) else "nan"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")

@@ -1,0 +1,477 @@
+"""The training loop: `fit(config) -> History`, built from `train_step`, `train_one_epoch` and `evaluate`.
+
+Exact resume: every optimizer step starts from a state that a checkpoint captures completely
+(weights, optimizer, scaler, EMA, schedule, position, running epoch statistics, RNG states); the
+data batches are pure functions of (seed, epoch, batch, rank). So a run stopped after any step and
+resumed produces bit-for-bit the weights of an uninterrupted run on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ReslabError
+from . import checkpoint as ckpt_io
+from .config import TrainConfig, config_to_toml, replace
+from .distributed import DistInfo, all_reduce_sum, barrier, broadcast_object, init_distributed
+from .ema import ModelEma
+from .evaluate import autocast, evaluate
+from .logging import Progress, TensorBoard, write_metrics
+from .losses import classification_loss, main_logits
+from .optim import build_optimizer, set_lr
+from .runs import base_meta, export_safetensors, new_run_dir, preprocess_for, write_meta
+from .schedule import LRSchedule, scaled_lr
+
+log = logging.getLogger(__name__)
+ERROR_RULE_EVERY = 50  # steps between checks of the ResNet-110 warm-up rule
+
+
+class NonFiniteLossError(ReslabError):
+    """The loss became NaN or infinite; the run stopped before the optimizer step."""
+
+
+@dataclass
+class History:
+    rows: list[dict] = field(default_factory=list)  # one per epoch, as in metrics.jsonl
+    run_dir: Path | None = None
+    best_metric: float | None = None  # value of train.early_stop_metric at best.pt
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    interrupted: bool = False
+    final_eval: dict | None = None  # evaluation with train.eval_tta views, when set
+
+
+@dataclass
+class TrainState:
+    """Position and running statistics; everything here goes into every checkpoint."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # current epoch (0-based)
+    batch: int = 0  # next micro-batch of the current epoch
+    epoch_sums: list = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss sum, correct, images (all ranks)
+    epoch_time: float = 0.0  # seconds spent training in the current epoch
+    wall_time: float = 0.0  # seconds of training and evaluation over all sessions
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    best_ema_metric: float | None = None
+    evals_since_best: int = 0
+    rows: list = field(default_factory=list)
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ReslabError(f"train.device is '{name}' but no CUDA GPU is available; use train.device=auto or cpu")
+        if info.enabled:
+            device = torch.device("cuda", info.local_rank)
+    return device
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    if amp == "auto":
+        return "bf16" if device.type == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
+    if amp not in ("off", "bf16", "fp16"):
+        raise ReslabError(f"train.amp is '{amp}'; choose off, bf16, fp16 or auto")
+    if amp == "fp16" and device.type != "cuda":
+        raise ReslabError("train.amp=fp16 needs a CUDA GPU; use train.amp=bf16 on CPU")
+    return amp
+
+
+def add_classifier_dropout(model: nn.Module, p: float) -> None:
+    """Dropout on the classifier's input through a pre-hook, so the state-dict keys stay the zoo's."""
+    if p <= 0:
+        return
+    classifier = model.get_classifier()
+
+    def dropout_input(module, args):
+        return (F.dropout(args[0], p, module.training),) + tuple(args[1:])
+
+    classifier.register_forward_pre_hook(dropout_input)
+
+
+def batch_generator(seed: int, epoch: int, batch: int, rank: int) -> torch.Generator:
+    """A generator for one batch's random choices (Mixup/CutMix): a pure function of its position."""
+    key = ((seed * 1_000_003 + epoch) * 1_000_003 + batch) * 1024 + rank
+    return torch.Generator().manual_seed(key % (2**63))
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    from ..models import create_model
+
+    m = cfg.model
+    model = create_model(m.name, num_classes=num_classes, weights=m.weights or None, **m.options)
+    add_classifier_dropout(model, m.dropout)
+    return model
+
+
+def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None) -> History:
+    """Train as `config` says; returns the metric history, the run directory and the best metric.
+
+    data: a `reslab.data.Data` (default: `build_data(config.data, ...)`).
+    resume: a run directory or a checkpoint to continue from (the config must be compatible).
+    """
+    cfg = config
+    info = init_distributed("cuda" if cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available()) else "cpu", cfg.train.dist_timeout)
+    device = resolve_device(cfg.train.device, info)
+    amp = resolve_amp(cfg.train.amp, device)
+    torch.manual_seed(cfg.train.seed)
+    if data is None:
+        from ..data import build_data
+
+        data = build_data(cfg.data, cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
+                          world_size=info.world_size, device=device, channels_last=cfg.train.channels_last)
+    classes = list(data.classes)
+    cfg = replace(cfg, model={"num_classes": cfg.model.num_classes or len(classes)})
+    cfg_dict = cfg.to_dict()
+
+    resume_state = None
+    if resume is not None:
+        resume_state = ckpt_io.load_checkpoint(resume)
+        ckpt_io.check_resumable(resume_state["config"], cfg_dict, resume)
+
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank and every resume
+    model = build_model(cfg, cfg.model.num_classes).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if info.enabled and cfg.model.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+
+    accum = max(1, cfg.train.accum_steps)
+    steps_per_epoch = len(data.train) // accum
+    if steps_per_epoch < 1:
+        raise ReslabError(
+            f"the training set gives {len(data.train)} batch(es) of {cfg.train.batch_size} per process, fewer than "
+            f"train.accum_steps={accum}; lower train.batch_size or accum_steps"
+        )
+    total_steps = cfg.train.steps or math.ceil(cfg.train.epochs * steps_per_epoch)
+    if total_steps <= 0:
+        raise ReslabError("the training length is zero; set train.epochs or train.steps (e.g. --set train.epochs=10)")
+    global_batch = cfg.train.batch_size * info.world_size * accum
+    base_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_per_256, global_batch)
+    optimizer = build_optimizer(model, cfg.optim, base_lr)
+    schedule = LRSchedule(cfg.schedule, base_lr, total_steps, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+    state = TrainState()
+
+    if resume_state is not None:
+        try:
+            model.load_state_dict(resume_state["model"])
+        except RuntimeError as e:
+            raise ReslabError(f"cannot resume from {resume}: its weights do not fit {cfg.model.name} ({str(e).splitlines()[0]})") from None
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scaler.load_state_dict(resume_state["scaler"])
+        schedule.load_state_dict(resume_state["schedule"])
+        if ema is not None and resume_state.get("ema") is not None:
+            ema.load_state_dict(resume_state["ema"])
+        for key, value in resume_state["state"].items():  # running sums are global (all-reduced every step)
+            setattr(state, key, value)
+
+    run_dir = None
+    if info.is_main:
+        if resume_state is not None:
+            run_dir = Path(resume_state["run_dir"]) if Path(resume_state["run_dir"]).is_dir() else _run_dir_of(resume)
+        else:
+            run_dir = new_run_dir(cfg.run.dir, cfg.run.name, cfg.model.name)
+        from ..fileio import atomic_write_text
+
+        atomic_write_text(run_dir / "config.toml", config_to_toml(cfg))
+    run_dir = broadcast_object(str(run_dir) if run_dir else None, info)
+    run_dir = Path(run_dir)
+    meta = base_meta(cfg.train.seed, info.world_size, device)
+    meta.update(amp=amp, total_steps=total_steps, steps_per_epoch=steps_per_epoch, global_batch=global_batch, lr=base_lr)
+    if info.is_main:
+        write_meta(run_dir, {**meta, "status": "running", "resumed_from": str(resume) if resume else None})
+
+    train_model = model
+    if info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.train.compile:
+        train_model = torch.compile(train_model)
+
+    preprocess = preprocess_for(cfg_dict, data.mean, data.std)
+    ctx = _Context(cfg, info, device, amp, data, model, train_model, optimizer, schedule, scaler, ema, state,
+                   run_dir, classes, total_steps, steps_per_epoch, accum, preprocess)
+    history = History(run_dir=run_dir)
+    tb = TensorBoard(run_dir / "tb" if info.is_main and cfg.run.tensorboard else None)
+    progress = Progress(info.is_main and cfg.run.progress, total_steps, state.step)
+    if resume_state is not None:  # last: building the model and optimizer above consumed random numbers
+        ckpt_io.restore_rng_state(resume_state["rng"])
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", resume, state.step, state.epoch + 1, state.batch)
+    try:
+        while state.step < total_steps and not history.stopped_early:
+            finished = train_one_epoch(ctx, tb, progress)
+            if finished:
+                history.stopped_early = end_of_epoch(ctx, tb)
+    except KeyboardInterrupt:
+        # Save where the last full step left off, so `--resume` continues exactly from there.
+        if info.is_main:
+            ckpt_io.save_checkpoint(run_dir / "checkpoints" / "last.pt", ctx.checkpoint_state(ctx.step_start_rng))
+            write_meta(run_dir, {**meta, "status": "interrupted", "step": state.step})
+            log.warning("interrupted at step %d; resume with --resume %s", state.step, run_dir)
+        history.interrupted = True
+        progress.close()
+        tb.close()
+        raise
+    except NonFiniteLossError:
+        if info.is_main:
+            write_meta(run_dir, {**meta, "status": "non-finite loss", "step": state.step})
+        progress.close()
+        tb.close()
+        raise
+    progress.close()
+
+    if cfg.train.eval_tta and data.eval is not None:
+        tta = evaluate(model, data.eval_tta(cfg.train.eval_tta), device, num_classes=cfg.model.num_classes,
+                       amp=amp, channels_last=cfg.train.channels_last, dist_info=info, keep_predictions=False)
+        history.final_eval = {k: tta[k] for k in ("loss", "top1", "top5", "count")}
+        if state.rows:
+            state.rows[-1].update({f"{cfg.train.eval_tta}_{k}": v for k, v in history.final_eval.items() if k != "count"})
+        log.info("%s evaluation: top-1 %.2f%%, top-5 %.2f%%", cfg.train.eval_tta, tta["top1"], tta["top5"])
+    if info.is_main:
+        write_metrics(run_dir, state.rows)
+        export_safetensors(run_dir / "model.safetensors", model, cfg_dict, classes, preprocess)
+        write_meta(run_dir, {**meta, "status": "finished", "end_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                             "best_metric": state.best_metric, "best_epoch": state.best_epoch})
+    tb.close()
+    barrier(info)
+    history.rows, history.best_metric, history.best_epoch = state.rows, state.best_metric, state.best_epoch
+    return history
+
+
+def _run_dir_of(resume) -> Path:
+    path = Path(resume)
+    return path if path.is_dir() else path.parent.parent
+
+
+@dataclass
+class _Context:
+    """Everything one run's loop touches, passed as one object instead of fifteen arguments."""
+
+    cfg: TrainConfig
+    info: DistInfo
+    device: torch.device
+    amp: str
+    data: object
+    model: nn.Module  # the bare model (weights, checkpoints, evaluation)
+    train_model: nn.Module  # the model that trains (DDP and/or compiled wrapper of `model`)
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    scaler: torch.amp.GradScaler
+    ema: ModelEma | None
+    state: TrainState
+    run_dir: Path
+    classes: list
+    total_steps: int
+    steps_per_epoch: int
+    accum: int
+    preprocess: object
+    step_start_rng: dict | None = None
+
+    def checkpoint_state(self, rng: dict | None = None) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "state": {k: getattr(self.state, k) for k in TrainState.__dataclass_fields__},
+            "rng": rng or ckpt_io.rng_state(),
+            "config": self.cfg.to_dict(),
+            "classes": list(self.classes),
+            "model_name": self.cfg.model.name,
+            "data_mean": [float(m) for m in self.data.mean],
+            "data_std": [float(s) for s in self.data.std],
+            "run_dir": str(self.run_dir),
+        }
+
+
+def train_step(ctx: _Context, micro_batches: list) -> tuple[float, float, int]:
+    """One optimizer step over `accum` micro-batches; returns (loss sum, correct, images) over all ranks.
+
+    The loss is checked for NaN/inf (summed over ranks, so every rank stops together) before
+    backward and before the optimizer touches the weights.
+    """
+    cfg, state = ctx.cfg, ctx.state
+    t = cfg.train
+    totals = torch.zeros(3, dtype=torch.float64)
+    for i, (batch_index, images, labels) in enumerate(micro_batches):
+        targets = labels
+        if t.mixup_alpha > 0 or t.cutmix_alpha > 0:
+            from ..data.mix import mix_batch
+
+            gen = batch_generator(t.seed, state.epoch, batch_index, ctx.info.rank)
+            images, targets = mix_batch(images, labels, cfg.model.num_classes, t.mixup_alpha, t.cutmix_alpha, gen)
+        last = i == len(micro_batches) - 1
+        sync = last or not ctx.info.enabled
+        with ctx.train_model.no_sync() if not sync and hasattr(ctx.train_model, "no_sync") else contextlib.nullcontext():
+            with autocast(ctx.device, ctx.amp):
+                outputs = ctx.train_model(images)
+            loss = classification_loss(outputs, targets, t.label_smoothing, t.aux_weight)
+            with torch.no_grad():
+                hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
+                correct = (main_logits(outputs).argmax(dim=1) == hard).sum()
+                local = torch.stack([loss.detach().double() * labels.shape[0], correct.double(),
+                                     torch.tensor(float(labels.shape[0]), dtype=torch.float64, device=loss.device)])
+                reduced = all_reduce_sum(local, ctx.info).cpu()
+            if not math.isfinite(reduced[0].item()):
+                raise NonFiniteLossError(
+                    f"the training loss became {reduced[0].item() / reduced[2].item()} at step {state.step + 1} "
+                    f"(epoch {state.epoch + 1}, batch {batch_index}); the run stopped before the optimizer step and "
+                    f"kept the last good checkpoint in {ctx.run_dir / 'checkpoints'}; lower optim.lr or set train.grad_clip"
+                )
+            totals += reduced
+            ctx.scaler.scale(loss / len(micro_batches)).backward()
+    if t.grad_clip > 0:
+        ctx.scaler.unscale_(ctx.optimizer)
+        nn.utils.clip_grad_norm_(ctx.model.parameters(), t.grad_clip)
+    set_lr(ctx.optimizer, ctx.schedule.lr_at(state.step))
+    ctx.scaler.step(ctx.optimizer)
+    ctx.scaler.update()
+    ctx.optimizer.zero_grad(set_to_none=True)
+    return totals[0].item(), totals[1].item(), int(totals[2].item())
+
+
+def train_one_epoch(ctx: _Context, tb: TensorBoard, progress: Progress) -> bool:
+    """Train from the current position to the end of the epoch (or of training); True at an epoch end."""
+    cfg, state = ctx.cfg, ctx.state
+    ctx.train_model.train()
+    if hasattr(ctx.data.train, "set_epoch"):
+        ctx.data.train.set_epoch(state.epoch)
+    epoch_batches = ctx.steps_per_epoch * ctx.accum
+    batches = iter(ctx.data.train.batches(state.epoch, state.batch))
+    index = state.batch
+    t_start = time.perf_counter() - state.epoch_time
+    wall_start = time.perf_counter() - state.wall_time
+    while index < epoch_batches and state.step < ctx.total_steps:
+        ctx.step_start_rng = ckpt_io.rng_state()
+        micro = []
+        for _ in range(ctx.accum):
+            images, labels = next(batches)
+            micro.append((index, images, labels))
+            index += 1
+        loss_sum, correct, count = train_step(ctx, micro)
+        ctx.step_start_rng = None  # the step is complete: an interrupt from here on saves the current RNG state
+        state.step += 1
+        state.batch = index
+        sums = state.epoch_sums
+        state.epoch_sums = [sums[0] + loss_sum, sums[1] + correct, sums[2] + count]
+        state.epoch_time = time.perf_counter() - t_start
+        state.wall_time = time.perf_counter() - wall_start
+        if ctx.ema is not None and state.step % cfg.train.ema_every == 0:
+            ctx.ema.update(ctx.model)
+        if cfg.schedule.warmup_until_error > 0 and state.step % ERROR_RULE_EVERY == 0:
+            error = 100.0 * (1.0 - state.epoch_sums[1] / max(state.epoch_sums[2], 1))
+            if ctx.schedule.on_train_error(error):
+                log.info("training error %.1f%% < %.0f%% at step %d: lr back to %.3g", error,
+                         cfg.schedule.warmup_until_error, state.step, ctx.schedule.lr_at(state.step))
+        speed = state.epoch_sums[2] / max(state.epoch_time, 1e-9)
+        progress.update(state.step, state.epoch + 1, loss_sum / max(count, 1), speed)
+        if cfg.run.log_every and state.step % cfg.run.log_every == 0:
+            tb.scalars({"loss": loss_sum / max(count, 1), "lr": ctx.optimizer.param_groups[0]["lr"],
+                        "images_per_s": speed}, state.step, prefix="train_step/")
+        if cfg.train.save_every and state.step % cfg.train.save_every == 0 and index < epoch_batches:
+            _save(ctx, "last")
+    return index >= epoch_batches or state.step >= ctx.total_steps
+
+
+def end_of_epoch(ctx: _Context, tb: TensorBoard) -> bool:
+    """Evaluate, log a row, checkpoint, move to the next epoch; True when early stopping says stop."""
+    cfg, state, t = ctx.cfg, ctx.state, ctx.cfg.train
+    loss_sum, correct, count = state.epoch_sums
+    row = {
+        "epoch": state.epoch + 1,
+        "step": state.step,
+        "lr": ctx.optimizer.param_groups[0]["lr"],
+        "train_loss": loss_sum / max(count, 1),
+        "train_top1": 100.0 * correct / max(count, 1),
+    }
+    last_epoch = state.step >= ctx.total_steps
+    stop = False
+    eval_now = ctx.data.eval is not None and (last_epoch or (t.eval_every and (state.epoch + 1) % t.eval_every == 0))
+    wall_start = time.perf_counter() - state.wall_time
+    if eval_now:
+        kw = dict(num_classes=cfg.model.num_classes, amp=ctx.amp, channels_last=t.channels_last,
+                  dist_info=ctx.info, keep_predictions=False)
+        res = evaluate(ctx.model, ctx.data.eval, ctx.device, **kw)
+        row.update(val_loss=res["loss"], val_top1=res["top1"], val_top5=res["top5"])
+        if ctx.ema is not None:
+            ema_res = evaluate(ctx.ema.module, ctx.data.eval, ctx.device, **kw)
+            row.update(ema_val_loss=ema_res["loss"], ema_val_top1=ema_res["top1"], ema_val_top5=ema_res["top5"])
+        if ctx.schedule.on_eval(100.0 - res["top1"]):
+            log.info("validation error plateaued: lr divided by %g", 1 / cfg.schedule.gamma)
+    row["images_per_s"] = count / max(state.epoch_time, 1e-9)
+    state.wall_time = time.perf_counter() - wall_start
+    row["wall_time"] = state.wall_time
+    state.rows.append(row)
+
+    metric_name = t.early_stop_metric
+    improved = improved_ema = False
+    if metric_name in row:
+        value = row[metric_name]
+        if _better(value, state.best_metric, metric_name):
+            state.best_metric, state.best_epoch, state.evals_since_best = value, row["epoch"], 0
+            improved = True
+        else:
+            state.evals_since_best += 1
+            stop = bool(t.early_stop_patience) and state.evals_since_best >= t.early_stop_patience
+        ema_value = row.get(f"ema_{metric_name}")
+        if ema_value is not None and _better(ema_value, state.best_ema_metric, metric_name):
+            state.best_ema_metric, improved_ema = ema_value, True
+    elif ctx.data.eval is None:
+        improved = True  # no validation set: best is the latest
+
+    msg = f"epoch {row['epoch']} step {row['step']}: loss {row['train_loss']:.4f} train {row['train_top1']:.2f}%"
+    if "val_top1" in row:
+        msg += f" val {row['val_top1']:.2f}% (loss {row['val_loss']:.4f})"
+    if "ema_val_top1" in row:
+        msg += f" ema {row['ema_val_top1']:.2f}%"
+    log.info("%s lr %.3g %.0f img/s", msg, row["lr"], row["images_per_s"])
+
+    state.epoch += 1
+    state.batch = 0
+    state.epoch_sums = [0.0, 0.0, 0.0]
+    state.epoch_time = 0.0
+    if stop:
+        log.info("early stopping: %s has not improved for %d evaluations", metric_name, t.early_stop_patience)
+    if ctx.info.is_main:
+        tb.scalars(row, state.step, prefix="epoch/")
+        write_metrics(ctx.run_dir, state.rows)
+    _save(ctx, "last")
+    if improved:
+        _save(ctx, "best")
+    if improved_ema:
+        _save_ema_best(ctx)
+    return stop
+
+
+def _better(value: float, best: float | None, metric: str) -> bool:
+    if best is None:
+        return True
+    return value < best if metric.endswith("loss") else value > best
+
+
+def _save(ctx: _Context, which: str) -> None:
+    if ctx.info.is_main:
+        ckpt_io.save_checkpoint(ctx.run_dir / "checkpoints" / f"{which}.pt", ctx.checkpoint_state())
+    barrier(ctx.info)
+
+
+def _save_ema_best(ctx: _Context) -> None:
+    if ctx.info.is_main:
+        state = ctx.checkpoint_state()
+        state["model"] = ctx.ema.state_dict()
+        ckpt_io.save_checkpoint(ctx.run_dir / "checkpoints" / "best_ema.pt", state)
+    barrier(ctx.info)

@@ -1,0 +1,82 @@
+"""`reslab eval`: evaluate a run or checkpoint on a dataset split and write RUN/eval/."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ..errors import ReslabError
+from ..fileio import atomic_write_text
+from .evaluate import evaluate
+from .runs import load_run_model
+
+log = logging.getLogger(__name__)
+
+
+def run_eval(
+    run: str | Path,
+    *,
+    data: str | None = None,
+    split: str = "auto",
+    tta: str = "",
+    which: str = "last",
+    batch_size: int = 256,
+    out: str | Path | None = None,
+    device: str = "auto",
+) -> dict:
+    """Evaluate and write metrics.json, per_class.csv, confusion.csv and confusion.png; returns the metrics."""
+    from ..data import DataConfig, build_data
+    from ..plots import plot_confusion_matrix
+
+    run = Path(run)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    model, config, classes, preprocess = load_run_model(run, dev, which=which)
+    fields = dict(config.get("data", {}))
+    if data is not None:
+        fields["path"] = data
+    if not fields.get("path"):
+        raise ReslabError("the run does not name its dataset; pass --data PATH")
+    if split != "auto":
+        fields["eval_split"] = split
+    # the run's normalisation, not statistics of the evaluation data
+    fields.update(mean=list(preprocess.mean[: preprocess.channels]), std=list(preprocess.std[: preprocess.channels]),
+                  eval_batch_size=batch_size, limit_per_class=0)
+    known = set(DataConfig.__dataclass_fields__)
+    cfg = DataConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in fields.items() if k in known})
+    dataset = build_data(cfg, batch_size=1, seed=0, device=dev)
+    if dataset.eval is None:
+        raise ReslabError(f"{cfg.path} has no '{split}' split to evaluate; use --split val, test or holdout")
+    if list(dataset.classes) != list(classes):
+        raise ReslabError(
+            f"the classes of {cfg.path} ({len(dataset.classes)}: {', '.join(dataset.classes[:5])}...) differ from the "
+            f"model's ({len(classes)}: {', '.join(classes[:5])}...); evaluate on the dataset the model was trained for"
+        )
+    loader = dataset.eval_tta(tta) if tta else dataset.eval
+    result = evaluate(model, loader, dev, num_classes=len(classes))
+    out_dir = Path(out) if out else (run if run.is_dir() else run.parent.parent if run.suffix == ".pt" else run.parent) / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"top1": result["top1"], "top5": result["top5"], "loss": result["loss"], "count": result["count"],
+               "split": dataset.eval_split, "tta": tta or "none", "weights": which, "data": str(cfg.path),
+               "per_class_accuracy": dict(zip(classes, map(float, result["per_class_accuracy"])))}
+    atomic_write_text(out_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out_dir / "per_class.csv", _csv(
+        ["class", "accuracy", "count"],
+        [[c, f"{a:.4f}", int(n)] for c, a, n in zip(classes, result["per_class_accuracy"], result["confusion"].sum(axis=1))]))
+    atomic_write_text(out_dir / "confusion.csv", _csv(
+        ["true\\predicted", *classes], [[c, *row.tolist()] for c, row in zip(classes, result["confusion"])]))
+    plot_confusion_matrix(result["confusion"], classes, out_dir / "confusion.png",
+                          title=f"{config['model']['name']} on {dataset.eval_split}: top-1 {result['top1']:.2f}%")
+    return {**summary, "out_dir": out_dir, "confusion": result["confusion"]}
+
+
+def _csv(header: list, rows: list) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()

@@ -1,0 +1,96 @@
+"""Look inside a network: feature maps of one image at a named stage, first-layer filters.
+
+`resolve_model` accepts either a zoo name (optionally with weights) or a trained run (a run
+folder, a .pt checkpoint, a model.safetensors), so the same commands work on both.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ReslabError
+
+
+def resolve_model(spec: str, weights: str | None = None, device: str = "cpu"):
+    """(model in eval mode, EvalPreprocess, classes or None) for a zoo name or a run path."""
+    from .preprocess import EvalPreprocess
+
+    path = Path(spec)
+    if path.exists():
+        if weights is not None:
+            raise ReslabError(f"{spec} is a trained run and carries its own weights; drop --weights")
+        from .train.runs import load_run_model
+
+        model, _config, classes, preprocess = load_run_model(path, device=device)
+        return model.eval(), preprocess, list(classes)
+    if os.sep in spec or spec.endswith((".pt", ".pth", ".safetensors")):
+        raise ReslabError(f"{spec} does not exist; give a run folder, a checkpoint, or a model name from `reslab models`")
+    from .models import create_model
+
+    model = create_model(spec, weights=weights).to(device)
+    return model.eval(), EvalPreprocess.for_model(spec), None
+
+
+def _normalise01(a: np.ndarray) -> np.ndarray:
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def top_channel_maps(model: nn.Module, x: torch.Tensor, layer: str, top: int = 16) -> tuple[np.ndarray, list[int]]:
+    """The `top` most active channels of stage `layer` for one image x (C, H, W): ((k, h, w), indices).
+
+    Channels are ranked by their mean activation, the ones that respond most to this image.
+    """
+    from .models.features import feature_maps
+
+    names = list(getattr(model, "feature_names", []))
+    if names and layer not in names:
+        raise ReslabError(f"the model has no stage '{layer}'; its stages are: {', '.join(names)}")
+    with torch.no_grad():
+        maps = feature_maps(model.eval(), x[None] if x.ndim == 3 else x, names=[layer])[layer][0]
+    if maps.ndim != 3:
+        raise ReslabError(f"stage '{layer}' has no spatial output (shape {tuple(maps.shape)}); pick an earlier stage")
+    order = maps.mean(dim=(1, 2)).argsort(descending=True)[:top].tolist()
+    return maps[order].float().cpu().numpy(), order
+
+
+def plot_feature_maps(model: nn.Module, x: torch.Tensor, layer: str, path, image: np.ndarray | None = None, top: int = 16) -> Path:
+    """A grid of the image (if given) and its `top` strongest channel maps at `layer`."""
+    from .plots import plot_image_grid
+
+    maps, order = top_channel_maps(model, x, layer, top)
+    tiles = [_normalise01(m) for m in maps]
+    captions = [f"ch {c}" for c in order]
+    if image is not None:
+        tiles.insert(0, np.asarray(image))
+        captions.insert(0, "input")
+    return plot_image_grid(tiles, path, captions=captions, columns=min(9, len(tiles)), cmap="viridis",
+                           title=f"{getattr(model, 'model_name', type(model).__name__)}: {layer}, top {len(order)} channels by mean activation")
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d:
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module
+    raise ReslabError("the model has no convolution to draw filters from")
+
+
+def plot_first_layer_filters(model: nn.Module, path, max_filters: int = 64) -> Path:
+    """The first convolution's filters as small images (RGB when it reads 3 channels), each scaled to [0, 1]."""
+    from .plots import plot_image_grid
+
+    weight = first_conv(model).weight.detach().float().cpu()[:max_filters]  # (out, in, k, k)
+    tiles = []
+    for w in weight:
+        if w.shape[0] == 3:
+            tiles.append(_normalise01(w.permute(1, 2, 0).numpy()))
+        else:
+            tiles.append(_normalise01(w.mean(0).numpy()))
+    k = weight.shape[-1]
+    return plot_image_grid(tiles, path, columns=min(16, len(tiles)), cmap="gray",
+                           title=f"first-layer filters ({len(tiles)} of {first_conv(model).out_channels}, {k}x{k})")

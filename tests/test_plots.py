@@ -1,0 +1,79 @@
+"""The shared plots are real PNGs with content, of a sensible size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from reslab import plots
+
+
+def _decoded(path) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return np.asarray(im.convert("RGB"), dtype=float)
+
+
+def _assert_has_content(path, min_w=200, min_h=150):
+    pixels = _decoded(path)
+    h, w, _ = pixels.shape
+    assert w >= min_w and h >= min_h
+    assert pixels.std() > 10  # not a blank canvas
+    return pixels
+
+
+def _rows(n, offset=0.0):
+    return [
+        {"epoch": e, "step": 10 * e, "lr": 0.1 * 0.5**e, "train_loss": 2 / e + offset, "train_top1": 40 + 5 * e,
+         "val_loss": 2.2 / e + offset, "val_top1": 35 + 5 * e}
+        for e in range(1, n + 1)
+    ]
+
+
+def test_training_curves_one_panel_per_metric(tmp_path):
+    three = _assert_has_content(plots.plot_training_curves([("a", _rows(6)), ("b", _rows(4, 0.3))], tmp_path / "c.png"))
+    one = _assert_has_content(plots.plot_training_curves([("a", _rows(6))], tmp_path / "d.png", metrics=("error",)))
+    # three panels side by side are about three times as wide as one
+    assert 2.3 < three.shape[1] / one.shape[1] < 3.7
+
+
+def test_training_curves_without_validation_rows(tmp_path):
+    rows = [{k: v for k, v in r.items() if not k.startswith("val_")} for r in _rows(3)]
+    _assert_has_content(plots.plot_training_curves([("train only", rows)], tmp_path / "c.png"))
+
+
+def test_unknown_curve_metric_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="accuracy"):
+        plots.plot_training_curves([("a", _rows(2))], tmp_path / "c.png", metrics=("accuracy",))
+
+
+def test_confusion_matrix_diagonal_is_darkest(tmp_path):
+    cm = np.full((3, 3), 1) + np.diag([50, 50, 50])
+    pixels = _assert_has_content(plots.plot_confusion_matrix(cm, ["ant", "bee", "cat"], tmp_path / "cm.png"))
+    assert pixels.min() < 80  # dark blue cells exist
+
+
+def test_confusion_matrix_shape_mismatch(tmp_path):
+    with pytest.raises(ValueError, match="3 classes"):
+        plots.plot_confusion_matrix(np.eye(2), ["a", "b", "c"], tmp_path / "cm.png")
+
+
+def test_per_class_accuracy_and_grid(tmp_path):
+    _assert_has_content(plots.plot_per_class_accuracy([90.0, 40.0, 75.5], ["a", "b", "c"], tmp_path / "pc.png"))
+    rng = np.random.default_rng(0)
+    images = [rng.random((16, 16, 3)) for _ in range(5)]
+    _assert_has_content(plots.plot_image_grid(images, tmp_path / "g.png", captions=list("abcde"), columns=3), 150, 150)
+
+
+def test_bars_beside_reference(tmp_path):
+    _assert_has_content(plots.plot_bars_with_errors(["r20", "r56"], [8.9, 7.1], [0.2, 0.3], tmp_path / "b.png",
+                                                    ylabel="error (%)", reference=[8.75, 6.97]))
+
+
+def test_write_is_atomic_on_failure(tmp_path):
+    target = tmp_path / "keep.png"
+    target.write_bytes(b"old")
+    with pytest.raises(ValueError):
+        plots.plot_confusion_matrix(np.eye(2), ["a"], target)
+    assert target.read_bytes() == b"old"
