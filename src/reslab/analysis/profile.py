@@ -44,6 +44,9 @@ _BATCH_NORM_OPS = {
     aten.native_layer_norm,
     aten.native_group_norm,
 }
+# batch norm's meta kernel is a Python decomposition costing ~3 ms a call (ResNet-1202: 4 s); the
+# output shapes are known, so on meta we make them directly: (out, mean, invstd) of shapes x, C, C
+_META_BATCH_NORM_OPS = {aten.native_batch_norm, aten._native_batch_norm_legit, aten._native_batch_norm_legit_no_training}
 _MAX_POOL_OPS = {aten.max_pool2d_with_indices, aten.max_pool2d}
 _AVG_POOL_OPS = {aten.avg_pool2d}
 _ADAPTIVE_POOL_OPS = {aten._adaptive_avg_pool2d, aten.adaptive_max_pool2d, aten.adaptive_avg_pool2d}
@@ -170,7 +173,7 @@ def profile_model(
 
 
 def parse_input_size(text: str, channels: int = 3) -> tuple[int, int, int]:
-    """'3x224x224' -> (3, 224, 224); '224x224' or '224' use `channels`. Raises ReslabError."""
+    """'3x224x224' -> (3, 224, 224); '224' -> (channels, 224, 224). Raises ReslabError."""
     parts = re.split(r"[x,\s]+", text.strip().lower())
     try:
         dims = [int(p) for p in parts if p]
@@ -178,10 +181,8 @@ def parse_input_size(text: str, channels: int = 3) -> tuple[int, int, int]:
         dims = []
     if len(dims) == 1:
         dims = [channels, dims[0], dims[0]]
-    elif len(dims) == 2:
-        dims = [channels, *dims]
     if len(dims) != 3:
-        raise ReslabError(f"input size '{text}' is not CxHxW; write it like 3x224x224 (or 224x224, or 224)")
+        raise ReslabError(f"input size '{text}' is not CxHxW; write it like 3x224x224 (or 224 for a square {channels}-channel input)")
     return _check_input_size(tuple(dims))
 
 
@@ -191,7 +192,8 @@ def _check_input_size(size) -> tuple[int, int, int]:
     except (TypeError, ValueError):
         dims = ()
     if len(dims) != 3 or any(v <= 0 for v in dims):
-        raise ReslabError(f"input size {size!r} must be three positive integers (C, H, W), such as 3x224x224")
+        shown = "x".join(map(str, size)) if isinstance(size, (tuple, list)) else repr(size)
+        raise ReslabError(f"input size {shown} must be three positive integers (C, H, W), such as 3x224x224")
     return dims
 
 
@@ -204,10 +206,10 @@ def _profile(model, input_size, batch, device, dtype, cross_check) -> Profile:
         device = ref.device if ref is not None else torch.device("cpu")
     device = torch.device(device)
     recorder = _Recorder(names)
-    hooks = []
-    for m in names:
-        hooks.append(m.register_forward_pre_hook(recorder.enter))
-        hooks.append(m.register_forward_hook(recorder.leave))
+    # two global hooks rather than two per module: registering 7,000 handles on ResNet-1202 costs more than the forward
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    hooks = [register_module_forward_pre_hook(recorder.enter), register_module_forward_hook(recorder.leave)]
     x = torch.empty((batch, *input_size), device=device, dtype=dtype)
     recorder.mark_input(x)
     try:
@@ -252,6 +254,7 @@ def _call(model: nn.Module, x: torch.Tensor, device: torch.device):
 def _too_small_error(model, input_size, device, dtype, error: RuntimeError) -> ReslabError:
     """Turn a shape error into one sentence naming the smallest square input the model accepts."""
     c, h, w = input_size
+    who = getattr(model, "model_name", None) or "this model"
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if device.type == "meta":
 
@@ -267,16 +270,16 @@ def _too_small_error(model, input_size, device, dtype, error: RuntimeError) -> R
         while not runs(hi):
             hi *= 2
             if hi > 4096:
-                return ReslabError(f"the model cannot run on a {c}x{h}x{w} input ({reason}); check the channel count")
+                return ReslabError(f"{who} cannot run on a {c}x{h}x{w} input ({reason}); check the channel count")
         lo = 0  # invariant: lo fails (or is 0), hi runs
         while hi - lo > 1:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if runs(mid) else (mid, hi)
         if hi > min(h, w):
             return ReslabError(
-                f"a {c}x{h}x{w} input is too small for this model; the smallest it accepts is {c}x{hi}x{hi}"
+                f"a {c}x{h}x{w} input is too small for {who}; the smallest square input it accepts is {c}x{hi}x{hi}"
             )
-    return ReslabError(f"the model cannot run on a {c}x{h}x{w} input: {reason}")
+    return ReslabError(f"{who} cannot run on a {c}x{h}x{w} input: {reason}")
 
 
 @dataclass
@@ -309,6 +312,8 @@ class _Recorder(TorchDispatchMode):
 
     # --- module calls -------------------------------------------------------------------
     def enter(self, module, args):
+        if module not in self.names:
+            return  # a module outside the profiled model
         leaf = next(iter(module.children()), None) is None
         call = _Call(module, self.names.get(module, type(module).__name__), leaf)
         if leaf:
@@ -317,6 +322,8 @@ class _Recorder(TorchDispatchMode):
         self.used_modules[module] = None
 
     def leave(self, module, args, output):
+        if module not in self.names:
+            return
         call = self.stack.pop()
         if call.row is None:
             return
@@ -354,8 +361,11 @@ class _Recorder(TorchDispatchMode):
     # --- aten ops -------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
         packet = func.overloadpacket
+        if packet in _META_BATCH_NORM_OPS and args[0].device.type == "meta":
+            out = _meta_batch_norm(args[0])
+        else:
+            out = func(*args, **kwargs)
         first = _first_tensor(out)
         if first is None:
             return out
@@ -389,6 +399,15 @@ class _Recorder(TorchDispatchMode):
             padding = _arg(args, kwargs, 3, "padding", 0)
             dilation = _arg(args, kwargs, 4, "dilation", 1) if packet in _MAX_POOL_OPS else 1
             rf = rf.through(kernel, stride, padding, dilation)
+        elif packet is aten.slice and x.dim() == 4:  # x[:, :, ::2, ::2] subsamples: the jump grows
+            dim = _arg(args, kwargs, 1, "dim", 0) % 4
+            begin = _arg(args, kwargs, 2, "start", 0) or 0
+            step = _arg(args, kwargs, 4, "step", 1) or 1
+            if dim >= 2:
+                rf = rf.sliced(dim - 2, max(begin, 0), step)
+        elif packet is aten.constant_pad_nd and len(args[1]) >= 2:  # spatial padding shifts the grid
+            pads = list(args[1]) + [0, 0]
+            rf = rf.sliced(1, -pads[0], 1).sliced(0, -pads[2], 1)
         elif packet in _ADAPTIVE_POOL_OPS or packet is aten.mean:
             if out.shape[-2:] == (1, 1) and x.shape[-2:] != (1, 1):
                 return _TensorInfo(None, depth)  # global pooling
@@ -423,6 +442,11 @@ class _Recorder(TorchDispatchMode):
         n = self.row_names.get(name, 0) + 1
         self.row_names[name] = n
         return name if n == 1 else f"{name}#{n}"
+
+
+def _meta_batch_norm(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    stats = torch.empty((x.shape[1],), device="meta", dtype=x.dtype)
+    return torch.empty_like(x), stats, torch.empty_like(stats)
 
 
 def _cost(func, args, kwargs, out: torch.Tensor) -> tuple[int, int]:

@@ -52,6 +52,14 @@ class ReceptiveField:
             jump.append(j_out)
         return ReceptiveField(tuple(size), tuple(jump), tuple(start))
 
+    def sliced(self, axis: int, begin: int, step: int) -> "ReceptiveField":
+        """Keep every `step`-th position from `begin` along `axis` (0: height, 1: width); a negative
+        begin is padding added in front."""
+        jump, start = list(self.jump), list(self.start)
+        start[axis] += begin * jump[axis]
+        jump[axis] *= step
+        return ReceptiveField(self.size, tuple(jump), tuple(start))
+
     def as_dict(self) -> dict:
         return {"size": list(self.size), "jump": list(self.jump), "start": list(self.start)}
 

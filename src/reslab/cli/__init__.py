@@ -28,11 +28,12 @@ def _setup_logging() -> None:
     # Library modules log through logging.getLogger(__name__); the CLI shows INFO and above.
     import logging
 
+    from rich.console import Console
     from rich.logging import RichHandler
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False, show_time=False, markup=False)]
-    )
+    # Logs on stderr, so that `--json` output on stdout can be piped.
+    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> None:

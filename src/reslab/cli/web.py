@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ReslabError
-from .app import app
+from .app import app, bench_app
 
 COMPARE_METHODS = ("cnn", "sift", "orb", "hog", "hist")
 
@@ -58,7 +58,7 @@ def faces(
     out: Path = typer.Option(None, "--out", "-o", help="PNG of the photo with the faces boxed."),
     as_json: bool = typer.Option(False, "--json", help="Print the boxes as JSON."),
     scale_factor: float = typer.Option(1.2, min=1.01, help="Pyramid step: smaller finds more faces, slower."),
-    min_neighbors: int = typer.Option(5, min=1, help="Overlapping detections a face needs: higher, fewer false alarms."),
+    min_neighbors: int = typer.Option(6, min=1, help="Overlapping detections a face needs: higher, fewer false alarms."),
     min_size: int = typer.Option(None, min=8, help="Smallest face side in pixels (default: 1/20 of the shorter side)."),
 ) -> None:
     """Find frontal faces with a boosted cascade classifier; print or draw the boxes."""
@@ -98,3 +98,14 @@ def serve(
     web_app = create_app(index, max_upload_bytes=int(max_upload_mb * 2**20))
     typer.echo(f"serving {index} at http://{host}:{port}/  (API docs at /docs; Ctrl-C stops)")
     uvicorn.run(web_app, host=host, port=port, log_level="info")
+
+
+@bench_app.command("features")
+def bench_features(
+    images: int = typer.Option(64, min=4, help="Photos to embed per method (skimage sample photos, cycled and varied)."),
+    out: Path = typer.Option(Path("benchmarks/results/features.json"), help="Where to save the measurements (JSON)."),
+) -> None:
+    """Throughput of the classical embedders, pair matching and face detection, as ratios to the CNN embedder."""
+    from ..features.bench import run_features_benchmark
+
+    run_features_benchmark(images, out)

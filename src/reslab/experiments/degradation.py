@@ -135,13 +135,18 @@ def plot_degradation(results: Sequence[RunResult], path: Path, depths: dict[str,
     return save_figure(fig, path)
 
 
+def net_overrides(net: str) -> list[str]:
+    """Model keys for a plain or residual CIFAR net; plain nets take no shortcut option."""
+    return [f"model.name={net}", "model.options={}"] if net.startswith("plain") else [f"model.name={net}"]
+
+
 def run_degradation(setup: ExperimentSetup, depths: Sequence[int] = (20, 56)) -> dict:
     """Train plain and residual nets at `depths` for every seed; write plots and results; return the summary."""
     nets = {f"plain{d}": d for d in depths} | {f"resnet{d}": d for d in depths}
     results = []
     for seed in setup.seeds:
         for net in nets:
-            results.append(train_net(setup, net, [f"model.name={net}"], seed))
+            results.append(train_net(setup, net, net_overrides(net), seed))
     return summarise_degradation(setup, results, nets)
 
 

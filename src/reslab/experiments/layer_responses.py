@@ -160,6 +160,7 @@ def run_layer_responses(setup, depths=(20, 56), runs: list | None = None, max_im
     from ..train.runs import load_run_model
     from ..report.evaluation import eval_batches
     from .common import train_net, write_results
+    from .degradation import net_overrides
 
     out = Path(setup.out)
     if runs:
@@ -167,7 +168,7 @@ def run_layer_responses(setup, depths=(20, 56), runs: list | None = None, max_im
         trained = []
     else:
         seed = setup.seeds[0]
-        trained = [train_net(setup, f"{kind}{d}", [f"model.name={kind}{d}"], seed) for d in depths for kind in ("plain", "resnet")]
+        trained = [train_net(setup, f"{kind}{d}", net_overrides(f"{kind}{d}"), seed) for d in depths for kind in ("plain", "resnet")]
         run_dirs = [r.run_dir for r in trained]
     curves: dict[str, list[LayerResponse]] = {}
     for run_dir in run_dirs:

@@ -59,7 +59,7 @@ def detector_name() -> str:
 def detect_faces(
     image: Image.Image | np.ndarray,
     scale_factor: float = 1.2,  # image pyramid step; smaller finds more faces, slower
-    min_neighbors: int = 5,  # overlapping detections a face needs; higher means fewer false alarms
+    min_neighbors: int = 6,  # overlapping detections a face needs; higher means fewer false alarms
     min_size: int | None = None,  # smallest face side in pixels; default 1/20 of the shorter side, >= 24
 ) -> list[Face]:
     """Faces in an RGB/grayscale image, largest first."""
@@ -92,7 +92,23 @@ def detect_faces(
         )
         boxes = [(d["c"], d["r"], d["width"], d["height"]) for d in found]
     faces = [Face(round(x / scale), round(y / scale), round(bw / scale), round(bh / scale)) for x, y, bw, bh in boxes]
-    return sorted(faces, key=lambda f: f.width * f.height, reverse=True)
+    return merge_overlapping(sorted(faces, key=lambda f: f.width * f.height, reverse=True))
+
+
+def overlap(a: Face, b: Face) -> float:
+    """Intersection over the smaller box: 1 when one box lies inside the other."""
+    ix = max(0, min(a.x + a.width, b.x + b.width) - max(a.x, b.x))
+    iy = max(0, min(a.y + a.height, b.y + b.height) - max(a.y, b.y))
+    return ix * iy / min(a.width * a.height, b.width * b.height)
+
+
+def merge_overlapping(faces: list[Face], threshold: float = 0.5) -> list[Face]:
+    """Drop a box mostly inside a larger one: the cascade can report one face at two scales."""
+    kept: list[Face] = []
+    for f in faces:  # largest first
+        if all(overlap(f, k) < threshold for k in kept):
+            kept.append(f)
+    return kept
 
 
 def draw_faces(image: Image.Image, faces: list[Face], color=(255, 40, 40)) -> Image.Image:

@@ -129,8 +129,13 @@ def match_images(
     return MatchResult(detector, points_a, points_b, matches, inliers, H)
 
 
-def draw_matches(image_a: Image.Image, image_b: Image.Image, result: MatchResult, max_height: int = 600) -> Image.Image:
-    """The two images side by side with the RANSAC inlier matches drawn as lines (cv2.drawMatches)."""
+def draw_matches(
+    image_a: Image.Image, image_b: Image.Image, result: MatchResult, max_height: int = 600, max_lines: int = 150
+) -> Image.Image:
+    """The two images side by side with the RANSAC inlier matches drawn as lines (cv2.drawMatches).
+
+    At most `max_lines` inliers, evenly picked, are drawn: hundreds of lines hide the images.
+    """
     import cv2
 
     def prepared(image: Image.Image, points: np.ndarray):
@@ -142,10 +147,12 @@ def draw_matches(image_a: Image.Image, image_b: Image.Image, result: MatchResult
 
     bgr_a, kp_a = prepared(image_a, result.points_a)
     bgr_b, kp_b = prepared(image_b, result.points_b)
-    dmatches = [cv2.DMatch(int(a), int(b), 0.0) for (a, b), keep in zip(result.matches, result.inliers) if keep]
+    inlier_pairs = result.matches[result.inliers]
+    if len(inlier_pairs) > max_lines:
+        inlier_pairs = inlier_pairs[np.linspace(0, len(inlier_pairs) - 1, max_lines).round().astype(int)]
+    dmatches = [cv2.DMatch(int(a), int(b), 0.0) for a, b in inlier_pairs]
     canvas = cv2.drawMatches(
         bgr_a, kp_a, bgr_b, kp_b, dmatches, None,
-        matchColor=(0, 200, 0), singlePointColor=(0, 140, 255),
-        flags=cv2.DrawMatchesFlags_DEFAULT,
+        matchColor=(0, 220, 0), flags=cv2.DrawMatchesFlags_NOT_DRAW_SINGLE_POINTS,
     )  # fmt: skip
     return Image.fromarray(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB))

@@ -96,6 +96,19 @@ def check_same_embedder(existing: dict, requested: dict, index_dir: Path) -> Non
         )
 
 
+def check_requested(existing: dict, index_dir: Path, method=None, model=None, layer=None, run=None) -> None:
+    """Refuse, before loading anything, options that contradict the embedder an index was built with."""
+    wanted = {"method": method, "model": model, "layer": layer, "run": str(run) if run is not None else None}
+    if method not in (None, "cnn"):
+        wanted["model"] = wanted["model"] or None
+    wrong = [f"{k} '{v}'" for k, v in wanted.items() if v is not None and v != existing.get(k)]
+    if wrong:
+        raise ReslabError(
+            f"the index {index_dir} was built with {describe(existing)}, not {', '.join(wrong)}; "
+            "use another --out for a new index, or drop the options to use the index's own embedder"
+        )
+
+
 def prepare_embedder(out: Path, embedder: Embedder | None, runtime: dict | None = None) -> Embedder:
     """The embedder for an index: the index's own when it exists (checked against `embedder`), else `embedder`."""
     existing = read_manifest(out)
@@ -364,6 +377,7 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return lambda n: None
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         total = sum(
@@ -374,6 +388,7 @@ class _progress:
         self.bar = Progress(
             TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+            console=Console(stderr=True),  # stdout stays clean for --json and pipes
         )
         self.bar.start()
         self.task = self.bar.add_task("embed", total=total, rate="")

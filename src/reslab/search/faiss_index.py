@@ -85,8 +85,8 @@ def set_search_params(index, params: FaissParams) -> None:
 
 
 def _training_sample(vectors: np.ndarray, nlist: int) -> np.ndarray:
-    # k-means needs ~40-256 points per cell; more only costs time
-    cap = 256 * nlist
+    # k-means needs ~40 points per cell (FAISS warns below 39); more only costs time
+    cap = 64 * nlist
     if len(vectors) <= cap:
         return vectors
     rng = np.random.default_rng(0)

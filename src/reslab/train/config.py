@@ -105,7 +105,7 @@ class TrainConfig:
         return config_to_dict(self)
 
 
-SECTIONS = {f.name: f.type for f in fields(TrainConfig)}
+SECTIONS = typing.get_type_hints(TrainConfig)
 
 
 def recipes_dir() -> Path:
@@ -149,7 +149,7 @@ def load_config(recipe: str | Path | None = None, overrides: typing.Sequence[str
 def config_from_dict(raw: dict) -> TrainConfig:
     sections = {}
     for name, value in raw.items():
-        if name not in SECTIONS:
+        if name not in SECTIONS or name == "to_dict":
             raise ReslabError(f"unknown config section '{name}'{_did_you_mean(name, SECTIONS)}")
         if not isinstance(value, dict):
             raise ReslabError(f"config section '{name}' must be a table of keys, e.g. [{name}]")

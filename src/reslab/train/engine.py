@@ -48,6 +48,7 @@ class History:
     stopped_early: bool = False
     interrupted: bool = False
     final_eval: dict | None = None  # evaluation with train.eval_tta views, when set
+    model: nn.Module | None = None  # the trained model (final weights; not wrapped by DDP or compile)
 
 
 @dataclass
@@ -146,7 +147,10 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None) -> 
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if info.enabled and cfg.model.sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif info.is_main:
+            log.warning("model.sync_bn needs CUDA (PyTorch's SyncBatchNorm is GPU-only); keeping per-process BatchNorm")
     ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
 
     accum = max(1, cfg.train.accum_steps)
@@ -248,6 +252,7 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None) -> 
     tb.close()
     barrier(info)
     history.rows, history.best_metric, history.best_epoch = state.rows, state.best_metric, state.best_epoch
+    history.model = model
     return history
 
 

@@ -14,12 +14,14 @@ sends, so no request can read anything else on the machine. Uploads above `max_u
 get 413; something that does not decode as an image gets 415, both with a JSON `detail`.
 """
 
-from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import io
+import itertools
 import logging
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -64,32 +66,67 @@ def decode_upload(data: bytes) -> Image.Image:
         raise ValueError(f"the upload is not an image Pillow can decode ({e})") from None
 
 
-def open_index(index):
-    """A SearchIndex from a path, or the object itself."""
+class IndexThread:
+    """Runs every call on the index in one dedicated thread.
+
+    The index's SQLite connection may only be used by the thread that opened it, and embedders
+    (OpenCV detectors, torch modules) are not promised to be thread-safe; one thread gives both,
+    and the event loop stays free to serve thumbnails and the page meanwhile.
+    """
+
+    def __init__(self, index):
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reslab-index")
+        self.index = self.executor.submit(_open_here, index).result()  # ReslabError surfaces here
+
+    def call(self, fn, *args):
+        """Run fn(index, *args) in the index thread and wait (for synchronous callers)."""
+        return self.executor.submit(fn, self.index, *args).result()
+
+    async def run(self, fn, *args):
+        """Run fn(index, *args) in the index thread without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, self.index, *args))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False)
+
+
+def _open_here(index):
+    """Open `index` in the calling thread: a path, or a `SearchIndex` (re-opened from its path, so
+    that its database connection belongs to this thread), or any object with the same methods."""
     if isinstance(index, (str, Path)):
         from ..search.index import SearchIndex
 
         return SearchIndex.open(index)
+    reopen = getattr(type(index), "open", None)
+    if reopen is not None and isinstance(getattr(index, "path", None), Path):
+        return reopen(index.path, **getattr(index, "_runtime", {}))
     return index
 
 
 def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
-    """The FastAPI app for `index` (a path to an index, or a `SearchIndex`)."""
+    """The FastAPI app for `index`: a path to an index made by `reslab embed`, or a `SearchIndex`."""
     from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
     from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
+    from starlette.concurrency import run_in_threadpool
 
-    index = open_index(index)
-    # Embedders (OpenCV detectors, torch modules) are not promised to be thread-safe, and the
-    # threadpool serves requests concurrently: one embedding or search at a time.
-    lock = threading.Lock()
-    manifest = dict(getattr(index, "manifest", {}) or {})
+    worker = IndexThread(index)
+    manifest = dict(getattr(worker.index, "manifest", {}) or {})
+    count = worker.call(len)
+    has_classifier = worker.call(_has_classifier)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        worker.close()
 
     app = FastAPI(
         title="reslab image search",
         version="1",
-        description=f"Similar images in an index of {len(index)} images ({manifest.get('method', '?')} features).",
+        description=f"Similar images in an index of {count} images ({manifest.get('method', '?')} features).",
+        lifespan=lifespan,
     )
+    app.state.index_thread = worker
 
     @app.middleware("http")
     async def refuse_big_bodies(request: Request, call_next):
@@ -99,11 +136,11 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
             return JSONResponse({"detail": _too_big_message(max_upload_bytes)}, status_code=413)
         return await call_next(request)
 
-    def known_item(item_id: int):
+    async def known_item(item_id: int):
         if item_id < 0:
             raise HTTPException(404, f"no indexed image has id {item_id}")
         try:
-            return index.item(item_id)
+            return await worker.run(lambda ix: ix.item(item_id))
         except (ReslabError, KeyError, IndexError):
             raise HTTPException(404, f"no indexed image has id {item_id}") from None
 
@@ -112,11 +149,9 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     @app.get("/api/info", summary="What this index holds")
-    def info() -> dict:
-        with lock:
-            has_classifier = _has_classifier(index)
+    async def info() -> dict:
         return {
-            "count": len(index),
+            "count": await worker.run(len),
             "method": manifest.get("method"),
             "model": manifest.get("model"),
             "weights": manifest.get("weights"),
@@ -128,21 +163,22 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
             "max_upload_bytes": max_upload_bytes,
         }
 
-    @app.get("/api/items", summary="Browse the indexed images")
-    def items(offset: int = Query(0, ge=0), limit: int = Query(48, ge=1, le=500)) -> dict:
-        total = len(index)
-        ids = range(offset, min(offset + limit, total))
-        return {"total": total, "offset": offset, "items": [item_json(index.item(i)) for i in ids]}
+    @app.get("/api/items", summary="Browse the indexed images, in id order")
+    async def items(offset: int = Query(0, ge=0), limit: int = Query(48, ge=1, le=500)) -> dict:
+        def page_of(ix):
+            return len(ix), [item_json(it) for it in itertools.islice(ix.items(), offset, offset + limit)]
+
+        total, listed = await worker.run(page_of)
+        return {"total": total, "offset": offset, "items": listed}
 
     @app.get("/api/items/{item_id}", summary="One indexed image")
-    def item(item_id: int) -> dict:
-        return item_json(known_item(item_id))
+    async def item(item_id: int) -> dict:
+        return item_json(await known_item(item_id))
 
     @app.get("/api/items/{item_id}/similar", summary="Images most similar to an indexed one")
-    def similar(item_id: int, k: int = Query(12, ge=1, le=MAX_K)) -> dict:
-        query = known_item(item_id)
-        with lock:
-            hits = index.search_item(item_id, k=k)
+    async def similar(item_id: int, k: int = Query(12, ge=1, le=MAX_K)) -> dict:
+        query = await known_item(item_id)
+        hits = await worker.run(lambda ix: ix.search_item(item_id, k=k))
         return {"query": item_json(query), "hits": [hit_json(h) for h in hits]}
 
     @app.post("/api/search", summary="Images most similar to an uploaded one (and its classes)")
@@ -151,14 +187,14 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
         if len(data) > max_upload_bytes:
             raise HTTPException(413, _too_big_message(max_upload_bytes))
         try:
-            picture = decode_upload(data)
+            picture = await run_in_threadpool(decode_upload, data)
         except ValueError as e:
             raise HTTPException(415, f"{image.filename or 'the upload'}: {e}; upload a JPEG, PNG, GIF, BMP, TIFF or WebP image")
-        return await _run_sync(_search_upload, index, lock, picture, k)
+        return await worker.run(_search_upload, picture, k)
 
     @app.get("/api/image/{item_id}", summary="An indexed image file, or its thumbnail", response_class=Response)
-    def image(item_id: int, size: int | None = Query(None, description=f"thumbnail longer side, one of {THUMBNAIL_SIZES}")):
-        entry = known_item(item_id)
+    async def image(item_id: int, size: int | None = Query(None, description=f"thumbnail longer side, one of {THUMBNAIL_SIZES}")):
+        entry = await known_item(item_id)
         path = Path(entry.path)
         if not path.is_file():
             raise HTTPException(404, f"image {item_id} ({path.name}) is no longer on disk; rebuild the index")
@@ -168,7 +204,7 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
             raise HTTPException(422, f"size must be one of {', '.join(map(str, THUMBNAIL_SIZES))}")
         stat = path.stat()
         try:
-            data = _thumbnail(str(path), stat.st_mtime_ns, stat.st_size, size)
+            data = await run_in_threadpool(_thumbnail, str(path), stat.st_mtime_ns, stat.st_size, size)
         except ReslabError as e:
             raise HTTPException(404, str(e)) from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
@@ -182,36 +218,21 @@ def _too_big_message(max_upload_bytes: int) -> str:
 
 
 def _has_classifier(index) -> bool:
-    """Whether `index.classify` gives classes; asked once, on a tiny grey image."""
-    cached = getattr(index, "_web_has_classifier", None)
-    if cached is None:
-        try:
-            cached = index.classify(Image.new("RGB", (64, 64), (128, 128, 128)), top_k=1) is not None
-        except Exception:  # noqa: BLE001 - a classifier that fails is reported as absent, never breaks /api/info
-            log.exception("classification failed; the page will not show classes")
-            cached = False
-        try:
-            index._web_has_classifier = cached
-        except AttributeError:
-            pass
-    return cached
+    """Whether `index.classify` gives classes; asked once, on a small grey image."""
+    try:
+        return index.classify(Image.new("RGB", (64, 64), (128, 128, 128)), top_k=1) is not None
+    except Exception:  # noqa: BLE001 - a failing classifier is reported as absent; it never breaks the page
+        log.exception("classification failed; the page will not show classes")
+        return False
 
 
-def _search_upload(index, lock, picture: Image.Image, k: int) -> dict:
-    with lock:
-        hits = index.search_image(picture, k=k)
-        classes = index.classify(picture, top_k=5)
+def _search_upload(index, picture: Image.Image, k: int) -> dict:
+    hits = index.search_image(picture, k=k)
+    classes = index.classify(picture, top_k=5)
     return {
         "hits": [hit_json(h) for h in hits],
         "classes": None if classes is None else [{"label": label, "probability": round(float(p), 6)} for label, p in classes],
     }
-
-
-async def _run_sync(fn, *args):
-    # embedding is CPU work: run it in the threadpool so the event loop keeps serving
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -1,0 +1,200 @@
+"""`reslab bench data`: can the input pipeline feed the model?
+
+Three measurements, all in one process on the same cores:
+1. decode + augmentation images/s of real JPEG photos through the on-the-fly loader (worker
+   processes), with the paper's scale augmentation and with RandomResizedCrop;
+2. ResNet-18 training images/s (forward + backward + SGD step, batch 32, 224x224) as the yardstick
+   the loader must outpace;
+3. the in-memory batched CIFAR augmentation vs a textbook per-image PIL loop (pad, crop, flip,
+   to-tensor, normalise), the baseline of the ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shlex
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ReslabError
+from ..fileio import atomic_write_text
+from .progress import resolve_workers
+
+log = logging.getLogger(__name__)
+SHARED_TARBALL = Path("../shared/data/hymenoptera.tar.gz")
+
+
+def find_photo_folder() -> Path:
+    """A folder of real photos: an extracted hymenoptera set in the caches, or the shared tarball
+    extracted once into ~/.cache/reslab/datasets (never into the user's data)."""
+    home = Path.home() / ".cache"
+    for pattern in ("reslab/datasets/hymenoptera*/*", "reslab-tests/hymenoptera-*/*"):
+        for cand in sorted(home.glob(pattern)):
+            if (cand / "train").is_dir():
+                return cand
+    if SHARED_TARBALL.is_file():
+        dest = home / "reslab" / "datasets" / "hymenoptera"
+        log.info("extracting %s into %s (once)", SHARED_TARBALL, dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(SHARED_TARBALL) as tar:
+            tar.extractall(dest, filter="data")
+        return find_photo_folder()
+    raise ReslabError(
+        "no photo folder found for the data benchmark; pass one with --data PATH "
+        "(a train/<class>/*.jpg folder of photos >= 256 pixels, e.g. hymenoptera.tar.gz extracted)"
+    )
+
+
+def _timed(step, seconds: float, warmup: int = 1) -> float:
+    """Calls step() (which returns how many images it did) for `seconds`; images/s."""
+    for _ in range(warmup):
+        step()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        n += step()
+    return n / (time.perf_counter() - t0)
+
+
+def loader_rate(folder: Path, augment: str, workers: int, seconds: float) -> float:
+    from . import DataConfig, build_data
+
+    cfg = DataConfig(path=str(folder), augment=augment, image_size=224, eval_resize=256, in_memory="no",
+                     workers=workers, eval_split="none")  # fmt: skip
+    data = build_data(cfg, 32, seed=0)
+    state = {"epoch": 0, "it": iter(())}
+
+    def step():
+        try:
+            x, _ = next(state["it"])
+        except StopIteration:
+            state["epoch"] += 1
+            state["it"] = data.train.batches(state["epoch"])
+            x, _ = next(state["it"])
+        return len(x)
+
+    return _timed(step, seconds)
+
+
+def resnet18_train_rate(seconds: float, threads: int) -> float:
+    from ..models import create_model
+
+    torch.set_num_threads(threads)
+    model = create_model("resnet18", num_classes=1000).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(32, 3, 224, 224), torch.randint(0, 1000, (32,))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        return 32
+
+    return _timed(step, seconds)
+
+
+def cifar_augment_rates(images: np.ndarray, seconds: float) -> tuple[float, float]:
+    """(batched in-memory images/s, per-image PIL loop images/s) for the paper's CIFAR augmentation."""
+    from PIL import Image, ImageOps
+
+    from ..preprocess import normalize, to_tensor
+    from .batch_augment import BatchTrainAugment
+    from .config import DataConfig
+
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    aug = BatchTrainAugment(DataConfig(augment="cifar_paper"), mean, std, 3)
+    tensor = torch.from_numpy(images)
+    g = torch.Generator().manual_seed(0)
+    pos = {"i": 0}
+
+    def batched():
+        i = pos["i"] = (pos["i"] + 128) % (len(tensor) - 128)
+        aug(tensor[i : i + 128], g)
+        return 128
+
+    pil = [Image.fromarray(a.transpose(1, 2, 0)) for a in images[:2048]]
+    rng = np.random.default_rng(0)
+
+    def per_image():  # what torchvision's RandomCrop(32, padding=4) + flip + ToTensor + Normalize do
+        out = []
+        for img in pil[:128]:
+            padded = ImageOps.expand(img, border=4, fill=0)
+            top, left = rng.integers(0, 9, size=2)
+            crop = padded.crop((left, top, left + 32, top + 32))
+            if rng.random() < 0.5:
+                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            out.append(normalize(to_tensor(crop), mean, std))
+        torch.stack(out)
+        return 128
+
+    return _timed(batched, seconds), _timed(per_image, seconds)
+
+
+def _cifar_images(cifar: Path | None) -> tuple[np.ndarray, str]:
+    if cifar is None:
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (10_000, 3, 32, 32), dtype=np.uint8), "10,000 random 32x32 images"
+    from .formats import ArraySplit, open_source
+
+    split = open_source(cifar).splits["train"]
+    if not isinstance(split, ArraySplit):
+        from .memory import decode_split
+        from .guard import BadFileLog
+
+        split = decode_split(split.subset(np.arange(min(len(split), 10_000))), 32, 3, -1, BadFileLog(len(split), 1.0))
+    return split.images[:10_000], str(cifar)
+
+
+def run_bench_data(data: Path | None, cifar: Path | None, workers: int, seconds: float, out: Path, console) -> dict:
+    from rich.table import Table
+
+    folder = Path(data) if data else find_photo_folder()
+    workers = resolve_workers(workers)
+    console.print(f"photos: {folder}; {workers} decode worker(s); {seconds:g} s per measurement")
+    rates = {aug: loader_rate(folder, aug, workers, seconds) for aug in ("imagenet_paper", "rrc")}
+    model_rate = resnet18_train_rate(seconds, threads=workers)
+    cifar_images, cifar_name = _cifar_images(cifar)
+    batched, per_image = cifar_augment_rates(cifar_images, seconds)
+
+    table = Table(title="input pipeline vs model (images/s, same process, same cores)")
+    for col in ("measurement", "images/s", "per core", "vs baseline"):
+        table.add_column(col, justify="left" if col == "measurement" else "right")
+    for aug, r in rates.items():
+        table.add_row(f"decode+{aug} (224 crops, {workers} workers)", f"{r:.1f}", f"{r / workers:.1f}", f"{r / model_rate:.2f}x ResNet-18")
+    table.add_row(f"ResNet-18 train step (batch 32, 224, {workers} threads)", f"{model_rate:.1f}", f"{model_rate / workers:.1f}", "baseline")
+    table.add_row("CIFAR batched in-memory augmentation", f"{batched:,.0f}", f"{batched:,.0f}", f"{batched / per_image:.1f}x per-image")
+    table.add_row("CIFAR per-image PIL loop", f"{per_image:,.0f}", f"{per_image:,.0f}", "baseline")
+    console.print(table)
+    command = "reslab bench data " + " ".join(
+        [f"--data {shlex.quote(str(folder))}", f"--workers {workers}", f"--seconds {seconds:g}"]
+        + ([f"--cifar {shlex.quote(str(cifar))}"] if cifar else [])
+    )
+    console.print(f"reproduce: {command}")
+    result = {
+        "command": command,
+        "photos": str(folder),
+        "workers": workers,
+        "seconds_per_measurement": seconds,
+        "loader_images_per_s": rates,
+        "loader_images_per_s_per_core": {k: v / workers for k, v in rates.items()},
+        "resnet18_train_images_per_s": model_rate,
+        "loader_over_model": {k: v / model_rate for k, v in rates.items()},
+        "cifar_source": cifar_name,
+        "cifar_batched_images_per_s": batched,
+        "cifar_per_image_images_per_s": per_image,
+        "cifar_batched_over_per_image": batched / per_image,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    console.print(f"saved {out}")
+    return result

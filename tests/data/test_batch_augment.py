@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from reslab.data.batch_augment import (
+    BatchTrainAugment,
+    draw_pad_crop_flip,
+    draw_rrc_boxes,
+    pad_crop_flip,
+    resized_crop,
+)
+from reslab.data.config import DataConfig
+from reslab.data.transforms import pad_crop_flip_reference
+from reslab.errors import ReslabError
+
+
+def test_batched_pad_crop_flip_equals_the_per_image_reference():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g)
+    dy, dx, flip = draw_pad_crop_flip(64, 4, g)
+    out = pad_crop_flip(x, dy, dx, flip, pad=4)
+    for i in range(64):
+        ref = pad_crop_flip_reference(x[i].numpy(), 4, int(dy[i]), int(dx[i]), bool(flip[i]))
+        assert np.array_equal(out[i].numpy(), ref), i
+    assert flip.any() and not flip.all() and (dy == 0).any() and (dx == 8).any()
+
+
+def test_pad_crop_flip_extremes_by_hand():
+    x = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4) + 1
+    # window at (0, 0) of the 2-pixel padded image: the image moves down-right, zeros enter top-left
+    out = pad_crop_flip(x, torch.tensor([0]), torch.tensor([0]), torch.tensor([False]), pad=2)
+    assert out[0, 0].tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 2], [0, 0, 5, 6]]
+    out = pad_crop_flip(x, torch.tensor([2]), torch.tensor([2]), torch.tensor([True]), pad=2)
+    assert torch.equal(out[0, 0], x[0, 0].flip(-1))
+
+
+def test_rrc_boxes_and_resized_crop_identity():
+    g = torch.Generator().manual_seed(0)
+    top, left, h, w = draw_rrc_boxes(500, 32, 32, g)
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= 32).all() and (left + w <= 32).all()
+    area = h * w / 1024
+    assert area.min() >= 0.08 - 0.02 and area.max() <= 1.0
+    # the full box without flip reproduces the image exactly
+    x = torch.rand(2, 3, 16, 16)
+    full = torch.tensor([0.0, 0.0]), torch.tensor([0.0, 0.0]), torch.tensor([16.0, 16.0]), torch.tensor([16.0, 16.0])
+    out = resized_crop(x, *full, torch.tensor([False, True]), 16)
+    assert torch.allclose(out[0], x[0], atol=1e-5) and torch.allclose(out[1], x[1].flip(-1), atol=1e-5)
+    # a box of the top-left quadrant, upsampled x2 with nearest-equivalent centres
+    q = resized_crop(x, torch.zeros(2), torch.zeros(2), torch.full((2,), 8.0), torch.full((2,), 8.0), torch.tensor([False, False]), 8)
+    assert torch.allclose(q, x[:, :, :8, :8], atol=1e-5)
+
+
+@pytest.mark.parametrize("augment", ["cifar_paper", "rrc", "none"])
+def test_batch_augment_is_seeded_and_normalised(augment):
+    cfg = DataConfig(augment=augment, image_size=32, color_jitter=0.3, pca_lighting=0.1)
+    aug = BatchTrainAugment(cfg, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), out_channels=3)
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    a = aug(x, torch.Generator().manual_seed(1))
+    b = aug(x, torch.Generator().manual_seed(1))
+    c = aug(x, torch.Generator().manual_seed(2))
+    assert a.shape == (16, 3, 32, 32) and a.dtype == torch.float32 and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_none_is_plain_normalisation_and_grey_expands():
+    cfg = DataConfig(augment="none", image_size=4)
+    aug = BatchTrainAugment(cfg, (0.5,), (0.5,), out_channels=3)
+    x = torch.tensor([0, 255], dtype=torch.uint8).repeat(8).view(1, 1, 4, 4)
+    out = aug(x, torch.Generator())
+    assert out.shape == (1, 3, 4, 4) and out.min() == -1 and out.max() == 1
+
+
+def test_imagenet_paper_augmentation_is_refused_in_memory():
+    with pytest.raises(ReslabError, match="cifar_paper"):
+        BatchTrainAugment(DataConfig(augment="imagenet_paper", image_size=224, eval_resize=256), (0.5,) * 3, (0.5,) * 3, 3)

@@ -1,0 +1,69 @@
+"""The search commands end to end through the CLI entry point: results, JSON, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reslab.cli import main
+
+pytestmark = pytest.mark.data
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_embed_search_duplicates_eval_from_the_cli(hymenoptera_root, tmp_path, capsys, photo_copier):
+    photos = photo_copier(hymenoptera_root, tmp_path / "photos", 5, split="val")
+    index = tmp_path / "index"
+    code, out, err = run_cli(capsys, "embed", photos, "--out", index, "--workers", "0", "--json")
+    assert code == 0, err
+    assert json.loads(out)["count"] == 10
+
+    query = sorted((photos / "bees").iterdir())[2]
+    code, out, _ = run_cli(capsys, "search", index, query, "-k", "3", "--json")
+    hits = json.loads(out)["hits"]
+    assert code == 0 and hits[0]["path"] == str(query) and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    code, out, _ = run_cli(capsys, "search", index, f"id:{hits[0]['id']}", "-k", "3", "--json")
+    assert code == 0 and all(h["id"] != hits[0]["id"] for h in json.loads(out)["hits"])  # the item itself excluded
+
+    code, out, _ = run_cli(capsys, "eval-retrieval", index, "-k", "1,3", "--json", "--plot", tmp_path / "p.png")
+    row = json.loads(out.split("wrote")[0])[0]
+    assert code == 0 and 0 <= row["P@1"] <= 1 and row["queries"] == 10 and (tmp_path / "p.png").stat().st_size > 0
+
+    code, out, _ = run_cli(capsys, "duplicates", index, "--threshold", "0.999", "--json")
+    assert code == 0 and json.loads(out) == []  # ten distinct photos
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["search", "{index}", "id:1", "--model", "resnet50"], ["efficientnet_lite0", "resnet50"]),
+        (["search", "{index}", "id:1", "--method", "hog"], ["cnn", "hog"]),
+        (["embed", "{photos}", "--out", "{index}", "--model", "resnet18"], ["efficientnet_lite0", "resnet18"]),
+        (["search", "{index}", "id:999", "-k", "3"], ["999"]),
+        (["search", "{index}", "nowhere.jpg"], ["nowhere.jpg"]),
+        (["search", "{photos}", "id:1"], ["not a reslab index"]),
+    ],
+)
+def test_mistakes_end_in_one_clear_line(hymenoptera_root, tmp_path_factory, capsys, photo_copier, args, words):
+    base = tmp_path_factory.getbasetemp() / "cli-index"
+    photos, index = base / "photos", base / "index"
+    if not (index / "faiss.index").exists():
+        photo_copier(hymenoptera_root, photos, 2, split="val")
+        assert run_cli(capsys, "embed", photos, "--out", index, "--workers", "0")[0] == 0
+    code, out, err = run_cli(capsys, *[a.format(index=index, photos=photos) for a in args])
+    assert code == 1
+    line = err.strip()
+    assert line.startswith("error:") and "Traceback" not in err
+    for w in words:
+        assert w in line

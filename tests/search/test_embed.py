@@ -1,0 +1,172 @@
+"""The indexing pipeline: search quality, incremental updates, resume after a crash, bad files, mismatches."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from reslab.errors import ReslabError
+from reslab.search.embed import EmbedOptions, build_index
+from reslab.search.index import SearchIndex
+
+pytestmark = pytest.mark.data
+
+FAST = EmbedOptions(workers=0, chunk_size=8, batch_size=4, progress=False)
+
+
+def vectors_by_path(index_dir) -> dict[str, np.ndarray]:
+    with SearchIndex.open(index_dir) as idx:
+        return {it.path: idx.vector(it.id) for it in idx.items()}
+
+
+def test_flipped_resized_copy_finds_its_original(photos, lite0, tmp_path):
+    report = build_index(photos, tmp_path / "index", lite0, EmbedOptions(workers=2, batch_size=16, progress=False))
+    assert report.count == 40 and report.embedded == 40 and not report.bad
+    with SearchIndex.open(tmp_path / "index") as idx:
+        assert idx.manifest["model"] == "efficientnet_lite0" and idx.manifest["dim"] == 1280
+        for original in [sorted((photos / "ants").iterdir())[3], sorted((photos / "bees").iterdir())[7]]:
+            with Image.open(original) as im:
+                copy = ImageOps.mirror(im.convert("RGB")).resize((im.width * 2 // 3, im.height * 2 // 3), Image.BILINEAR)
+            hits = idx.search_image(copy, k=5)
+            assert hits[0].path == str(original)
+            assert hits[0].score > 0.8 and hits[0].score > hits[1].score
+            assert hits[0].label == original.parent.name
+        # an item's own neighbours exclude itself; ids resolve to paths
+        item = idx.item(1)
+        assert all(h.id != 1 for h in idx.search_item(1, k=5))
+        assert idx.classify(item.path, top_k=3)[0][1] > 0
+
+
+def test_incremental_reembeds_only_new_and_changed_files(photos, thumb, tmp_path):
+    out = tmp_path / "index"
+    first = build_index(photos, out, thumb, FAST)
+    assert (first.count, first.embedded, thumb.embedded) == (40, 40, 40)
+    before = vectors_by_path(out)
+    with SearchIndex.open(out) as idx:
+        ids_before = {it.path: it.id for it in idx.items()}
+
+    ants = sorted((photos / "ants").iterdir())
+    added = photos / "ants" / "new_ant.jpg"
+    ImageOps.mirror(Image.open(ants[0])).save(added)  # new file
+    changed = ants[1]
+    shutil.copy(ants[2], changed)  # new content under an old name
+    deleted = ants[3]
+    deleted.unlink()
+    touched = ants[4]
+    os.utime(touched, (1e9, 1e9))  # new mtime, same bytes: hashed, not re-embedded
+
+    thumb.embedded = 0
+    second = build_index(photos, out, thumb, FAST)
+    assert thumb.embedded == 2  # the added and the changed file, nothing else
+    assert (second.embedded, second.removed, second.count) == (2, 1, 40)
+    assert second.unchanged == 38
+    after = vectors_by_path(out)
+    assert str(deleted) not in after and str(added) in after
+    assert not np.allclose(after[str(changed)], before[str(changed)])
+    np.testing.assert_allclose(after[str(changed)], before[str(ants[2])], atol=1e-6)
+    for path in set(before) - {str(changed), str(deleted)}:
+        np.testing.assert_array_equal(after[path], before[path])
+    with SearchIndex.open(out) as idx:
+        assert len(idx) == 40
+        assert {it.path: it.id for it in idx.items()}[str(changed)] == ids_before[str(changed)]  # ids are stable
+
+    thumb.embedded = 0
+    third = build_index(photos, out, thumb, FAST)
+    assert (thumb.embedded, third.unchanged, third.count) == (0, 40, 40)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_without_redoing_work(photos, thumb, tmp_path):
+    out = tmp_path / "index"
+
+    def die_after_two_chunks(n):
+        if n == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        build_index(photos, out, thumb, FAST, on_commit=die_after_two_chunks)
+    assert thumb.embedded <= 16 + FAST.batch_size  # stopped right after the second chunk
+    with pytest.raises(ReslabError, match="incomplete"):
+        SearchIndex.open(out)  # no FAISS index yet: refused with a clear message, not a crash
+
+    thumb.embedded = 0
+    resumed = build_index(photos, out, thumb, FAST)
+    assert resumed.unchanged == 16 and resumed.embedded == 24 and thumb.embedded == 24
+    assert resumed.count == 40
+    with SearchIndex.open(out) as idx:
+        paths = [it.path for it in idx.items()]
+        assert len(paths) == len(set(paths)) == 40
+    fresh = tmp_path / "fresh"
+    build_index(photos, fresh, thumb, FAST)
+    a, b = vectors_by_path(out), vectors_by_path(fresh)
+    assert a.keys() == b.keys()
+    for p in a:
+        np.testing.assert_array_equal(a[p], b[p])
+
+
+def test_killed_process_leaves_no_orphans_and_resumes(photos, thumb, tmp_path):
+    """A kill between writing a shard file and committing it: the orphan file is dropped on resume."""
+    out = tmp_path / "index"
+    with pytest.raises(Killed):
+        build_index(photos, out, thumb, FAST, on_commit=lambda n: _raise(Killed) if n == 1 else None)
+    orphan = out / "vectors" / "999999.npy"
+    np.save(orphan, np.zeros((8, thumb.dim), np.float32))
+    build_index(photos, out, thumb, FAST)
+    assert not orphan.exists()
+    with SearchIndex.open(out) as idx:
+        assert len(idx) == 40
+
+
+def _raise(exc):
+    raise exc
+
+
+def test_bad_files_are_reported_skipped_and_not_retried(photos, thumb, tmp_path):
+    (photos / "ants" / "empty.jpg").write_bytes(b"")
+    good = sorted((photos / "bees").iterdir())[0].read_bytes()
+    (photos / "bees" / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (photos / "bees" / "text.png").write_text("not an image")
+    out = tmp_path / "index"
+    report = build_index(photos, out, thumb, EmbedOptions(workers=2, chunk_size=8, batch_size=4, progress=False))
+    bad = dict(report.bad)
+    assert set(bad) == {str(photos / "ants" / "empty.jpg"), str(photos / "bees" / "truncated.jpg"), str(photos / "bees" / "text.png")}
+    assert "empty" in bad[str(photos / "ants" / "empty.jpg")]
+    assert report.count == 40
+
+    thumb.embedded = 0
+    again = build_index(photos, out, thumb, FAST)
+    assert again.known_bad == 3 and not again.bad and thumb.embedded == 0
+
+    shutil.copy(sorted((photos / "bees").iterdir())[0], photos / "bees" / "truncated.jpg")  # the user fixes it
+    fixed = build_index(photos, out, thumb, FAST)
+    assert fixed.embedded == 1 and fixed.known_bad == 2 and fixed.count == 41
+
+
+def test_other_embedder_is_refused_naming_both(photos, thumb, lite0, tmp_path):
+    out = tmp_path / "index"
+    build_index(photos, out, thumb, FAST)
+    with pytest.raises(ReslabError, match=r"built with thumb.*not cnn efficientnet_lite0"):
+        build_index(photos, out, lite0, FAST)
+    with SearchIndex.open(out) as idx:
+        with pytest.raises(ReslabError, match=r"built with thumb.*model 'resnet50'"):
+            idx.check_query_options(model="resnet50")
+        with pytest.raises(ReslabError, match=r"method 'hog' \(the index uses 'thumb'\)"):
+            idx.check_query_options(method="hog")
+        idx.check_query_options(method="thumb")  # agreeing options are fine
+    with pytest.raises(ReslabError, match="not .*other"):
+        build_index(photos.parent, out, thumb, FAST)  # another folder into the same index
+
+
+def test_open_refuses_what_is_not_an_index(tmp_path):
+    with pytest.raises(ReslabError, match="no index"):
+        SearchIndex.open(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReslabError, match="not a reslab index"):
+        SearchIndex.open(tmp_path / "empty")

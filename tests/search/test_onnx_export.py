@@ -1,0 +1,32 @@
+"""ONNX export: ONNX Runtime outputs match PyTorch, for logits, embeddings and the `embed --onnx` path."""
+
+import numpy as np
+import pytest
+import torch
+
+from reslab.search.embedders import CnnEmbedder
+from reslab.search.onnx_export import export_model, ort_session
+
+
+@pytest.mark.parametrize("embedding", [False, True])
+def test_export_matches_pytorch_with_dynamic_batch(tmp_path, embedding):
+    path, diff = export_model("resnet18", tmp_path / "m.onnx", weights=None, embedding=embedding)
+    assert diff < 1e-4
+    session = ort_session(path)
+    for batch in (1, 5):  # the batch axis is dynamic
+        out = session.run(None, {"images": np.zeros((batch, 3, 224, 224), np.float32)})[0]
+        assert out.shape == (batch, 512 if embedding else 1000)
+
+
+def test_onnx_embedder_matches_torch_embedder(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    emb = CnnEmbedder(model="resnet18", weights=None, device="cpu", onnx=True)
+    rng = np.random.default_rng(0)
+    batch = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(3)]
+    via_onnx = emb.embed(batch)
+    assert list(tmp_path.glob("onnx/resnet18-*.onnx"))  # exported once into the cache
+    emb.use_onnx = False
+    via_torch = emb.embed(batch)
+    np.testing.assert_allclose(via_onnx, via_torch, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(via_onnx, axis=1), 1.0, rtol=1e-5)

@@ -1,0 +1,55 @@
+"""Recipes, --set overrides and their errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reslab.errors import ReslabError
+from reslab.train.config import config_to_toml, list_recipes, load_config, recipes_dir
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_recipes_match_the_repository_and_load():
+    repo_recipes = sorted(p.name for p in (REPO / "recipes").glob("*.toml"))
+    assert repo_recipes == sorted(p.name for p in recipes_dir().glob("*.toml"))
+    for name in repo_recipes:
+        assert (REPO / "recipes" / name).read_text() == (recipes_dir() / name).read_text(), name
+    assert {"cifar_resnet_paper", "imagenet_resnet_paper", "cifar_quick"} <= set(list_recipes())
+
+
+def test_paper_recipes_hold_the_paper_numbers():
+    cifar = load_config("cifar_resnet_paper")
+    assert (cifar.model.name, cifar.train.batch_size, cifar.optim.lr, cifar.optim.weight_decay) == ("resnet20", 128, 0.1, 1e-4)
+    assert cifar.schedule.milestones == (32000, 48000) and cifar.schedule.unit == "step" and cifar.train.steps == 64000
+    assert cifar.data.val_fraction == 0.1 and cifar.data.augment == "cifar_paper"
+    imagenet = load_config("imagenet_resnet_paper")
+    assert imagenet.schedule.name == "plateau" and imagenet.train.steps == 600_000 and imagenet.train.batch_size == 256
+    assert imagenet.train.eval_tta == "ten_crop" and imagenet.model.dropout == 0.0
+
+
+def test_overrides_with_dotted_keys_and_types():
+    cfg = load_config("cifar_resnet_paper", ["optim.lr=0.05", "model.name=resnet56", "schedule.milestones=[10, 20]",
+                                             "model.options.shortcut=B", "train.amp=bf16", "data.path=/tmp/x y"])
+    assert cfg.optim.lr == 0.05 and cfg.model.name == "resnet56" and cfg.schedule.milestones == (10, 20)
+    assert cfg.model.options == {"shortcut": "B"} and cfg.train.amp == "bf16" and cfg.data.path == "/tmp/x y"
+
+
+def test_unknown_key_names_close_matches():
+    with pytest.raises(ReslabError, match=r"unknown config key 'optim\.lrr'.*optim\.lr"):
+        load_config(None, ["optim.lrr=0.1"])
+    with pytest.raises(ReslabError, match="unknown config section 'optm'.*optim"):
+        load_config(None, ["optm.lr=0.1"])
+    with pytest.raises(ReslabError, match="train.epochs"):
+        load_config(None, ["train.epochs=many"])
+    with pytest.raises(ReslabError, match="unknown"):
+        load_config(None, ["data.pth=/x"])
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config("cifar_quick", ["data.path=/data/c10", "model.options.shortcut=B"])
+    path = tmp_path / "config.toml"
+    path.write_text(config_to_toml(cfg))
+    assert load_config(path) == cfg

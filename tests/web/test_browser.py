@@ -1,0 +1,124 @@
+"""End to end: `reslab serve` in a subprocess, the page driven by headless Chromium through selenium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(cnn_index):
+    port = _free_port()
+    cmd = [sys.executable, "-m", "reslab", "serve", str(cnn_index), "--port", str(port), "--max-upload-mb", "5"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/info", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"`reslab serve` did not start:\n{proc.stdout.read()}")
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip(f"needs Debian's chromium and chromedriver ({CHROMIUM}, {CHROMEDRIVER}); apt-get install chromium chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+                 "--window-size=1280,1000"]:  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver, condition, timeout=60):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def test_upload_shows_k_results_with_scores_and_classes(server, browser, tmp_path):
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    from skimage import data
+
+    query = tmp_path / "my chelsea.jpg"
+    Image.fromarray(data.chelsea()).resize((300, 200)).save(query, quality=85)
+
+    browser.get(server)
+    _wait(browser, lambda d: "12 images" in d.find_element(By.ID, "info").text)
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results .card")) == 12)  # the browse grid
+
+    Select(browser.find_element(By.ID, "k-select")).select_by_visible_text("6")
+    browser.find_element(By.ID, "file-input").send_keys(str(query))
+    _wait(browser, lambda d: "most similar to my chelsea.jpg" in d.find_element(By.ID, "results-title").text)
+    cards = browser.find_elements(By.CSS_SELECTOR, "#results .card")
+    assert len(cards) == 6
+    scores = [float(c.find_element(By.CSS_SELECTOR, ".score").text) for c in cards]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1.0005 for s in scores)
+    labels = [c.find_element(By.CSS_SELECTOR, ".label").text for c in cards]
+    assert labels[:3] == ["chelsea"] * 3
+
+    # EfficientNet-Lite0's ImageNet head names the cat
+    classes = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#classes li"))
+    assert len(classes) == 5
+    assert "cat" in classes[0].text.lower() or "tabby" in classes[0].text.lower()
+    # thumbnails really loaded
+    _wait(browser, lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)"))  # fmt: skip
+    browser.save_screenshot(str(tmp_path / "search.png"))
+    shutil.copy(tmp_path / "search.png", Path(os.environ.get("RESLAB_SCREENSHOT_DIR", tmp_path)) / "search.png")
+
+    # clicking a result searches with that indexed image
+    target = cards[3]
+    name = target.get_attribute("title").split(" (id")[0]
+    target.click()
+    _wait(browser, lambda d: f"most similar to {name}" in d.find_element(By.ID, "results-title").text)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#results .card .score")) == 6
+
+
+def test_a_non_image_shows_the_servers_message(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a picture")
+    browser.get(server)
+    browser.find_element(By.ID, "file-input").send_keys(str(notes))
+    status = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#status.error"))
+    assert "415" in status.text and "notes.jpg" in status.text
