@@ -153,3 +153,12 @@ def test_input_size_forms():
     assert parse_input_size("3x224x224") == (3, 224, 224)
     assert parse_input_size("1 x 28 x 28") == (1, 28, 28)
     assert parse_input_size("96", channels=1) == (1, 96, 96)
+
+
+@pytest.mark.parametrize("name,options,size", [("resnet20", {}, (3, 32, 32)), ("googlenet", {"init_weights": False}, (3, 40, 36))])
+def test_meta_shortcuts_match_a_real_cpu_run(name, options, size):
+    # the meta fast paths (conv, batch norm, pointwise shapes) against PyTorch's real CPU kernels
+    model = create_model(name, **options)
+    meta = profile_model(model, size)
+    real = profile_model(model, size, device=None)
+    assert [r.as_dict() for r in meta.layers] == [r.as_dict() for r in real.layers]

@@ -109,8 +109,8 @@ def test_gradient_footprint_of_a_branchy_net():
 
 def test_gradient_footprint_of_resnet20():
     model = make_all_positive(create_model("resnet20"))
-    rf = profile_model(model, (3, 96, 96)).receptive_field
-    index = (12, 11)  # a position whose 81-pixel field lies inside the 96x96 input
-    footprint = gradient_footprint(model.forward_features, (3, 96, 96), index)
+    rf = profile_model(model, (3, 84, 84)).receptive_field
+    index = (10, 10)  # a position whose 81-pixel field lies inside the 84x84 input
+    footprint = gradient_footprint(model.forward_features, (3, 84, 84), index)
     assert footprint == expected_footprint(rf, index)
     assert footprint[0][1] - footprint[0][0] + 1 == 81

@@ -134,3 +134,26 @@ def test_search_make_embedder_returns_the_classical_embedders(method, tmp_path):
     again = embedder_from_manifest(emb.manifest(), tmp_path)
     im = _rgb("rocket")
     np.testing.assert_allclose(_vectors(again, [im]), _vectors(emb, [im]), atol=1e-6)
+
+
+@pytest.mark.timeout(180)
+def test_a_bag_of_words_index_builds_with_decode_workers(sample_images, tmp_path):
+    """`reslab embed --method orb` end to end with a forked decode worker.
+
+    Regression: fitting the vocabulary runs OpenMP code (faiss k-means) in the parent; a forked
+    worker that then called cv2.setNumThreads deadlocked for ever.
+    """
+    from reslab.search.embed import EmbedOptions, build_index
+    from reslab.search.embedders import make_embedder
+    from reslab.search.index import SearchIndex
+
+    for i, im in enumerate(sample_images):
+        folder = tmp_path / "photos" / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        im.save(folder / f"{i}.jpg", quality=90)
+    options = EmbedOptions(workers=1, progress=False, fit_samples=len(sample_images))
+    report = build_index(tmp_path / "photos", tmp_path / "index", make_embedder("orb", vocab_size=32), options)
+    assert report.count == len(sample_images)
+    with SearchIndex.open(tmp_path / "index") as index:
+        hits = index.search_image(_recompressed(sample_images[0], scale=0.9), k=1)
+        assert index.item(hits[0].id).path.endswith("/0.jpg")

@@ -22,15 +22,6 @@ def small_input(name: str) -> torch.Tensor:
     return torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # these graphs are tiny and op-bound: a second intra-op thread only adds contention on shared cores
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", params=ALL_MODELS)
 def built(request):
     """(name, model): each model built once for the tests below, then freed."""

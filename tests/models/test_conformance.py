@@ -39,7 +39,10 @@ def det_weights(conformance_dir):
 def test_matches_torchvision(name, conformance_dir, det_weights):
     fixture = json.loads((conformance_dir / f"{name}.json").read_text())
     # torchvision's keyword arguments are our builder options of the same names (googlenet: aux_logits, ...)
-    model = create_model(fixture["name"], **fixture["torchvision_kwargs"]).eval()
+    # built on the meta device, then given storage: skips the random init that det weights replace
+    with torch.device("meta"):
+        model = create_model(fixture["name"], **fixture["torchvision_kwargs"])
+    model = model.to_empty(device="cpu").eval()
 
     ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
     theirs = [(k, list(s)) for k, s in fixture["state_dict"]]

@@ -161,3 +161,16 @@ def test_named_tags(trained):
         load_weights(model, "imagenet", entry=entry)
     with pytest.raises(ReslabError, match=r"its tags: none"):
         create_model("resnet50", weights="imagenet")
+
+
+def test_a_whole_pickled_module_is_refused_safely(tmp_path):
+    path = tmp_path / "whole_model.pth"
+    torch.save(torch.nn.Linear(2, 2), path)  # a full module: loading it would need unsafe unpickling
+    with pytest.raises(ReslabError, match="re-save only the weights") as err:
+        create_model("resnet20", weights=str(path))
+    assert str(path) in str(err.value)
+
+
+def test_a_folder_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(ReslabError, match="is a folder"):
+        create_model("resnet20", weights=str(tmp_path))

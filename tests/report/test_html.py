@@ -13,6 +13,7 @@ from PIL import Image
 
 from reslab.cli import main
 from reslab.errors import ReslabError
+from reslab.models import create_model
 from reslab.report.compare import compare_runs
 from reslab.report.html import read_metrics, report_run, run_summary
 
@@ -35,7 +36,9 @@ def test_report_holds_the_runs_numbers_and_images(tiny_run, tmp_path):
     assert f"{rows[-1]['train_loss']:.4f}" in page
     assert f"<td>epochs</td><td>{rows[-1]['epoch']}</td>" in page
     assert "<td>resnet20</td>" in page
-    assert "269,267" in page or "parameters" in page  # resnet20 with 3 classes
+    params = sum(p.numel() for p in create_model("resnet20", num_classes=3).parameters())
+    assert f"<td>parameters</td><td>{params:,}</td>" in page
+    assert f"{rows[-1]['val_top1']:.2f}%" in page and "code version" in page
     for section in ("Training curves", "Confusion matrix", "Per-class accuracy", "Sample predictions", "Grad-CAM", "Embedding map"):
         assert section in page
     images = _embedded_pngs(page)

@@ -29,12 +29,16 @@ def test_embed_search_duplicates_eval_from_the_cli(hymenoptera_root, tmp_path, c
     assert code == 0, err
     assert json.loads(out)["count"] == 10
 
-    query = sorted((photos / "bees").iterdir())[2]
+    original = sorted((photos / "bees").iterdir())[2]
+    query = tmp_path / "query.jpg"
+    query.write_bytes(original.read_bytes())  # an image from outside the index
     code, out, _ = run_cli(capsys, "search", index, query, "-k", "3", "--json")
     hits = json.loads(out)["hits"]
-    assert code == 0 and hits[0]["path"] == str(query) and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
-    code, out, _ = run_cli(capsys, "search", index, f"id:{hits[0]['id']}", "-k", "3", "--json")
-    assert code == 0 and all(h["id"] != hits[0]["id"] for h in json.loads(out)["hits"])  # the item itself excluded
+    assert code == 0 and hits[0]["path"] == str(original) and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    for q in (f"id:{hits[0]['id']}", original):  # an indexed item, by id or by path: itself excluded
+        code, out, _ = run_cli(capsys, "search", index, q, "-k", "3", "--json")
+        found = json.loads(out)["hits"]
+        assert code == 0 and len(found) == 3 and all(h["id"] != hits[0]["id"] for h in found)
 
     code, out, _ = run_cli(capsys, "eval-retrieval", index, "-k", "1,3", "--json", "--plot", tmp_path / "p.png")
     row = json.loads(out.split("wrote")[0])[0]

@@ -8,7 +8,7 @@ from reslab.search.embedders import CnnEmbedder
 from reslab.search.onnx_export import export_model, ort_session
 
 
-@pytest.mark.parametrize("embedding", [False, True])
+@pytest.mark.parametrize("embedding", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_export_matches_pytorch_with_dynamic_batch(tmp_path, embedding):
     path, diff = export_model("resnet18", tmp_path / "m.onnx", weights=None, embedding=embedding)
     assert diff < 1e-4

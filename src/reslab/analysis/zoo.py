@@ -8,7 +8,7 @@ import torch
 
 from ..errors import ReslabError
 from ..models import create_model, list_models, model_entry
-from .profile import Profile, profile_model
+from .profile import Profile, profile_model, skip_meta_init
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def profile_by_name(
     input_size defaults to the model's own (3x224x224 for ImageNet nets, 3x32x32 for CIFAR ones).
     """
     entry = model_entry(name)
-    with torch.device("meta"):
+    with torch.device("meta"), skip_meta_init():
         model = create_model(name, **options)
     size = tuple(input_size or entry.input_size)
     if size[0] != entry.input_size[0]:

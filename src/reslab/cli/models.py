@@ -29,7 +29,7 @@ def models(
     table = Table(title=f"reslab model zoo ({len(rows)} models)", caption="GMACs: conv + linear multiply-accumulates, torchvision's 'GFLOPS'")
     for col, justify in (("name", "left"), ("family", "left"), ("params", "right"), ("GMACs", "right"),
                          ("input", "right"), ("depth", "right"), ("weights", "left"), ("description", "left")):
-        table.add_column(col, justify=justify, overflow="fold")
+        table.add_column(col, justify=justify, no_wrap=col != "description")
     for r in rows:
         table.add_row(
             r["name"],
@@ -41,7 +41,8 @@ def models(
             ", ".join(r["pretrained"]),
             r["description"] if "error" not in r else f"[red]{r['error']}[/]",
         )
-    Console().print(table)
+    console = Console()
+    Console(width=max(console.width, 130)).print(table)  # one line per model, even when piped
 
 
 @app.command()

@@ -16,7 +16,7 @@ def predict(
     images: list[Path] = typer.Argument(..., help="Image files, or folders of images."),
     weights: str = typer.Option(None, "--weights", "-w", help="Zoo models: a tag such as 'imagenet' or a .pth/.safetensors file (default: the model's 'imagenet' weights where it has them)."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many classes to show per image."),
-    batch_size: int = typer.Option(32, help="Images per forward pass."),
+    batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of tables."),
 ) -> None:
@@ -58,8 +58,9 @@ def predict(
         print(json.dumps({"model": source, "results": out}, indent=2))
         return
     out_console = Console()
+    out_console.print(f"[dim]{source}[/]")
     for path, preds in zip(paths, results):
-        table = Table(title=f"{path}  ({source})", title_justify="left")
+        table = Table(title=str(path), title_justify="left")
         table.add_column("#", justify="right")
         table.add_column("class")
         table.add_column("probability", justify="right")

@@ -20,13 +20,13 @@ DEMO = dict(
         "data.val_fraction=0",
         "data.eval_split=val",
         "train.steps=0",
-        "train.epochs=5",
+        "train.epochs=3",
         "train.batch_size=64",
         "schedule.unit=epoch",
-        "schedule.milestones=[4]",
+        "schedule.milestones=[2]",
         "run.tensorboard=false",
     ),
-    description="digits 16x16 (1,437 train / 360 val), 5 epochs, batch 64, lr 0.1 then 0.01 for the last epoch",
+    description="digits 16x16 (1,437 train / 360 val), 3 epochs, batch 64, lr 0.1 then 0.01 for the last epoch",
 )
 
 

@@ -328,8 +328,9 @@ def make_classical_embedder(method: str, **params):
     return classes[method](**params)
 
 
+
 def classical_from_manifest(manifest: dict, index_dir: Path):
-    """Rebuild the classical embedder an index was made with."""
+    """Rebuild the classical embedder an index was made with (its vocabulary read from index_dir)."""
     method = manifest.get("method")
     classes = {"hog": HogEmbedder, "hist": ColorHistEmbedder, "sift": BoVWEmbedder, "orb": BoVWEmbedder}
     if method not in classes:

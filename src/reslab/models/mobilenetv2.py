@@ -1,7 +1,8 @@
 """MobileNetV2 (Sandler et al. 2018): inverted residuals with linear bottlenecks, torchvision's layout.
 
 State-dict names and shapes are torchvision's (`features.N.conv.M...`, `classifier.1`), so its
-checkpoints load strict=True. `conv_norm_act` and `make_divisible` are shared with EfficientNet-Lite.
+checkpoints load strict=True. `last_index_per_stride` (the named stages of a flat trunk) is shared
+with EfficientNet-Lite.
 """
 
 from __future__ import annotations
@@ -19,16 +20,13 @@ def make_divisible(v: float, divisor: int = 8) -> int:
     return new_v + divisor if new_v < 0.9 * v else new_v
 
 
-def conv_norm_act(
-    in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1, act: bool = True, bn_eps: float = 1e-5
-) -> nn.Sequential:
-    """conv (no bias, "same" padding) -> BN -> ReLU6; keys 0/1 as torchvision's Conv2dNormActivation."""
+def conv_norm_act(in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    """conv (no bias, (k-1)/2 padding) -> BN -> ReLU6; keys 0/1/2 as torchvision's Conv2dNormActivation."""
     layers: list[nn.Module] = [
         nn.Conv2d(in_ch, out_ch, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out_ch, eps=bn_eps),
+        nn.BatchNorm2d(out_ch),
+        nn.ReLU6(inplace=True),
     ]
-    if act:
-        layers.append(nn.ReLU6(inplace=True))
     return nn.Sequential(*layers)
 
 

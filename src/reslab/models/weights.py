@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,9 +60,10 @@ def load_weights(model: nn.Module, source: str | Path, entry=None) -> LoadReport
         state = read_checkpoint(Path(source_str).expanduser())
     else:
         available = ", ".join(sorted(tags)) or "none"
+        fix = "pass one of those tags or" if tags else "pass"
         raise ReslabError(
             f"model '{name}' has no pretrained weights named '{source_str}' (its tags: {available}); "
-            f"pass one of those tags or the path of a .pth/.pt/.safetensors checkpoint"
+            f"{fix} the path of a .pth/.pt/.safetensors checkpoint (torchvision's load as they are)"
         )
     return load_state_dict_into(model, state, source_str, name)
 
@@ -72,6 +74,8 @@ def _looks_like_path(source: str) -> bool:
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The state dict in a checkpoint file, prefixes stripped; ReslabError if it is not one."""
+    if path.is_dir():
+        raise ReslabError(f"{path} is a folder; pass the checkpoint file inside it (.pth, .pt or .safetensors)")
     if not path.is_file():
         raise ReslabError(f"checkpoint file {path} does not exist; check the path")
     try:
@@ -81,7 +85,15 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             obj = load_file(str(path), device="cpu")
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError, KeyError) as e:
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:  # a readable pickle holding more than tensors, e.g. a whole nn.Module
+            raise ReslabError(
+                f"{path} holds Python objects ({found.group(1)}) besides tensors and is not loaded, as they could run code; "
+                f"re-save only the weights with torch.save(model.state_dict(), path)"
+            ) from None
+        raise ReslabError(f"{path} is not a readable weights checkpoint; it may be truncated: download or save it again") from None
+    except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError, KeyError) as e:
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise ReslabError(
             f"{path} is not a readable weights checkpoint ({reason}); it may be truncated or of another format: "

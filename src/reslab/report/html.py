@@ -162,8 +162,8 @@ def write_report(
         ["final val loss", _fmt(summary.final_val_loss, ".4f")],
         ["throughput", _fmt(summary.images_per_s, ".0f", " images/s")],
         ["wall time", _fmt(summary.wall_time, ".0f", " s")],
-        ["seed", str(meta.get("seed", config.get("run", {}).get("seed", "n/a") if isinstance(config.get("run"), dict) else "n/a"))],
-        ["code version", str(meta.get("git_commit") or meta.get("reslab_version") or "n/a")],
+        ["seed", str(meta.get("seed", config.get("train", {}).get("seed", "n/a")))],
+        ["code version", f"reslab {meta.get('reslab', 'n/a')}, git {meta.get('git_commit') or 'n/a'}, torch {meta.get('torch', 'n/a')}"],
     ]
     with tempfile.TemporaryDirectory(prefix="reslab-report-") as tmp:
         tmp = Path(tmp)

@@ -28,7 +28,7 @@ from .. import __version__
 from ..errors import ReslabError
 from ..fileio import atomic_write_bytes, atomic_write_text
 from . import faiss_index
-from .embedders import Embedder, describe, embedder_from_manifest, identity
+from .embedders import Embedder, describe, describe_difference, embedder_from_manifest, identity
 from .store import NewItem, VectorStore
 from .walk import Decoded, decode_file, decode_many, label_of, shard_of, walk_images
 
@@ -85,13 +85,11 @@ def write_manifest(index_dir: str | Path, manifest: dict) -> None:
 
 def check_same_embedder(existing: dict, requested: dict, index_dir: Path) -> None:
     """Refuse to mix vectors of two embedders in one index (they are not comparable)."""
-    if requested.get("needs_fit") or existing.get("method") in ("sift", "orb"):
-        same = existing.get("method") == requested.get("method")  # the vocabulary itself is the index's own
-    else:
-        same = identity(existing) == identity(requested)
-    if not same:
+    # a bag of words compares its options here; its fitted vocabulary is the index's own
+    if identity(existing) != identity(requested):
+        was, now = describe_difference(existing, requested)
         raise ReslabError(
-            f"the index {index_dir} was built with {describe(existing)}, not {describe(requested)}; "
+            f"the index {index_dir} was built with {was}, not {now}; "
             "use another --out for a new index, or drop the options to use the index's own embedder"
         )
 
@@ -298,12 +296,8 @@ def _ready(entry) -> Iterator[tuple[_Task, Decoded]]:
 def _worker_init() -> None:
     # decode workers must not fight the main process's model for the cores
     os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
+    # No cv2.setNumThreads here: in a forked child whose parent already ran OpenMP code (faiss
+    # k-means for a bag of words, numpy BLAS) it deadlocks; decode workers do not run OpenCV.
     import sys
 
     if "torch" in sys.modules:

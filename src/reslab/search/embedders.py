@@ -289,10 +289,17 @@ def _load_zoo_model(name: str, weights: str | None):
 
 
 def make_embedder(method: str = "cnn", *, model: str = "efficientnet_lite0", weights: str | None = "imagenet", run=None, layer=None, **params) -> Embedder:
-    """The embedder for `method`: "cnn" (a zoo model or a trained run) or a classical descriptor."""
+    """The embedder for `method`: "cnn" (a zoo model or a trained run) or a classical descriptor.
+
+    params: runtime options for "cnn" (device, bf16, channels_last, onnx); the descriptor's
+    options for classical methods (e.g. vocab_size=512 for sift/orb).
+    """
     if method == "cnn":
         return CnnEmbedder(model=model, weights=weights, run=run, layer=layer, **params)
-    return _classical_class(method)(**_classical_kwargs(method, params))
+    classical = _classical_module(method)
+    # runtime options of the CNN path mean nothing to classical descriptors
+    params = {k: v for k, v in params.items() if k not in ("device", "bf16", "channels_last", "onnx")}
+    return classical.make_classical_embedder(method, **params)
 
 
 def embedder_from_manifest(manifest: dict, index_dir: Path, **runtime) -> Embedder:
@@ -300,25 +307,17 @@ def embedder_from_manifest(manifest: dict, index_dir: Path, **runtime) -> Embedd
     method = manifest.get("method")
     if method == "cnn":
         return CnnEmbedder.from_manifest(manifest, Path(index_dir), **runtime)
-    return _classical_class(method).from_manifest(manifest, Path(index_dir))
+    return _classical_module(method).classical_from_manifest(manifest, Path(index_dir))
 
 
-def _classical_class(method: str):
+def _classical_module(method: str):
     if method not in CLASSICAL_METHODS:
         raise ReslabError(f"unknown embedding method '{method}'; choose one of {', '.join(METHODS)}")
     try:
         from ..features import classical
     except ModuleNotFoundError as e:
         raise ReslabError(f"method '{method}' needs reslab.features.classical, which this installation lacks ({e})") from None
-    return {"hog": classical.HogEmbedder, "hist": classical.ColorHistEmbedder, "sift": classical.BoVWEmbedder, "orb": classical.BoVWEmbedder}[method]
-
-
-def _classical_kwargs(method: str, params: dict) -> dict:
-    # runtime options of the CNN path mean nothing to classical descriptors
-    params = {k: v for k, v in params.items() if k not in ("device", "bf16", "channels_last", "onnx")}
-    if method in ("sift", "orb"):
-        params["detector"] = method
-    return params
+    return classical
 
 
 def identity(manifest: dict) -> dict:
@@ -327,9 +326,22 @@ def identity(manifest: dict) -> dict:
 
 
 def describe(manifest: dict) -> str:
+    """A short name for the embedder of a manifest: "cnn resnet50 (imagenet)", "orb (vocab 256)"."""
     if manifest.get("method") == "cnn":
         src = manifest.get("run") or manifest.get("weights")
         layer = f", layer {manifest['layer']}" if manifest.get("layer") else ""
         return f"cnn {manifest.get('model')} ({src}{layer})"
     params = manifest.get("params") or {}
-    return f"{manifest.get('method')}" + (f" {params}" if params else "")
+    return f"{manifest.get('method')}" + (f" (vocab {params['vocab_size']})" if "vocab_size" in params else "")
+
+
+def describe_difference(a: dict, b: dict) -> tuple[str, str]:
+    """How two embedder manifests differ, each side in a few words (for refusal messages)."""
+    if describe(a) != describe(b):
+        return describe(a), describe(b)
+    pa, pb = a.get("params") or {}, b.get("params") or {}
+    keys = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))
+    if keys:
+        fmt = lambda p: ", ".join(f"{k}={p.get(k)}" for k in keys)  # noqa: E731
+        return f"{describe(a)} [{fmt(pa)}]", f"{describe(b)} [{fmt(pb)}]"
+    return f"{describe(a)} [weights {str(a.get('weights_sha256'))[:12]}]", f"{describe(b)} [weights {str(b.get('weights_sha256'))[:12]}]"

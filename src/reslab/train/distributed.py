@@ -70,3 +70,19 @@ def broadcast_object(obj, info: DistInfo):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@torch.no_grad()
+def average_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Average floating buffers (BatchNorm running statistics) over processes.
+
+    DDP broadcasts rank 0's buffers before each forward, so after the last one every rank holds
+    statistics of its own shard only; averaging them before evaluation and checkpoints makes every
+    rank evaluate and save the same model (timm's `distribute_bn(reduce=True)`).
+    """
+    if not info.enabled:
+        return
+    for buf in model.buffers():
+        if buf.dtype.is_floating_point:
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            buf.div_(info.world_size)

@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import ReslabError
 from . import checkpoint as ckpt_io
 from .config import TrainConfig, config_to_toml, replace
-from .distributed import DistInfo, all_reduce_sum, barrier, broadcast_object, init_distributed
+from .distributed import DistInfo, all_reduce_sum, average_buffers, barrier, broadcast_object, init_distributed
 from .ema import ModelEma
 from .evaluate import autocast, evaluate
 from .logging import Progress, TensorBoard, write_metrics
@@ -395,6 +395,7 @@ def train_one_epoch(ctx: _Context, tb: TensorBoard, progress: Progress) -> bool:
 def end_of_epoch(ctx: _Context, tb: TensorBoard) -> bool:
     """Evaluate, log a row, checkpoint, move to the next epoch; True when early stopping says stop."""
     cfg, state, t = ctx.cfg, ctx.state, ctx.cfg.train
+    average_buffers(ctx.model, ctx.info)
     loss_sum, correct, count = state.epoch_sums
     row = {
         "epoch": state.epoch + 1,

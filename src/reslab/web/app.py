@@ -14,7 +14,6 @@ sends, so no request can read anything else on the machine. Uploads above `max_u
 get 413; something that does not decode as an image gets 415, both with a JSON `detail`.
 """
 
-
 import asyncio
 import contextlib
 import functools
@@ -27,6 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import ReslabError
+from ..imageio import _convert as convert_decoded
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,8 @@ def decode_upload(data: bytes) -> Image.Image:
             if im.size[0] * im.size[1] > MAX_UPLOAD_PIXELS:
                 raise ValueError(f"the image is {im.size[0]}x{im.size[1]} pixels, more than {MAX_UPLOAD_PIXELS} allowed")
             im.load()
-            if im.mode in ("P", "PA", "RGBA", "LA"):
-                im = im.convert("RGBA")
-                background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(background, im)
-            return im.convert("RGB")
+            # the same conversions as files on disk: CMYK, palette, 16-bit, alpha on white
+            return convert_decoded(im, "RGB")
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"the upload is not an image Pillow can decode ({e})") from None
 

@@ -1,0 +1,25 @@
+"""Similarity search: embed a folder of images, search it, find duplicates, measure retrieval.
+
+    from reslab.search import SearchIndex, build_index, make_embedder
+    build_index("photos/", "photos.index", make_embedder("cnn", model="efficientnet_lite0"))
+    SearchIndex.open("photos.index").search_image("query.jpg", k=5)
+"""
+
+from .embed import EmbedOptions, EmbedReport, build_index, merge_indexes
+from .embedders import CnnEmbedder, Embedder, embedder_from_manifest, make_embedder
+from .index import Hit, SearchIndex
+from .store import Item
+
+__all__ = [
+    "CnnEmbedder",
+    "EmbedOptions",
+    "EmbedReport",
+    "Embedder",
+    "Hit",
+    "Item",
+    "SearchIndex",
+    "build_index",
+    "embedder_from_manifest",
+    "make_embedder",
+    "merge_indexes",
+]
