@@ -162,3 +162,10 @@ def test_meta_shortcuts_match_a_real_cpu_run(name, options, size):
     meta = profile_model(model, size)
     real = profile_model(model, size, device=None)
     assert [r.as_dict() for r in meta.layers] == [r.as_dict() for r in real.layers]
+
+
+def test_activation_memory_follows_the_model_dtype():
+    full = profile_model(TinyResidual(), (3, 16, 16), batch=2)
+    half = profile_model(TinyResidual().half(), (3, 16, 16), batch=2)
+    assert half.activation_bytes * 2 == full.activation_bytes > 0
+    assert half.macs == full.macs

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-from reslab.experiments.common import QUICK, ExperimentSetup, RunResult, mean_std, parse_seeds
-from reslab.experiments.depths import PAPER_TABLE6, depth_overrides, summarise_cifar_depths
-from reslab.experiments.shortcuts import summarise_shortcuts
-
 import pytest
 
 from reslab.errors import ReslabError
+from reslab.experiments.common import QUICK, ExperimentSetup, RunResult, mean_std, parse_seeds
+from reslab.experiments.depths import PAPER_TABLE6, depth_overrides, summarise_cifar_depths
+from reslab.experiments.shortcuts import summarise_shortcuts
 
 
 def _run(net, seed, test_error, tmp_path):

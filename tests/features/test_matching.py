@@ -89,14 +89,17 @@ def test_match_drawing_is_a_real_picture(astronaut, warped, tmp_path):
     assert a.std() > 30  # the photos themselves
 
 
-@pytest.mark.parametrize("method", ["hog", "hist", "sift", "cnn"])
+@pytest.mark.parametrize("method", ["hog", "hist", "sift", pytest.param("cnn", marks=pytest.mark.slow)])
 def test_compare_ranks_a_warped_copy_above_an_unrelated_image(method, astronaut, warped):
+    from reslab.features.compare import embedder_for
+
+    embedder = None if method == "sift" else embedder_for(method)  # built once, reused for the three pairs
     coffee = Image.fromarray(data.coffee())
-    same = compare_images(astronaut, warped, method=method).score
-    other = compare_images(astronaut, coffee, method=method).score
+    same = compare_images(astronaut, warped, method=method, embedder=embedder).score
+    other = compare_images(astronaut, coffee, method=method, embedder=embedder).score
     assert 0 <= other < same <= 1.0 + 1e-6
-    assert compare_images(astronaut, astronaut, method=method).score == pytest.approx(1.0 if method != "sift" else
-                                                                                       compare_images(astronaut, astronaut, method=method).score)
+    itself = compare_images(astronaut, astronaut, method=method, embedder=embedder).score
+    assert itself == pytest.approx(1.0, abs=1e-5) if method != "sift" else itself > 0.9
 
 
 def _cli(argv, capsys):

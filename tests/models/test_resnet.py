@@ -8,7 +8,7 @@ from torch import nn
 
 from reslab.errors import ReslabError
 from reslab.models import create_model, model_entry
-from reslab.models.resnet import ZeroPadShortcut, make_stage, BasicBlock, Bottleneck
+from reslab.models.resnet import BasicBlock, Bottleneck, ZeroPadShortcut, make_stage
 
 
 def num_params(model: nn.Module) -> int:

@@ -42,6 +42,7 @@ def assert_same_weights(a, b):
         ("training.pth", lambda sd: {"model": sd, "optimizer": {"lr": 0.1}}),
         ("ddp.pth", lambda sd: {f"module.{k}": v for k, v in sd.items()}),
         ("compiled.pth", lambda sd: {f"_orig_mod.module.{k}": v for k, v in sd.items()}),
+        ("lightning.ckpt", lambda sd: {"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 9}),
     ],
 )
 def test_round_trip_pth(tmp_path, trained, filename, wrap):

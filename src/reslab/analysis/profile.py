@@ -24,7 +24,7 @@ import logging
 import math
 import re
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -47,6 +47,14 @@ _BATCH_NORM_OPS = {
 # batch norm's meta kernel is a Python decomposition costing ~3 ms a call (ResNet-1202: 4 s); the
 # output shapes are known, so on meta we make them directly: (out, mean, invstd) of shapes x, C, C
 _META_BATCH_NORM_OPS = {aten.native_batch_norm, aten._native_batch_norm_legit, aten._native_batch_norm_legit_no_training}
+# float-in, float-out pointwise ops whose meta output is just the broadcast shape (comparisons,
+# which return bool, are left to the real kernel)
+_FAST_POINTWISE_OPS = {
+    getattr(aten, name)
+    for base in ("add", "sub", "mul", "div", "relu", "hardtanh", "sigmoid", "silu", "gelu", "hardswish", "hardsigmoid", "clamp", "clamp_min", "tanh")
+    for name in (base, base + "_")
+    if hasattr(aten, name)
+}
 _MAX_POOL_OPS = {aten.max_pool2d_with_indices, aten.max_pool2d}
 _AVG_POOL_OPS = {aten.avg_pool2d}
 _ADAPTIVE_POOL_OPS = {aten._adaptive_avg_pool2d, aten.adaptive_max_pool2d, aten.adaptive_avg_pool2d}
@@ -148,7 +156,7 @@ def profile_model(
     input_size: tuple[int, int, int] = (3, 224, 224),
     batch: int = 1,
     device: str | torch.device | None = "meta",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     cross_check: bool = False,
 ) -> Profile:
     """Profile one forward pass of `model` on a (batch, *input_size) input, in eval mode.
@@ -156,6 +164,7 @@ def profile_model(
     device="meta" (default) runs on shape-only tensors, so VGG-19 or ResNet-1202 cost no compute;
     the model's own weights are left untouched (meta stand-ins are swapped in for the call).
     device=None runs on the model's own device with real tensors (for models the meta device cannot run).
+    dtype: of the input, by default the model's own; activation bytes follow it.
     cross_check=True also runs `torch.utils.flop_counter.FlopCounterMode` (about 2x slower: it
     decomposes batch norm on meta) and warns if its FLOPs differ from 2 x macs, e.g. for an op
     this counter does not know (attention kernels).
@@ -164,6 +173,8 @@ def profile_model(
     input_size = _check_input_size(input_size)
     if batch < 1:
         raise ReslabError(f"batch must be at least 1, got {batch}")
+    if dtype is None:  # the model's own floating dtype (a half-precision model gets a half input)
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     was_training = model.training
     model.eval()
     try:
@@ -279,6 +290,11 @@ def _too_small_error(model, input_size, device, dtype, error: RuntimeError) -> R
             return ReslabError(
                 f"a {c}x{h}x{w} input is too small for {who}; the smallest square input it accepts is {c}x{hi}x{hi}"
             )
+    if device.type == "meta":
+        return ReslabError(
+            f"{who} cannot run on a {c}x{h}x{w} input on the meta device ({reason}); "
+            "if it needs real values, profile it with device=None"
+        )
     return ReslabError(f"{who} cannot run on a {c}x{h}x{w} input: {reason}")
 
 
@@ -294,7 +310,6 @@ class _Call:
     name: str
     leaf: bool
     row: LayerStats | None = None
-    op_counts: dict[str, int] = field(default_factory=dict)
 
 
 class _Recorder(TorchDispatchMode):
@@ -470,7 +485,7 @@ def _meta_fast_path(func, packet, args, kwargs):
                 raise RuntimeError(f"calculated output size {size} is too small for input size {tuple(x.shape[2:])}")
             spatial.append(size)
         return torch.empty((x.shape[0], weight.shape[0], *spatial), device="meta", dtype=x.dtype)
-    if torch.Tag.pointwise in func.tags and all(
+    if packet in _FAST_POINTWISE_OPS and all(
         not isinstance(a, torch.Tensor) or (a.device.type == "meta" and a.dtype == x.dtype) for a in args
     ):
         shapes = [a.shape for a in args if isinstance(a, torch.Tensor)]

@@ -60,7 +60,8 @@ def predict(
     out_console = Console()
     out_console.print(f"[dim]{source}[/]")
     for path, preds in zip(paths, results):
-        table = Table(title=str(path), title_justify="left")
+        out_console.print(str(path), style="bold", highlight=False, soft_wrap=True)  # a long path stays whole
+        table = Table()
         table.add_column("#", justify="right")
         table.add_column("class")
         table.add_column("probability", justify="right")

@@ -73,8 +73,8 @@ def eval_(
 @bench_app.command("train")
 def bench_train(
     model: str = typer.Argument("resnet20", help="Model name (CIFAR ResNet-20 and ResNet-50 are the headline cases)."),
-    batch: int = typer.Option(128, "--batch", help="Batch size."),
-    steps: int = typer.Option(30, "--steps", help="Timed steps per contender (after warm-up)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default 128 at CIFAR size, 32 at 224 px)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Timed steps per contender after 3 warm-up steps (default 30, or 4 at 224 px)."),
     image_size: int = typer.Option(0, "--image-size", help="Input size (default: the model's own, 32 for CIFAR nets)."),
     data: Optional[str] = typer.Option(None, "--data", help="An image folder to train on (default: generated JPEGs)."),
     accuracy_steps: int = typer.Option(0, "--accuracy-steps", help="Also train fp32 and bf16 this many steps and compare loss curves."),

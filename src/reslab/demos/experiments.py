@@ -38,7 +38,7 @@ def run(out: Path, console: Console) -> None:
 
     out = Path(out)
     data = write_digits_folder(out / "digits", size=16)
-    setup = ExperimentSetup(data=str(data), out=out / "degradation", preset=Preset(**DEMO), seeds=(0,), device="cpu")
+    setup = ExperimentSetup(data=str(data), out=out / "degradation", preset=Preset(**DEMO), seeds=(0,), device="auto")
     console.print("training plain20, plain56, resnet20, resnet56 on digits (the paper's Figure 4 in miniature)")
     summary = run_degradation(setup, depths=(20, 56))
     for sentence in summary["verdict"]:

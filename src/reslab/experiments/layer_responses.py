@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import torch
@@ -128,7 +129,7 @@ def layer_response_stds(
     return [LayerResponse(i + 1, name, stat.value()) for i, ((name, _), stat) in enumerate(zip(layers, stats))]
 
 
-def plot_layer_responses(curves: dict[str, list[LayerResponse]], path) -> "Path":
+def plot_layer_responses(curves: dict[str, list[LayerResponse]], path) -> Path:
     """The paper's Figure 7: std by layer index (top) and sorted by magnitude (bottom)."""
     from ..plots import _pyplot, save_figure
 
@@ -155,10 +156,8 @@ def run_layer_responses(setup, depths=(20, 56), runs: list | None = None, max_im
 
     setup: an ExperimentSetup (its first seed trains; its data path, when set, replaces the runs' own).
     """
-    from pathlib import Path
-
-    from ..train.runs import load_run_model
     from ..report.evaluation import eval_batches
+    from ..train.runs import load_run_model
     from .common import train_net, write_results
     from .degradation import net_overrides
 
@@ -171,9 +170,11 @@ def run_layer_responses(setup, depths=(20, 56), runs: list | None = None, max_im
         trained = [train_net(setup, f"{kind}{d}", net_overrides(f"{kind}{d}"), seed) for d in depths for kind in ("plain", "resnet")]
         run_dirs = [r.run_dir for r in trained]
     curves: dict[str, list[LayerResponse]] = {}
+    configs: dict[str, dict] = {}
     for run_dir in run_dirs:
-        model, config, _classes, _ = load_run_model(run_dir)
-        _data, batches = eval_batches(config, setup.data or None)
+        model, config, _classes, preprocess = load_run_model(run_dir)
+        configs[str(run_dir)] = config
+        _data, batches = eval_batches(config, setup.data or None, mean=preprocess.mean, std=preprocess.std)
         label = str(config["model"]["name"])
         if label in curves:
             label = f"{label} ({run_dir.name})"
@@ -189,7 +190,7 @@ def run_layer_responses(setup, depths=(20, 56), runs: list | None = None, max_im
                 + f"\n\nStd over all of up to {max_images} evaluation images, channels and positions of each 3x3 layer's "
                 "BatchNorm output (before the addition and the ReLU), BN in eval mode.")
     summary = {"responses": {k: [{"index": r.index, "layer": r.name, "std": r.std} for r in v] for k, v in curves.items()},
-               "verdict": sentences, "runs": [str(r) for r in run_dirs], "plot": str(plot)}
+               "verdict": sentences, "runs": [str(r) for r in run_dirs], "run_configs": configs, "plot": str(plot)}
     write_results(out, "layer-responses", setup, trained, summary, markdown)
     return summary
 

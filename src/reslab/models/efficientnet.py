@@ -204,10 +204,13 @@ def lite0_imagenet_weights() -> dict[str, torch.Tensor]:
 
 @register_model(
     "efficientnet",
-    # the TF-trained weights expect (x - 127) / 128 on 0..255 pixels and a bicubic 224/256 centre crop
+    # The TF-trained weights expect (x - 127) / 128 on 0..255 pixels. The weights package documents
+    # `Resize(224)`: the shorter side to 224, here with the central 224 square. (TF's own eval crop,
+    # 224/256 of the shorter side, cuts into the subject of tight photos: chelsea then flips to
+    # "tiger cat" 0.39 vs "Egyptian cat" 0.36; see docs/models-classic.md.)
     mean=(127.0 / 255, 127.0 / 255, 127.0 / 255),
     std=(128.0 / 255, 128.0 / 255, 128.0 / 255),
-    resize=256,
+    resize=224,
     interpolation="bicubic",
     pretrained={"imagenet": lite0_imagenet_weights},
 )

@@ -26,7 +26,9 @@ class PreActBasicBlock(nn.Module):
     expansion = 1
     shortcut_norm = False  # projections see an already normalised input
 
-    def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, residual: bool = True):
+    def __init__(
+        self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, residual: bool = True
+    ):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.relu = nn.ReLU(inplace=True)
@@ -34,6 +36,7 @@ class PreActBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
         self.downsample = downsample
+        self.residual = residual  # False: a plain pre-activation stack (make_stage with shortcut=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(x))
@@ -42,7 +45,7 @@ class PreActBasicBlock(nn.Module):
         out = self.conv1(out)
         out = self.relu(self.bn2(out))
         out = self.conv2(out)
-        return out + shortcut
+        return out + shortcut if self.residual else out
 
 
 class PreActBottleneck(nn.Module):
@@ -51,7 +54,9 @@ class PreActBottleneck(nn.Module):
     expansion = 4
     shortcut_norm = False
 
-    def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, residual: bool = True):
+    def __init__(
+        self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, residual: bool = True
+    ):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.relu = nn.ReLU(inplace=True)
@@ -61,6 +66,7 @@ class PreActBottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, planes * self.expansion)
         self.downsample = downsample
+        self.residual = residual  # False: a plain pre-activation stack (make_stage with shortcut=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(x))
@@ -70,7 +76,7 @@ class PreActBottleneck(nn.Module):
         out = self.conv2(out)
         out = self.relu(self.bn3(out))
         out = self.conv3(out)
-        return out + shortcut
+        return out + shortcut if self.residual else out
 
 
 class PreActResNet(nn.Module):

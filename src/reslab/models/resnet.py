@@ -88,7 +88,9 @@ class BasicBlock(nn.Module):
     ):
         super().__init__()
         if groups != 1 or base_width != 64:
-            raise ReslabError("basic-block ResNets (resnet18/34) take no groups or width options; use a bottleneck model")
+            raise ReslabError(
+                "basic-block ResNets (resnet18/34) take no groups or width options; use a bottleneck model"
+            )
         self.conv1 = conv3x3(in_ch, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -190,9 +192,13 @@ def make_stage(
 
 def check_options(variant: str, shortcut: str | None) -> None:
     if variant not in VARIANTS:
-        raise ReslabError(f"unknown ResNet variant {variant!r}; use 'v1.5' (stride in the 3x3) or 'v1' (stride in the 1x1)")
+        raise ReslabError(
+            f"unknown ResNet variant {variant!r}; use 'v1.5' (stride in the 3x3) or 'v1' (stride in the 1x1)"
+        )
     if shortcut is not None and shortcut not in SHORTCUTS:
-        raise ReslabError(f"unknown shortcut option {shortcut!r}; use 'A' (zero-padded identity), 'B' or 'C' (projections)")
+        raise ReslabError(
+            f"unknown shortcut option {shortcut!r}; use 'A' (zero-padded identity), 'B' or 'C' (projections)"
+        )
 
 
 def init_resnet_weights(model: nn.Module, zero_init_residual: bool = False) -> None:
@@ -277,31 +283,41 @@ class ResNet(nn.Module):
 
 
 @register_model("resnet")
-def resnet18(num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False) -> ResNet:
+def resnet18(
+    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
+) -> ResNet:
     """ResNet-18: basic blocks [2, 2, 2, 2], 11.7M parameters, 1.81 GMACs."""
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, variant, shortcut, zero_init_residual)
 
 
 @register_model("resnet")
-def resnet34(num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False) -> ResNet:
+def resnet34(
+    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
+) -> ResNet:
     """ResNet-34: basic blocks [3, 4, 6, 3], 21.8M parameters, 3.66 GMACs."""
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, variant, shortcut, zero_init_residual)
 
 
 @register_model("resnet")
-def resnet50(num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False) -> ResNet:
+def resnet50(
+    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
+) -> ResNet:
     """ResNet-50: bottleneck blocks [3, 4, 6, 3], 25.6M parameters, 4.09 GMACs."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, variant, shortcut, zero_init_residual)
 
 
 @register_model("resnet")
-def resnet101(num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False) -> ResNet:
+def resnet101(
+    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
+) -> ResNet:
     """ResNet-101: bottleneck blocks [3, 4, 23, 3], 44.5M parameters, 7.80 GMACs."""
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, variant, shortcut, zero_init_residual)
 
 
 @register_model("resnet")
-def resnet152(num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False) -> ResNet:
+def resnet152(
+    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
+) -> ResNet:
     """ResNet-152: bottleneck blocks [3, 8, 36, 3], 60.2M parameters, 11.5 GMACs."""
     return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, variant, shortcut, zero_init_residual)
 
@@ -311,7 +327,9 @@ def resnext50_32x4d(
     num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
 ) -> ResNet:
     """ResNeXt-50 32x4d: 32 groups of width 4 in the 3x3 convs, 25.0M parameters, 4.23 GMACs."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, variant, shortcut, zero_init_residual, groups=32, width_per_group=4)
+    return ResNet(
+        Bottleneck, [3, 4, 6, 3], num_classes, variant, shortcut, zero_init_residual, groups=32, width_per_group=4
+    )
 
 
 @register_model("resnet")
@@ -319,7 +337,9 @@ def resnext101_32x8d(
     num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
 ) -> ResNet:
     """ResNeXt-101 32x8d: 32 groups of width 8, 88.8M parameters, 16.4 GMACs."""
-    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, variant, shortcut, zero_init_residual, groups=32, width_per_group=8)
+    return ResNet(
+        Bottleneck, [3, 4, 23, 3], num_classes, variant, shortcut, zero_init_residual, groups=32, width_per_group=8
+    )
 
 
 @register_model("resnet")

@@ -6,7 +6,8 @@
 
 A checkpoint may be a plain state dict, or a dict holding one under "state_dict", "model" or
 "model_state_dict" (training checkpoints); `module.` (DataParallel / DDP) and `_orig_mod.`
-(torch.compile) prefixes are stripped. Pickles are read with `weights_only=True`, so a checkpoint
+(torch.compile) prefixes are stripped, and so is a wrapper prefix shared by every key (Lightning's
+`model.`) when nothing fits without it. Pickles are read with `weights_only=True`, so a checkpoint
 cannot run code. When only the classifier differs in its number of classes, the backbone is loaded,
 the classifier re-initialised and a warning says so. Anything else that does not fit is one
 `ReslabError` naming the file and the first offending keys; the model is left untouched.
@@ -89,10 +90,12 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if found:  # a readable pickle holding more than tensors, e.g. a whole nn.Module
             raise ReslabError(
-                f"{path} holds Python objects ({found.group(1)}) besides tensors and is not loaded, as they could run code; "
-                f"re-save only the weights with torch.save(model.state_dict(), path)"
+                f"{path} holds Python objects ({found.group(1)}) besides tensors and is not loaded, as they "
+                f"could run code; re-save only the weights with torch.save(model.state_dict(), path)"
             ) from None
-        raise ReslabError(f"{path} is not a readable weights checkpoint; it may be truncated: download or save it again") from None
+        raise ReslabError(
+            f"{path} is not a readable weights checkpoint; it may be truncated: download or save it again"
+        ) from None
     except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError, KeyError) as e:
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise ReslabError(
@@ -129,6 +132,24 @@ def _strip_prefixes(key: str) -> str:
     return key
 
 
+def _strip_wrapper_prefix(state: dict, expected: dict, source: str) -> dict:
+    """Unwrap a model saved inside another module ("model." from Lightning, "0." from nn.Sequential).
+
+    Only when no key fits as it is, every key shares the first name, and without it some key fits.
+    """
+    if any(k in expected for k in state):
+        return state
+    first_names = {k.split(".", 1)[0] for k in state}
+    if len(first_names) != 1 or not all("." in k for k in state):
+        return state
+    (prefix,) = first_names
+    unwrapped = {k.split(".", 1)[1]: v for k, v in state.items()}
+    if not any(k in expected for k in unwrapped):
+        return state
+    log.info("%s: stripped the wrapper prefix '%s.' from its keys", source, prefix)
+    return unwrapped
+
+
 def _head_modules(model: nn.Module) -> dict[str, nn.Linear]:
     """Classifier layers, by module path: the model's classifier and any Linear of the same size (aux heads)."""
     get_classifier = getattr(model, "get_classifier", None)
@@ -145,6 +166,7 @@ def _head_modules(model: nn.Module) -> dict[str, nn.Linear]:
 def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], source: str, name: str) -> LoadReport:
     """Load `state` into `model`: exact fit, or a fit up to the classifier size (then re-init the head)."""
     expected = model.state_dict()
+    state = _strip_wrapper_prefix(state, expected, source)
     # BatchNorm fills num_batches_tracked itself when old checkpoints lack it
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
@@ -163,7 +185,8 @@ def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], sourc
     if missing or unexpected or body_mismatched:
         problems = _describe(missing, unexpected, body_mismatched, state, expected)
         raise ReslabError(
-            f"{source} does not fit model '{name}': {problems}; load it into the architecture (and options) it was saved from"
+            f"{source} does not fit model '{name}': {problems}; "
+            f"load it into the architecture (and options) it was saved from"
         )
 
     to_load = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] not in reinit}
@@ -173,10 +196,13 @@ def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], sourc
         module.reset_parameters()
         file_classes = state[f"{path}.weight"].shape[0]
         log.warning(
-            "%s has a %d-class '%s'; model '%s' has %d classes: kept the backbone and re-initialised '%s' for fine-tuning",
+            "%s has a %d-class '%s'; model '%s' has %d classes: "
+            "kept the backbone and re-initialised '%s' for fine-tuning",
             source, file_classes, path, name, module.out_features, path,
         )
-    return LoadReport(source=source, loaded=len(to_load), reinitialized=tuple(reinit))
+    report = LoadReport(source=source, loaded=len(to_load), reinitialized=tuple(reinit))
+    log.info("%s: %s", name, report)
+    return report
 
 
 def _describe(missing, unexpected, mismatched, state, expected) -> str:

@@ -124,10 +124,14 @@ def display_image(x: torch.Tensor, mean, std) -> np.ndarray:
     return img[0].numpy() if c == 1 else img.permute(1, 2, 0).numpy()
 
 
-def eval_batches(config: dict, data_path: str | None = None, device: str = "cpu", batch_size: int = 200):
+def eval_batches(config: dict, data_path: str | None = None, device: str = "cpu", batch_size: int = 200,
+                 mean: tuple | None = None, std: tuple | None = None):
     """The evaluation batches of a run's data (its [data] config; `data_path` replaces the path).
 
-    Returns (reslab.data.Data, iterable of (images, labels)); the images are normalised as in training.
+    mean, std: the run's normalisation (from load_run_model's preprocess). Given, the training
+    split is cut to one image per class (it is not used, so not worth decoding); the evaluation
+    split is the same either way, since a hold-out is drawn before any per-class limit.
+    Returns (reslab.data.Data, iterable of (images, labels)), normalised as in training.
     """
     from ..data import DataConfig, build_data
     from ..errors import ReslabError
@@ -138,8 +142,9 @@ def eval_batches(config: dict, data_path: str | None = None, device: str = "cpu"
     if not raw.get("path"):
         raise ReslabError("the run's config names no data path; pass --data PATH (the folder it was trained on)")
     raw["eval_batch_size"] = batch_size
+    if mean and std:
+        raw["mean"], raw["std"], raw["limit_per_class"] = list(mean), list(std), 1
     cfg = DataConfig.from_dict(raw)
-    # batch 1 for the (unused) training loader: any training split is big enough
     data = build_data(cfg, batch_size=1, seed=0, device=device)
     if data.eval is None:
         raise ReslabError(f"{cfg.path} gives no evaluation split with this run's config; set data.eval_split or pass --data")

@@ -117,11 +117,12 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     return model
 
 
-def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None) -> History:
+def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_step=None) -> History:
     """Train as `config` says; returns the metric history, the run directory and the best metric.
 
     data: a `reslab.data.Data` (default: `build_data(config.data, ...)`).
     resume: a run directory or a checkpoint to continue from (the config must be compatible).
+    on_step: optional `fn(step, loss)` called after every optimizer step (custom logging, benchmarks).
     """
     cfg = config
     info = init_distributed("cuda" if cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available()) else "cpu", cfg.train.dist_timeout)
@@ -207,7 +208,7 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None) -> 
 
     preprocess = preprocess_for(cfg_dict, data.mean, data.std)
     ctx = _Context(cfg, info, device, amp, data, model, train_model, optimizer, schedule, scaler, ema, state,
-                   run_dir, classes, total_steps, steps_per_epoch, accum, preprocess)
+                   run_dir, classes, total_steps, steps_per_epoch, accum, preprocess, on_step)
     history = History(run_dir=run_dir)
     tb = TensorBoard(run_dir / "tb" if info.is_main and cfg.run.tensorboard else None)
     progress = Progress(info.is_main and cfg.run.progress, total_steps, state.step)
@@ -283,6 +284,7 @@ class _Context:
     steps_per_epoch: int
     accum: int
     preprocess: object
+    on_step: object = None
     step_start_rng: dict | None = None
 
     def checkpoint_state(self, rng: dict | None = None) -> dict:
@@ -382,6 +384,8 @@ def train_one_epoch(ctx: _Context, tb: TensorBoard, progress: Progress) -> bool:
             if ctx.schedule.on_train_error(error):
                 log.info("training error %.1f%% < %.0f%% at step %d: lr back to %.3g", error,
                          cfg.schedule.warmup_until_error, state.step, ctx.schedule.lr_at(state.step))
+        if ctx.on_step is not None:
+            ctx.on_step(state.step, loss_sum / max(count, 1))
         speed = state.epoch_sums[2] / max(state.epoch_time, 1e-9)
         progress.update(state.step, state.epoch + 1, loss_sum / max(count, 1), speed)
         if cfg.run.log_every and state.step % cfg.run.log_every == 0:
