@@ -20,6 +20,7 @@ BENCHMARKS = [
     ["bench", "data"],
     ["bench", "embed"],
     ["bench", "search"],
+    ["bench", "features"],
 ]
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from reslab.errors import ReslabError
 from reslab.experiments.common import ExperimentSetup, Preset
 from reslab.experiments.degradation import run_degradation
 from reslab.experiments.layer_responses import run_layer_responses
@@ -37,6 +39,14 @@ def test_degradation_then_layer_responses(colour_data, tmp_path):
     assert results["runs"][0]["config"]["train"]["epochs"] == 2 and results["seeds"] == [0]
     assert summary["verdict"] and "(one seed" in " ".join(summary["verdict"])
     _png_with_content(tmp_path / "deg" / "degradation.png")
+
+    # run again: the finished runs are reused, a changed config is refused, nothing is overwritten
+    stamp = (tmp_path / "deg" / "runs" / "plain20-s0" / "model.safetensors").stat().st_mtime_ns
+    assert run_degradation(setup, depths=(20, 32))["verdict"] == summary["verdict"]
+    assert (tmp_path / "deg" / "runs" / "plain20-s0" / "model.safetensors").stat().st_mtime_ns == stamp
+    changed = dataclasses.replace(setup, extra=("optim.lr=0.05",))
+    with pytest.raises(ReslabError, match="optim.lr"):
+        run_degradation(changed, depths=(20, 32))
 
     # Figure 7 on the runs just trained: reused (no training), every 3x3 layer measured
     runs = [tmp_path / "deg" / "runs" / f"{n}-s0" for n in ("plain20", "resnet20")]

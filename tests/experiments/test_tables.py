@@ -55,3 +55,14 @@ def test_mean_std_and_seed_parsing():
     assert parse_seeds("0, 1,2") == (0, 1, 2)
     with pytest.raises(ReslabError, match="0,1,2"):
         parse_seeds("0;1")
+
+
+def test_config_differences_ignore_resolution_and_paths():
+    from reslab.experiments.common import config_differences
+
+    old = {"model": {"name": "resnet20", "num_classes": 10}, "data": {"path": "/a", "mean": [0.5]}, "train": {"epochs": 4.0}}
+    new = {"model": {"name": "resnet20", "num_classes": 0}, "data": {"path": "/b", "mean": (0.5,)}, "train": {"epochs": 4.0}}
+    assert config_differences(old, new) == []
+    new["train"] = {"epochs": 5.0}
+    new["model"]["name"] = "resnet56"
+    assert config_differences(old, new) == ["model.name", "train.epochs"]

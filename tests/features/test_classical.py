@@ -98,7 +98,16 @@ def test_bovw_idf_follows_document_frequency(sample_images):
     df = np.zeros(32)
     for im in sample_images:
         df[np.unique(emb.assign(emb.descriptors(emb.preprocess(im))))] += 1
-    np.testing.assert_allclose(emb.idf, np.log(n / (1 + df)).clip(min=0), atol=1e-6)
+    np.testing.assert_allclose(emb.idf, np.log((1 + n) / (1 + df)) + 1, atol=1e-6)
+
+
+def test_words_common_to_every_image_still_count(sample_images):
+    # 4 words over 3 busy photos: every word occurs in every image (df = N); a plain log(N/df)
+    # idf would make every vector zero
+    emb = BoVWEmbedder(detector="orb", vocab_size=4, max_keypoints=300)
+    emb.fit(sample_images[:3])
+    np.testing.assert_allclose(emb.idf, np.log(4 / 4) + 1, atol=1e-6)
+    _assert_unit_rows(_vectors(emb, sample_images[:3]), 4)
 
 
 def test_bovw_user_errors(tmp_path):

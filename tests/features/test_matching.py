@@ -83,7 +83,6 @@ def test_match_drawing_is_a_real_picture(astronaut, warped, tmp_path):
     picture = draw_matches(astronaut, warped, result, max_lines=40)
     assert picture.size == (1024, 512)
     a = np.asarray(picture).astype(int)
-    np.testing.assert_array_equal(a[:, :512][a[:, :512].sum(2) < 0], 0)  # shape sanity
     green = (a[..., 1] > 200) & (a[..., 0] < 40) & (a[..., 2] < 40)
     assert green.sum() > 500  # the drawn lines
     assert a.std() > 30  # the photos themselves

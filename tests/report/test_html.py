@@ -57,14 +57,17 @@ def test_report_without_reachable_data_keeps_the_curves(tiny_run, tmp_path):
     assert len(_embedded_pngs(page)) >= 1
 
 
-def test_summary_of_rows_and_a_torn_last_line(tmp_path):
+def test_summary_of_rows_and_a_damaged_file(tmp_path):
     rows = [{"epoch": 1, "train_loss": 2.0, "val_top1": 40.0}, {"epoch": 2, "train_loss": 1.5, "val_top1": 55.5},
             {"epoch": 3, "train_loss": 1.2, "val_top1": 52.0}]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"epoch": 4, "tr')
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     read = read_metrics(tmp_path)
     assert read == rows
     s = run_summary(read)
     assert (s.best_val_top1, s.best_epoch, s.final_val_top1, s.final_train_loss, s.epochs) == (55.5, 2, 52.0, 1.2, 3)
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(rows[0]) + '\n{"epoch": 2, "tr\n')
+    with pytest.raises(ReslabError, match="line that is not JSON"):
+        read_metrics(tmp_path)
 
 
 def test_compare_runs_overlays_and_tabulates(tmp_path):

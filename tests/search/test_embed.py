@@ -170,3 +170,43 @@ def test_open_refuses_what_is_not_an_index(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReslabError, match="not a reslab index"):
         SearchIndex.open(tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_sigkilled_cli_run_resumes(photos, tmp_path):
+    """A real `kill -9` of `reslab embed` after some chunks committed; the rerun finishes the rest."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "index"
+    cmd = [sys.executable, "-m", "reslab", "embed", str(photos), "--out", str(out), "--chunk-size", "4", "--batch-size", "4", "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    committed = 0
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "items.sqlite").exists():
+            try:
+                with sqlite3.connect(out / "items.sqlite", timeout=1) as db:
+                    committed = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+            except sqlite3.OperationalError:
+                committed = 0
+            if committed >= 8:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 8 <= committed < 40, "the run should be killed midway"
+    result = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+
+    report = json.loads(result.stdout)
+    assert report["count"] == 40
+    assert report["unchanged"] >= committed  # committed work is not redone
+    assert report["embedded"] + report["unchanged"] == 40
+    with SearchIndex.open(out) as idx:
+        paths = [it.path for it in idx.items()]
+        assert len(paths) == len(set(paths)) == 40

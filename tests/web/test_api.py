@@ -91,6 +91,17 @@ def test_a_file_just_under_the_limit_but_body_over_it_is_checked_exactly(client)
     assert r.status_code == 413
 
 
+def test_sixteen_bit_and_transparent_uploads_are_accepted(client):
+    grey16 = io.BytesIO()
+    Image.fromarray((np.arange(96 * 96).reshape(96, 96) * 7).astype(np.uint16)).save(grey16, format="PNG")
+    rgba = io.BytesIO()
+    Image.new("RGBA", (80, 60), (200, 30, 30, 128)).save(rgba, format="PNG")
+    for name, payload in [("grey16.png", grey16.getvalue()), ("rgba.png", rgba.getvalue())]:
+        r = client.post("/api/search", files={"image": (name, payload, "image/png")}, data={"k": "2"})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["hits"]) == 2
+
+
 @pytest.mark.parametrize("payload", [b"this is not an image", b"", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64])
 def test_non_images_get_415_with_a_message(client, payload):
     r = client.post("/api/search", files={"image": ("notes.png", payload, "image/png")})
@@ -133,6 +144,8 @@ def test_page_and_openapi_are_served(client):
     assert page.status_code == 200 and 'id="file-input"' in page.text and "/static/app.js" in page.text
     assert "http" not in page.text.replace("http-equiv", "")  # no CDN: everything is local
     assert client.get("/static/app.js").status_code == 200 and client.get("/static/style.css").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/static/docs.js" in docs.text and "cdn" not in docs.text.lower()
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/search", "/api/items", "/api/items/{item_id}/similar", "/api/image/{item_id}", "/api/info"} <= set(paths)
 

@@ -149,3 +149,14 @@ def test_a_non_image_shows_the_servers_message(server, browser, tmp_path):
     browser.find_element(By.ID, "file-input").send_keys(str(notes))
     status = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#status.error"))
     assert "415" in status.text and "notes.jpg" in status.text
+
+
+def test_the_offline_api_reference_lists_every_endpoint(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/docs")
+    sections = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "section.endpoint"))
+    titles = " ".join(s.find_element(By.TAG_NAME, "h2").text for s in sections)
+    for endpoint in ["POST /api/search", "GET /api/items/{item_id}/similar", "GET /api/image/{item_id}", "GET /api/info"]:
+        assert endpoint in titles
+    browser.save_screenshot(str(Path(os.environ.get("RESLAB_SCREENSHOT_DIR", tmp_path)) / "api-docs.png"))

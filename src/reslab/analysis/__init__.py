@@ -3,7 +3,8 @@
 and its neighbours (`explain_all`)."""
 
 from .explain import explain_all
-from .profile import LayerStats, Profile, parse_input_size, profile_model, skip_meta_init
+from .ops import skip_meta_init
+from .profile import LayerStats, Profile, parse_input_size, profile_model
 from .receptive_field import ReceptiveField
 from .zoo import profile_by_name, zoo_summary
 

@@ -21,7 +21,6 @@ What counts (torchvision's convention, which reproduces the published "GFLOPS" t
 from __future__ import annotations
 
 import logging
-import math
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -31,33 +30,23 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import ReslabError
+from .ops import (
+    ADAPTIVE_POOL_OPS,
+    AVG_POOL_OPS,
+    MATMUL_OPS,
+    MAX_POOL_OPS,
+    FastMeta,
+    arg,
+    first_tensor,
+    meta_fast_path,
+    op_cost,
+    tensors_in,
+)
 from .receptive_field import ReceptiveField, adaptive_window, widest
 
 log = logging.getLogger(__name__)
 
 aten = torch.ops.aten
-_MATMUL_OPS = {aten.mm, aten.addmm, aten.bmm, aten.baddbmm}
-_BATCH_NORM_OPS = {
-    aten.native_batch_norm,
-    aten._native_batch_norm_legit,
-    aten._native_batch_norm_legit_no_training,
-    aten.native_layer_norm,
-    aten.native_group_norm,
-}
-# batch norm's meta kernel is a Python decomposition costing ~3 ms a call (ResNet-1202: 4 s); the
-# output shapes are known, so on meta we make them directly: (out, mean, invstd) of shapes x, C, C
-_META_BATCH_NORM_OPS = {aten.native_batch_norm, aten._native_batch_norm_legit, aten._native_batch_norm_legit_no_training}
-# float-in, float-out pointwise ops whose meta output is just the broadcast shape (comparisons,
-# which return bool, are left to the real kernel)
-_FAST_POINTWISE_OPS = {
-    getattr(aten, name)
-    for base in ("add", "sub", "mul", "div", "relu", "hardtanh", "sigmoid", "silu", "gelu", "hardswish", "hardsigmoid", "clamp", "clamp_min", "tanh")
-    for name in (base, base + "_")
-    if hasattr(aten, name)
-}
-_MAX_POOL_OPS = {aten.max_pool2d_with_indices, aten.max_pool2d}
-_AVG_POOL_OPS = {aten.avg_pool2d}
-_ADAPTIVE_POOL_OPS = {aten._adaptive_avg_pool2d, aten.adaptive_max_pool2d, aten.adaptive_avg_pool2d}
 
 
 @dataclass
@@ -217,11 +206,14 @@ def _profile(model, input_size, batch, device, dtype, cross_check) -> Profile:
         device = ref.device if ref is not None else torch.device("cpu")
     device = torch.device(device)
     recorder = _Recorder(names, cross_check)
-    # two global hooks rather than two per module: registering 7,000 handles on ResNet-1202 costs more than the forward
+    # two global hooks rather than two per module: on ResNet-1202 registering thousands of handles
+    # took longer than the meta forward itself
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
     hooks = [register_module_forward_pre_hook(recorder.enter), register_module_forward_hook(recorder.leave)]
-    x = torch.empty((batch, *input_size), device=device, dtype=dtype)
+    # a real run gets image-like values (data-dependent models branch on them); meta has none
+    make = torch.empty if device.type == "meta" else torch.randn
+    x = make((batch, *input_size), device=device, dtype=dtype)
     recorder.mark_input(x)
     try:
         with torch.no_grad(), (FlopCounterMode(display=False) if cross_check else nullcontext()) as counter:
@@ -232,7 +224,7 @@ def _profile(model, input_size, batch, device, dtype, cross_check) -> Profile:
     finally:
         for h in hooks:
             h.remove()
-    out_info = recorder.info_of(_first_tensor(out))
+    out_info = recorder.info_of(first_tensor(out))
     params_total = sum(p.numel() for p in model.parameters())
     counted = int(counter.get_total_flops()) if cross_check else None
     macs = sum(r.macs for r in recorder.rows)
@@ -271,7 +263,7 @@ def _too_small_error(model, input_size, device, dtype, error: RuntimeError) -> R
 
         def runs(side: int) -> bool:
             try:
-                with torch.no_grad(), _FastMeta():
+                with torch.no_grad(), FastMeta():
                     _call(model, torch.empty((1, c, side, side), device="meta", dtype=dtype), device)
                 return True
             except (RuntimeError, ValueError):
@@ -281,7 +273,10 @@ def _too_small_error(model, input_size, device, dtype, error: RuntimeError) -> R
         while not runs(hi):
             hi *= 2
             if hi > 4096:
-                return ReslabError(f"{who} cannot run on a {c}x{h}x{w} input ({reason}); check the channel count")
+                return ReslabError(
+                    f"{who} cannot run on a {c}x{h}x{w} input on the meta device ({reason}); check the channel "
+                    "count, or if the model needs real values, profile it with device=None"
+                )
         lo = 0  # invariant: lo fails (or is 0), hi runs
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -344,13 +339,13 @@ class _Recorder(TorchDispatchMode):
         if call.row is None:
             return
         row = call.row
-        out = _first_tensor(output)
+        out = first_tensor(output)
         if row.flops == 0 and not any(True for _ in module.parameters(recurse=False)):
             return  # Identity, Dropout in eval, Flatten: no work, no row
         row.params = sum(p.numel() for p in module.parameters(recurse=False))
         if out is not None:
             row.output_shape = tuple(out.shape)
-            inp = _first_tensor(args)
+            inp = first_tensor(args)
             in_place = inp is not None and out is inp
             row.activation_bytes = 0 if in_place else out.numel() * out.element_size()
             info = self.info_of(out)
@@ -379,23 +374,23 @@ class _Recorder(TorchDispatchMode):
         kwargs = kwargs or {}
         packet = func.overloadpacket
         # with a FlopCounterMode outside us, convolutions must reach it: no shortcut for them
-        out = None if (self.cross_check and packet is aten.convolution) else _meta_fast_path(func, packet, args, kwargs)
+        out = None if (self.cross_check and packet is aten.convolution) else meta_fast_path(func, packet, args, kwargs)
         if out is None:
             out = func(*args, **kwargs)
-        first = _first_tensor(out)
+        first = first_tensor(out)
         if first is None:
             return out
-        inputs = [t for t in _tensors(args) + _tensors(kwargs) if id(t) in self.info]
+        inputs = [t for t in tensors_in(args) + tensors_in(kwargs) if id(t) in self.info]
         in_infos = [self.info[id(t)] for t in inputs]
         if in_infos:
             self._set(first, self._propagate(packet, args, kwargs, in_infos, first))
-        macs, flops = _cost(func, args, kwargs, first)
+        macs, flops = op_cost(func, args, kwargs, first)
         if flops:
-            self._charge(packet, macs, flops, first, in_place=any(first is t for t in _tensors(args)))
+            self._charge(packet, macs, flops, first, in_place=any(first is t for t in tensors_in(args)))
         return out
 
     def _propagate(self, packet, args, kwargs, in_infos, out) -> _TensorInfo:
-        depth = max(i.depth for i in in_infos) + (1 if packet in _MATMUL_OPS or packet is aten.convolution else 0)
+        depth = max(i.depth for i in in_infos) + (1 if packet in MATMUL_OPS or packet is aten.convolution else 0)
         if out.dim() != 4:
             return _TensorInfo(None, depth)  # flattened or pooled away: every output sees everything
         rf = widest([i.rf for i in in_infos])
@@ -409,22 +404,22 @@ class _Recorder(TorchDispatchMode):
                 rf = rf.through_transposed(kernel, stride, padding, dilation)
             else:
                 rf = rf.through(kernel, stride, padding, dilation)
-        elif packet in _MAX_POOL_OPS or packet in _AVG_POOL_OPS:
-            kernel = _arg(args, kwargs, 1, "kernel_size")
-            stride = _arg(args, kwargs, 2, "stride", None) or kernel  # [] means stride = kernel
-            padding = _arg(args, kwargs, 3, "padding", 0)
-            dilation = _arg(args, kwargs, 4, "dilation", 1) if packet in _MAX_POOL_OPS else 1
+        elif packet in MAX_POOL_OPS or packet in AVG_POOL_OPS:
+            kernel = arg(args, kwargs, 1, "kernel_size")
+            stride = arg(args, kwargs, 2, "stride", None) or kernel  # [] means stride = kernel
+            padding = arg(args, kwargs, 3, "padding", 0)
+            dilation = arg(args, kwargs, 4, "dilation", 1) if packet in MAX_POOL_OPS else 1
             rf = rf.through(kernel, stride, padding, dilation)
         elif packet is aten.slice and x.dim() == 4:  # x[:, :, ::2, ::2] subsamples: the jump grows
-            dim = _arg(args, kwargs, 1, "dim", 0) % 4
-            begin = _arg(args, kwargs, 2, "start", 0) or 0
-            step = _arg(args, kwargs, 4, "step", 1) or 1
+            dim = arg(args, kwargs, 1, "dim", 0) % 4
+            begin = arg(args, kwargs, 2, "start", 0) or 0
+            step = arg(args, kwargs, 4, "step", 1) or 1
             if dim >= 2:
                 rf = rf.sliced(dim - 2, max(begin, 0), step)
         elif packet is aten.constant_pad_nd and len(args[1]) >= 2:  # spatial padding shifts the grid
             pads = list(args[1]) + [0, 0]
             rf = rf.sliced(1, -pads[0], 1).sliced(0, -pads[2], 1)
-        elif packet in _ADAPTIVE_POOL_OPS or packet is aten.mean:
+        elif packet in ADAPTIVE_POOL_OPS or packet is aten.mean:
             if out.shape[-2:] == (1, 1) and x.shape[-2:] != (1, 1):
                 return _TensorInfo(None, depth)  # global pooling
             if packet is not aten.mean:
@@ -458,107 +453,3 @@ class _Recorder(TorchDispatchMode):
         n = self.row_names.get(name, 0) + 1
         self.row_names[name] = n
         return name if n == 1 else f"{name}#{n}"
-
-
-def _meta_fast_path(func, packet, args, kwargs):
-    """Output of a hot op on meta tensors, made directly; None where the real meta kernel must run.
-
-    PyTorch's meta kernels for convolution, batch norm and broadcasting pointwise ops are Python
-    reference implementations costing ~1-3 ms a call, which made profiling ResNet-1202 take
-    seconds; the shapes are simple, so we make empty outputs of the right shape here instead.
-    Shape errors still raise RuntimeError, which the too-small-input search relies on.
-    """
-    x = args[0] if args else None
-    if not isinstance(x, torch.Tensor) or x.device.type != "meta" or kwargs:
-        return None
-    if packet in _META_BATCH_NORM_OPS:
-        stats = torch.empty((x.shape[1],), device="meta", dtype=x.dtype)
-        return torch.empty_like(x, memory_format=torch.contiguous_format), stats, torch.empty_like(stats)
-    if packet is aten.convolution and not args[6] and x.dim() == 4:
-        weight, stride, padding, dilation, groups = args[1], args[3], args[4], args[5], args[8]
-        if x.shape[1] != weight.shape[1] * groups:
-            raise RuntimeError(f"expected input with {weight.shape[1] * groups} channels, but got {x.shape[1]} channels")
-        spatial = []
-        for a in range(2):
-            size = (x.shape[2 + a] + 2 * padding[a] - dilation[a] * (weight.shape[2 + a] - 1) - 1) // stride[a] + 1
-            if size < 1:
-                raise RuntimeError(f"calculated output size {size} is too small for input size {tuple(x.shape[2:])}")
-            spatial.append(size)
-        return torch.empty((x.shape[0], weight.shape[0], *spatial), device="meta", dtype=x.dtype)
-    if packet in _FAST_POINTWISE_OPS and all(
-        not isinstance(a, torch.Tensor) or (a.device.type == "meta" and a.dtype == x.dtype) for a in args
-    ):
-        shapes = [a.shape for a in args if isinstance(a, torch.Tensor)]
-        shape = torch.broadcast_shapes(*shapes)  # raises RuntimeError on a mismatch, as the op would
-        if func._schema.is_mutable:
-            return x if x.shape == shape else None
-        return torch.empty(shape, device="meta", dtype=x.dtype)
-    return None
-
-
-class _FastMeta(TorchDispatchMode):
-    """Just the meta shortcuts, for the repeated runs of the smallest-input search."""
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = _meta_fast_path(func, func.overloadpacket, args, kwargs or {})
-        return func(*args, **(kwargs or {})) if out is None else out
-
-
-class skip_meta_init(TorchDispatchMode):
-    """While building a model on meta, skip its in-place initialisers (normal_, uniform_, fill_, ...):
-    meta tensors hold no values, and the meta kernels of random ops cost ~3 ms each (ResNet-152: 0.5 s)."""
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        tensors = _tensors(args) + _tensors(kwargs or {})
-        if func._schema.is_mutable and tensors and all(t.device.type == "meta" for t in tensors):
-            return args[0]
-        return func(*args, **(kwargs or {}))
-
-
-def _cost(func, args, kwargs, out: torch.Tensor) -> tuple[int, int]:
-    """(macs, flops) of one aten op."""
-    packet = func.overloadpacket
-    if packet is aten.convolution:
-        weight, transposed = args[1], args[6]
-        per_output = math.prod(weight.shape[1:])  # (C_in / groups) * kh * kw
-        if transposed:  # every input position scatters into a window of the output
-            macs = args[0].numel() * weight.shape[1] * math.prod(weight.shape[2:])
-        else:
-            macs = out.numel() * per_output
-        return macs, 2 * macs
-    if packet in _MATMUL_OPS:
-        a, b = (args[1], args[2]) if packet in (aten.addmm, aten.baddbmm) else (args[0], args[1])
-        macs = math.prod(a.shape) * b.shape[-1]
-        return macs, 2 * macs
-    if packet in _BATCH_NORM_OPS:
-        return 0, 2 * out.numel()
-    if packet in _MAX_POOL_OPS or packet in _AVG_POOL_OPS:
-        kernel = _arg(args, kwargs, 1, "kernel_size")
-        kh, kw = (kernel[0], kernel[-1]) if isinstance(kernel, (list, tuple)) else (kernel, kernel)
-        return 0, out.numel() * kh * kw
-    if packet in _ADAPTIVE_POOL_OPS or packet is aten.mean:
-        return 0, args[0].numel()
-    if torch.Tag.pointwise in func.tags:
-        return 0, out.numel()
-    return 0, 0
-
-
-def _arg(args, kwargs, index: int, name: str, default=None):
-    if len(args) > index:
-        return args[index]
-    return kwargs.get(name, default)
-
-
-def _tensors(obj) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [t for o in obj for t in _tensors(o)]
-    if isinstance(obj, dict):
-        return [t for o in obj.values() for t in _tensors(o)]
-    return []
-
-
-def _first_tensor(obj) -> torch.Tensor | None:
-    found = _tensors(obj)
-    return found[0] if found else None

@@ -8,7 +8,8 @@ import torch
 
 from ..errors import ReslabError
 from ..models import create_model, list_models, model_entry
-from .profile import Profile, profile_model, skip_meta_init
+from .ops import skip_meta_init
+from .profile import Profile, profile_model
 
 log = logging.getLogger(__name__)
 

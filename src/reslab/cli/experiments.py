@@ -102,6 +102,7 @@ def layer_responses(
     seeds: str = typer.Option("0", help="Seed of the nets trained here (the first one is used)."),
     depths: str = typer.Option("20,56", help="Depths of the plain and residual nets trained here."),
     max_images: int = typer.Option(1000, help="Evaluation images the statistics are taken over."),
+    runs_dir: Path = typer.Option(None, help="Train or reuse the nets here, e.g. a degradation experiment's OUT/runs (default OUT/runs)."),
     set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
     device: str = typer.Option("auto", help="auto, cpu, cuda ..."),
 ) -> None:
@@ -114,6 +115,10 @@ def layer_responses(
         if not run.exists():
             raise ReslabError(f"run {run} does not exist; give run folders written by `reslab train` or an experiment")
     setup = _setup(data, out, quick, seeds, set_, device, need_data=not runs)
+    if runs_dir is not None:
+        import dataclasses
+
+        setup = dataclasses.replace(setup, runs_dir=runs_dir)
     summary = run_layer_responses(setup, parse_depths(depths, PLAIN_DEPTHS), runs=list(runs or ()), max_images=max_images)
     from rich.console import Console
 

@@ -57,7 +57,7 @@ def embed(
     """Embed a folder of images into a similarity-search index (incremental and resumable)."""
     _quiet_faiss()
     from ..search.embed import EmbedOptions, build_index, check_requested, merge_indexes, read_manifest
-    from ..search.embedders import make_embedder
+    from ..search.embedders import embedder_from_manifest, make_embedder
     from ..search.sharding import distributed_env, embed_distributed
 
     options = EmbedOptions(
@@ -77,9 +77,10 @@ def embed(
         check_requested(existing, out, method=method, model=model, layer=layer, run=run)
 
     def build_embedder(dev: str | None):
-        if not explicit and existing is not None:
-            return None  # an existing index: use its own embedder
         rt = {**runtime, **({"device": dev} if dev else {})}
+        if not explicit and existing is not None:  # an existing index: its own embedder, run the way asked
+            index_dir = out if distributed_env() is None else out / "shards" / "rank-0"
+            return embedder_from_manifest(existing, index_dir, **(rt if existing.get("method") == "cnn" else {}))
         return make_embedder(
             method or "cnn", model=model or "efficientnet_lite0", weights=weights if weights is not None or run else "imagenet",
             run=run, layer=layer, **_parse_params(param), **(rt if (method or "cnn") == "cnn" else {}),
@@ -290,14 +291,19 @@ def bench_search_cmd(
     k: int = typer.Option(10, "-k"),
     nprobe: int = typer.Option(16, help="IVF cells searched per query."),
     ef_search: int = typer.Option(64, help="HNSW candidate list per query."),
+    kinds: str = typer.Option("flat,ivf,hnsw", help="Comma-separated index kinds to measure (flat is always measured: it is the baseline)."),
     out: Path = typer.Option(Path("benchmarks/results"), help="Folder for bench_search.json."),
 ) -> None:
     """Recall@k against exact search and ms/query (batch and single) of flat, IVF and HNSW on clustered vectors."""
     _quiet_faiss()
     from ..search.bench import bench_search, save_result
 
-    r = bench_search(n=n, dim=dim, queries=queries, k=k, nprobe=nprobe, ef_search=ef_search)
-    r["command"] = f"reslab bench search --n {n} --dim {dim} --queries {queries} -k {k} --nprobe {nprobe} --ef-search {ef_search}"
+    chosen = ["flat"] + [x.strip() for x in kinds.split(",") if x.strip() and x.strip() != "flat"]
+    for kind in chosen:
+        if kind not in ("flat", "ivf", "hnsw"):
+            raise ReslabError(f"--kinds: unknown index kind '{kind}'; choose from flat, ivf, hnsw")
+    r = bench_search(n=n, dim=dim, queries=queries, k=k, kinds=tuple(chosen), nprobe=nprobe, ef_search=ef_search)
+    r["command"] = f"reslab bench search --n {n} --dim {dim} --queries {queries} -k {k} --nprobe {nprobe} --ef-search {ef_search} --kinds {','.join(chosen)}"
     name = "bench_search" if n == 200_000 and dim == 512 else f"bench_search_{n}x{dim}"
     path = save_result(name, r, out)
     print(f"{r['command']}\n  {n} x {dim} clustered vectors, {queries} queries, k={k}")

@@ -30,7 +30,7 @@ def compare(
     if method not in COMPARE_METHODS:
         raise ReslabError(f"unknown method '{method}'; use one of {', '.join(COMPARE_METHODS)}")
     if out is not None and method not in ("sift", "orb"):
-        raise ReslabError(f"--out draws keypoint matches, which only sift and orb have; drop --out or use --method sift")
+        raise ReslabError("--out draws keypoint matches, which only sift and orb have; drop --out or use --method sift")
     a, b = load_image(image_a), load_image(image_b)
     result = compare_images(a, b, method=method, model=model, weights=weights)
     if out is not None:

@@ -8,6 +8,7 @@ same numbers on every device) and are then moved to the device.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -36,9 +37,9 @@ def pad_crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: tor
     rows = dy[:, None] + torch.arange(h, device=dev)  # (B, H)
     cols = torch.arange(w, device=dev).expand(b, w)
     cols = dx[:, None] + torch.where(flip[:, None], w - 1 - cols, cols)  # (B, W)
-    bi = torch.arange(b, device=dev)[:, None, None, None]
-    ci = torch.arange(c, device=dev)[None, :, None, None]
-    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+    # one flat gather over the padded plane: ~7x faster on a CPU than 4-tensor advanced indexing
+    index = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return padded.view(b, c, -1).gather(2, index).view(b, c, h, w)
 
 
 def draw_rrc_boxes(n: int, height: int, width: int, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
@@ -90,6 +91,10 @@ class BatchTrainAugment:
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        with single_thread_on_cpu(x.device):
+            return self._augment(x, generator)
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         cfg, n = self.cfg, x.shape[0]
         if cfg.augment == "cifar_paper":
             x = pad_crop_flip(x, *draw_pad_crop_flip(n, cfg.cifar_pad, generator, cfg.hflip), pad=cfg.cifar_pad)
@@ -115,3 +120,19 @@ def finish(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, out_channels:
     if x.shape[1] == 1 and out_channels == 3:
         x = x.expand(-1, 3, -1, -1)
     return x
+
+
+@contextlib.contextmanager
+def single_thread_on_cpu(device: torch.device):
+    """Run the batch's tensor ops on one thread when on the CPU. They are small and memory-bound:
+    split over intra-op threads they gain nothing, and when the cores are busy (the model's own
+    threads, other processes) the threads' synchronisation made them 3-30x slower in our runs."""
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,9 +1,10 @@
 """What every experiment shares: presets, training one run, provenance, mean +- std, writing results.
 
 An experiment trains several runs (one per network and seed) with one recipe, under
-`OUT/runs/<net>-s<seed>`, and writes `results.json`, `results.md` and PNGs to `OUT`. A run that
-already finished (its `model.safetensors` exists) is reused, so a long GPU experiment that was
-stopped resumes where it stopped, and nothing a finished run wrote is overwritten.
+`OUT/runs/<net>-s<seed>`, and writes `results.json`, `results.md` and PNGs to `OUT`. Run again,
+a finished run (its `model.safetensors` exists) with the same config is reused and a stopped one
+resumes from its last checkpoint, so a long GPU experiment continues where it stopped; a run
+with another config is an error, never overwritten.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ class ExperimentSetup:
     seeds: tuple[int, ...] = (0,)
     extra: tuple[str, ...] = ()  # user --set overrides, applied last
     device: str = "auto"
+    runs_dir: Path | None = None  # where runs are trained or reused; None = out/runs
+
+    @property
+    def runs_folder(self) -> Path:
+        return Path(self.runs_dir) if self.runs_dir is not None else Path(self.out) / "runs"
 
 
 @dataclass(frozen=True)
@@ -171,27 +177,58 @@ def run_overrides(setup: ExperimentSetup, net_overrides: Sequence[str], name: st
         f"data.path={json.dumps(str(setup.data))}",
         f"train.seed={seed}",
         f"train.device={setup.device}",
-        f"run.dir={json.dumps(str(Path(setup.out) / 'runs'))}",
+        f"run.dir={json.dumps(str(setup.runs_folder))}",
         f"run.name={name}",
         *setup.extra,
     ]
 
 
+# keys that may change between the sessions of one experiment without changing its result
+RESUMABLE_DIFFERENCES = {"data.path", "data.workers", "train.device", "run.progress", "run.tensorboard", "run.dir"}
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (TOML lists == tuples)."""
+    differ = []
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section, {}), new.get(section, {})
+        for key in sorted(set(a) | set(b)):
+            if f"{section}.{key}" in RESUMABLE_DIFFERENCES:
+                continue
+            va, vb = a.get(key), b.get(key)
+            if isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple)):
+                va, vb = list(va), list(vb)
+            if f"{section}.{key}" == "model.num_classes" and 0 in (va, vb):
+                continue  # 0 = "as many as the data has", resolved in the saved config
+            if va != vb:
+                differ.append(f"{section}.{key}")
+    return differ
+
+
 def train_net(setup: ExperimentSetup, net: str, net_overrides: Sequence[str], seed: int) -> RunResult:
-    """Train one network with one seed (or reuse a finished run of the same name)."""
+    """Train one network with one seed; reuse a finished run of the same config, resume a stopped one."""
     from ..report.html import read_config, read_metrics
     from ..train import fit, load_config
 
     name = f"{net}-s{seed}"
-    run_dir = Path(setup.out) / "runs" / name
-    if (run_dir / "model.safetensors").is_file() and (run_dir / "metrics.jsonl").is_file():
-        log.info("reusing the finished run %s", run_dir)
-        return RunResult(net, seed, run_dir, read_metrics(run_dir), read_config(run_dir))
+    run_dir = setup.runs_folder / name
     config = load_config(setup.preset.recipe, run_overrides(setup, net_overrides, name, seed))
+    if run_dir.exists():
+        differ = config_differences(read_config(run_dir), config.to_dict())
+        if differ:
+            raise ReslabError(f"{run_dir} was trained with another config ({', '.join(differ[:4])} differ); "
+                              "use another --out, or move that run away to retrain it")
+        if (run_dir / "model.safetensors").is_file():
+            log.info("reusing the finished run %s", run_dir)
+            return RunResult(net, seed, run_dir, read_metrics(run_dir), read_config(run_dir))
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            log.info("resuming the stopped run %s", run_dir)
+            history = fit(config, resume=run_dir)
+            return RunResult(net, seed, Path(history.run_dir), list(history.rows), config.to_dict())
+        raise ReslabError(f"{run_dir} was stopped before its first checkpoint; delete it to train {net} again")
     log.info("training %s (seed %d) -> %s", net, seed, run_dir)
     history = fit(config)
-    run_dir = Path(history.run_dir)
-    return RunResult(net, seed, run_dir, list(history.rows), config.to_dict())
+    return RunResult(net, seed, Path(history.run_dir), list(history.rows), config.to_dict())
 
 
 def by_net(results: Sequence[RunResult]) -> dict[str, list[RunResult]]:

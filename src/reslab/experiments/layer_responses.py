@@ -102,8 +102,11 @@ def layer_response_stds(
     seen = 0
     was_training = model.training
     model.eval()
+    from ..data.progress import image_progress
+
     try:
-        with torch.no_grad():
+        with torch.no_grad(), image_progress() as progress:
+            task = progress.add_task("measuring layer responses", total=max_images)
             for batch in batches:
                 images = batch[0] if isinstance(batch, (tuple, list)) else batch
                 if max_images is not None:
@@ -118,6 +121,7 @@ def layer_response_stds(
                         handles.append(bn.register_forward_hook(lambda m, i, o, stat=stat: stat.add(o)))
                 model(images)
                 seen += len(images)
+                progress.update(task, advance=len(images))
                 if max_images is not None and seen >= max_images:
                     break
     finally:

@@ -1,6 +1,6 @@
 """Classical embedders: HOG, colour histograms and SIFT/ORB bags of visual words.
 
-They follow the search engineer's `Embedder` protocol (`reslab.search.embedders`), so an index
+They follow the `Embedder` protocol of `reslab.search.embedders`, so an index
 built with `reslab embed --method hog|hist|sift|orb` is searched and evaluated like a CNN one:
 
     preprocess(PIL image) -> np.ndarray      # cheap and picklable: runs in decode workers
@@ -149,7 +149,8 @@ class BoVWEmbedder:
     """Bag of visual words over SIFT or ORB descriptors (Sivic & Zisserman 2003, "Video Google").
 
     fit: describe the sample images, k-means the descriptors into `vocab_size` visual words
-    (faiss), and count in how many sample images each word occurs (idf = log(N / (1 + df))).
+    (faiss), and count in how many sample images each word occurs (smoothed idf,
+    log((1 + N) / (1 + df)) + 1).
     embed: assign each descriptor to its nearest word, tf-idf weight the word counts, L2-normalise.
     SIFT descriptors become RootSIFT (L1, then square root; Arandjelovic & Zisserman 2012) so that
     Euclidean k-means compares them with the Hellinger kernel. ORB's 256-bit descriptors are
@@ -199,9 +200,9 @@ class BoVWEmbedder:
     def embed(self, batch: list) -> np.ndarray:
         if self.vocabulary is None:
             raise ReslabError(f"the {self.detector} bag of visual words has no vocabulary yet; call fit() on sample images first")
-        return l2_normalize_rows(np.stack([self._tfidf(self.descriptors(g)) for g in batch])) if batch else np.zeros(
-            (0, self.dim), np.float32
-        )
+        if not batch:
+            return np.zeros((0, self.dim), np.float32)
+        return l2_normalize_rows(np.stack([self._tfidf(self.descriptors(gray)) for gray in batch]))
 
     def fit(self, samples: Iterable[Image.Image]) -> None:
         import faiss
@@ -231,7 +232,10 @@ class BoVWEmbedder:
         df = np.zeros(self.vocab_size, np.float64)
         for desc in per_image:
             df[np.unique(self.assign(desc.astype(np.float32)))] += 1
-        self.idf = np.log(len(per_image) / (1.0 + df)).clip(min=0).astype(np.float32)
+        # smoothed idf (as scikit-learn's TfidfTransformer): >= 1, so a word present in every
+        # sample image is down-weighted but never zeroed; with plain log(N/df) a small collection
+        # whose images all contain every word would embed to all-zero vectors.
+        self.idf = (np.log((1.0 + len(per_image)) / (1.0 + df)) + 1.0).astype(np.float32)
 
     def assign(self, desc: np.ndarray) -> np.ndarray:
         """The nearest visual word of each descriptor."""

@@ -2,14 +2,13 @@
 
 - cnn, hog, hist: cosine similarity of the two embeddings (1 = identical features).
   cnn embeds with a zoo model's pooled pre-logits features (EfficientNet-Lite0 ImageNet weights
-  by default), through the search engineer's `reslab.search.embedders.make_embedder`.
+  by default), built by `reslab.search.embedders.make_embedder`, as `reslab embed` builds it.
 - sift, orb: geometric verification, not a bag of words: RANSAC homography inliers /
   min(keypoints in A, keypoints in B) (see `reslab.features.matching`), with the matches to draw.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +17,6 @@ from PIL import Image
 
 from ..errors import ReslabError
 from .matching import MatchResult, draw_matches, match_images
-
-log = logging.getLogger(__name__)
 
 COMPARE_METHODS = ("cnn", "sift", "orb", "hog", "hist")
 

@@ -73,7 +73,10 @@ def evaluate_for_report(
     per_class = max(1, -(-keep_images // num_classes))
     kept_per_class = np.zeros(num_classes, dtype=np.int64)
     loss_sum, seen = 0.0, 0
-    with torch.no_grad():
+    from ..data.progress import image_progress
+
+    with torch.no_grad(), image_progress() as progress:
+        task = progress.add_task("analysing validation images", total=max_images)
         for images, targets in batches:
             if max_images is not None:
                 images, targets = images[: max_images - seen], targets[: max_images - seen]
@@ -96,6 +99,7 @@ def evaluate_for_report(
             confs.append(prob.cpu())
             embeds.append(embedding.float().flatten(1).cpu())
             seen += len(x)
+            progress.update(task, advance=len(x))
             if max_images is not None and seen >= max_images:
                 break
     if seen == 0:

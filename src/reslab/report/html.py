@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import logging
 import math
 import tempfile
 import tomllib
@@ -24,27 +23,18 @@ import numpy as np
 from ..errors import ReslabError
 from ..fileio import atomic_write_text
 
-log = logging.getLogger(__name__)
-
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The rows of `run_dir/metrics.jsonl`; a torn last line (a run killed mid-write) is skipped."""
+    """The rows of `run_dir/metrics.jsonl` (the training engine's reader), with user-facing errors."""
+    from ..train.logging import read_metrics as read_rows
+
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise ReslabError(f"{path} does not exist; give a run folder written by `reslab train`")
-    rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):
-                log.warning("skipping the unfinished last line of %s", path)
-                continue
-            raise ReslabError(f"{path} line {number} is not JSON; the file is damaged, re-run or fix that line") from None
-    return rows
+    try:
+        return read_rows(Path(run_dir))
+    except json.JSONDecodeError as e:
+        raise ReslabError(f"{path} holds a line that is not JSON ({e.msg}); the file is damaged: re-run or fix that line") from None
 
 
 def read_config(run_dir: str | Path) -> dict:

@@ -30,6 +30,8 @@ def _machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "platform": platform.platform(),
+        # other processes' load while it ran: on a shared machine, read the ratios, not the absolutes
+        "load_average_1min": os.getloadavg()[0],
     }
 
 
@@ -59,13 +61,14 @@ def _photo_folder(n: int, work: Path) -> Path:
     return folder
 
 
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def _timed_rate(fn, n_images: int, repeats: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return n_images / best
+    return n_images / min(_seconds(fn) for _ in range(repeats))
 
 
 def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 256, batch_size: int = 32, workers: int = 2, onnx: bool = True) -> dict:
@@ -94,20 +97,28 @@ def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 25
         decoded = [emb.preprocess(load_image(p, min_size=emb.min_size)) for p in walk_images(src)]
         batches = [decoded[i : i + batch_size] for i in range(0, n, batch_size)]
         emb.embed(batches[0])  # warm-up: first-call allocations
-        model_rate = _timed_rate(lambda: [emb.embed(b) for b in batches], n, repeats=2)
+
+        def model_alone():
+            for b in batches:
+                emb.embed(b)
 
         def pipeline():
             out = work / f"index-{time.perf_counter_ns()}"
             build_index(src, out, emb, EmbedOptions(batch_size=batch_size, workers=workers, progress=False))
 
-        pipeline_rate = _timed_rate(pipeline, n, repeats=2)
+        # interleaved, best of three each: a load spike from another process hits both sides alike
+        model_times, pipeline_times = [], []
+        for _ in range(3):
+            model_times.append(_seconds(model_alone))
+            pipeline_times.append(_seconds(pipeline))
+        model_rate, pipeline_rate = n / min(model_times), n / min(pipeline_times)
         paths_rates = {"fp32": model_rate}
         for name, kwargs in (("bf16", {"bf16": True}), ("channels_last", {"channels_last": True}), ("onnxruntime", {"onnx": True})):
             if name == "onnxruntime" and not onnx:
                 continue
             variant = CnnEmbedder(model=model, weights=emb.weights, **kwargs)
             variant.embed(batches[0])  # warm-up (and the one-time ONNX export)
-            paths_rates[name] = _timed_rate(lambda: [variant.embed(b) for b in batches], n)
+            paths_rates[name] = _timed_rate(lambda: [variant.embed(b) for b in batches], n, repeats=2)
         return {
             "benchmark": "embed",
             "model": model,

@@ -97,8 +97,6 @@ def check_same_embedder(existing: dict, requested: dict, index_dir: Path) -> Non
 def check_requested(existing: dict, index_dir: Path, method=None, model=None, layer=None, run=None) -> None:
     """Refuse, before loading anything, options that contradict the embedder an index was built with."""
     wanted = {"method": method, "model": model, "layer": layer, "run": str(run) if run is not None else None}
-    if method not in (None, "cnn"):
-        wanted["model"] = wanted["model"] or None
     wrong = [f"{k} '{v}'" for k, v in wanted.items() if v is not None and v != existing.get(k)]
     if wrong:
         raise ReslabError(
@@ -278,7 +276,8 @@ def _decoded_stream(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOp
     window = max(4, options.workers * 4 + options.batch_size // group)
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     pending: deque = deque()
-    with ProcessPoolExecutor(options.workers, mp_context=context, initializer=_worker_init) as pool:
+    pool = ProcessPoolExecutor(options.workers, mp_context=context, initializer=_worker_init)
+    try:
         for tasks_group in _grouped(tasks, group):
             work = [(t.path, t.known_sha256) for t in tasks_group]
             pending.append((tasks_group, pool.submit(decode_many, work, embedder.preprocess, min_size)))
@@ -286,6 +285,9 @@ def _decoded_stream(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOp
                 yield from _ready(pending.popleft())
         while pending:
             yield from _ready(pending.popleft())
+    finally:
+        # on an error or Ctrl-C downstream, drop the decode work not started yet instead of finishing it
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _ready(entry) -> Iterator[tuple[_Task, Decoded]]:
@@ -294,6 +296,10 @@ def _ready(entry) -> Iterator[tuple[_Task, Decoded]]:
 
 
 def _worker_init() -> None:
+    import signal
+
+    # Ctrl-C is the main process's to handle (it stops the run cleanly); workers just end with it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # decode workers must not fight the main process's model for the cores
     os.environ["OMP_NUM_THREADS"] = "1"
     # No cv2.setNumThreads here: in a forked child whose parent already ran OpenMP code (faiss
@@ -438,6 +444,7 @@ def merge_indexes(shard_dirs: list[str | Path], out: str | Path, options: EmbedO
         for store in stores:
             for path, reason in store.bad_files():
                 merged.commit([], [(path, 0, 0.0, reason)])
+        _copy_artifacts(shard_dirs, out, first)
         manifest = {k: v for k, v in first.items() if k not in ("shard", "count")}
         manifest = finalize(merged, out, {**manifest, "merged_from": [str(d) for d in shard_dirs], "created": None}, options)
         report = EmbedReport(embedded=len(entries), count=manifest["count"], seconds=time.perf_counter() - t0)
@@ -446,3 +453,23 @@ def merge_indexes(shard_dirs: list[str | Path], out: str | Path, options: EmbedO
     finally:
         for store in stores:
             store.close()
+
+
+ARTIFACT_KEYS = ("vocabulary", "idf")  # files an embedder keeps beside its index (bag of visual words)
+
+
+def _copy_artifacts(shard_dirs: list, out: Path, manifest: dict) -> None:
+    """Copy the embedder's files (a BoVW vocabulary) into the merged index, refusing shards that disagree."""
+    import hashlib
+
+    for key in ARTIFACT_KEYS:
+        name = manifest.get(key)
+        if not isinstance(name, str):
+            continue
+        blobs = [(Path(d) / name).read_bytes() for d in shard_dirs]
+        if len({hashlib.sha256(b).hexdigest() for b in blobs}) > 1:
+            raise ReslabError(
+                f"the shards in {', '.join(map(str, shard_dirs))} were embedded with different {key} files ({name}); "
+                "fit the vocabulary once and embed every shard with it"
+            )
+        atomic_write_bytes(out / name, blobs[0])

@@ -1,6 +1,7 @@
 """FastAPI app for one search index: a single static page plus a small JSON API (OpenAPI at /docs).
 
     GET  /                             the page (plain HTML/JS/CSS from ./static, no CDN)
+    GET  /docs, /openapi.json          the API reference (an offline page) and the OpenAPI schema
     GET  /api/info                     manifest summary: method, model, count, dim, classifier
     GET  /api/items?offset=&limit=     browse the indexed images
     GET  /api/items/{id}               one item
@@ -38,6 +39,13 @@ THUMBNAIL_SIZES = (128, 256, 512)
 MAX_UPLOAD_PIXELS = 64_000_000  # a decompression bomb is refused before it is decoded
 
 
+NOT_FOUND = {404: {"description": "No indexed image has this id"}}
+UPLOAD_ERRORS = {
+    413: {"description": "The upload is larger than the server's --max-upload-mb"},
+    415: {"description": "The upload is not an image that can be decoded"},
+}
+
+
 def hit_json(hit) -> dict:
     return {"id": hit.id, "score": round(float(hit.score), 6), "label": hit.label, "name": Path(hit.path).name,
             "url": f"/api/image/{hit.id}"}  # fmt: skip
@@ -73,7 +81,11 @@ class IndexThread:
 
     def __init__(self, index):
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reslab-index")
-        self.index = self.executor.submit(_open_here, index).result()  # ReslabError surfaces here
+        try:
+            self.index = self.executor.submit(_open_here, index).result()  # ReslabError surfaces here
+        except BaseException:
+            self.executor.shutdown(wait=False)
+            raise
 
     def call(self, fn, *args):
         """Run fn(index, *args) in the index thread and wait (for synchronous callers)."""
@@ -122,6 +134,9 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
         version="1",
         description=f"Similar images in an index of {count} images ({manifest.get('method', '?')} features).",
         lifespan=lifespan,
+        # FastAPI's Swagger UI and ReDoc load their scripts from a CDN; /docs is our own offline page
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.index_thread = worker
 
@@ -144,6 +159,10 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_reference():
+        return FileResponse(STATIC_DIR / "docs.html", media_type="text/html")
 
     @app.get("/api/info", summary="What this index holds")
     async def info() -> dict:
@@ -168,17 +187,17 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
         total, listed = await worker.run(page_of)
         return {"total": total, "offset": offset, "items": listed}
 
-    @app.get("/api/items/{item_id}", summary="One indexed image")
+    @app.get("/api/items/{item_id}", summary="One indexed image", responses=NOT_FOUND)
     async def item(item_id: int) -> dict:
         return item_json(await known_item(item_id))
 
-    @app.get("/api/items/{item_id}/similar", summary="Images most similar to an indexed one")
+    @app.get("/api/items/{item_id}/similar", summary="Images most similar to an indexed one", responses=NOT_FOUND)
     async def similar(item_id: int, k: int = Query(12, ge=1, le=MAX_K)) -> dict:
         query = await known_item(item_id)
         hits = await worker.run(lambda ix: ix.search_item(item_id, k=k))
         return {"query": item_json(query), "hits": [hit_json(h) for h in hits]}
 
-    @app.post("/api/search", summary="Images most similar to an uploaded one (and its classes)")
+    @app.post("/api/search", summary="Images most similar to an uploaded one (and its classes)", responses=UPLOAD_ERRORS)
     async def search(image: UploadFile = File(..., description="an image file"), k: int = Form(12, ge=1, le=MAX_K)):
         data = await image.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
@@ -189,7 +208,7 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
             raise HTTPException(415, f"{image.filename or 'the upload'}: {e}; upload a JPEG, PNG, GIF, BMP, TIFF or WebP image")
         return await worker.run(_search_upload, picture, k)
 
-    @app.get("/api/image/{item_id}", summary="An indexed image file, or its thumbnail", response_class=Response)
+    @app.get("/api/image/{item_id}", summary="An indexed image file, or its thumbnail", response_class=Response, responses=NOT_FOUND)
     async def image(item_id: int, size: int | None = Query(None, description=f"thumbnail longer side, one of {THUMBNAIL_SIZES}")):
         entry = await known_item(item_id)
         path = Path(entry.path)
