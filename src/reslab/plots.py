@@ -22,7 +22,8 @@ CURVE_METRICS = ("loss", "error", "top1", "lr")
 DPI = 110
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, for custom figures (then `save_figure`)."""
     # Select Agg before pyplot is first imported, so a headless machine never looks for a display.
     import matplotlib
 
@@ -33,9 +34,17 @@ def _pyplot():
     return plt
 
 
+def integer_ticks():
+    """A tick locator for whole numbers (epochs)."""
+    # epochs are whole numbers; no 1.25, 1.5 ticks on short runs
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def figure_png_bytes(fig) -> bytes:
     """Encode `fig` as PNG and close it."""
-    plt = _pyplot()
+    plt = pyplot()
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
@@ -77,7 +86,7 @@ def plot_training_curves(
     unknown = [m for m in metrics if m not in CURVE_METRICS]
     if unknown:
         raise ValueError(f"unknown curve metric(s) {unknown}; choose from {CURVE_METRICS}")
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric in zip(axes[0], metrics):
@@ -96,6 +105,7 @@ def plot_training_curves(
                     y = 100.0 - y
                 ax.plot(x, y, color=colour, label=f"{label} ({split})", **style)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(integer_ticks())
         ax.set_ylabel({"loss": "loss", "error": "error (%)", "top1": "top-1 (%)", "lr": "learning rate"}[metric])
         if metric == "lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
@@ -120,7 +130,7 @@ def plot_confusion_matrix(
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
         raise ValueError(f"confusion matrix of shape {cm.shape} does not match {len(classes)} classes")
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
-    plt = _pyplot()
+    plt = pyplot()
     n = len(classes)
     side = min(max(4.0, 0.45 * n + 2.0), 16.0)
     fig, ax = plt.subplots(figsize=(side + 1.0, side))
@@ -154,7 +164,7 @@ def plot_per_class_accuracy(
     if len(accuracy) != len(classes):
         raise ValueError(f"{len(accuracy)} accuracies for {len(classes)} classes")
     order = np.argsort(accuracy)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, max(2.5, 0.28 * len(classes) + 1.0)))
     ax.barh(range(len(order)), accuracy[order], color="tab:blue")
     ax.set_yticks(range(len(order)), labels=[classes[i] for i in order], fontsize=8)
@@ -184,7 +194,7 @@ def plot_image_grid(
         raise ValueError("no images to draw")
     columns = max(1, min(columns, n))
     rows = math.ceil(n / columns)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 1.9 * rows), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -212,7 +222,7 @@ def plot_bars_with_errors(
     reference_label: str = "paper",
 ) -> Path:
     """Bars of means with std error bars, optionally beside reference values (e.g. the paper's)."""
-    plt = _pyplot()
+    plt = pyplot()
     x = np.arange(len(labels))
     width = 0.38 if reference is not None else 0.6
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 1.5), 3.6))

@@ -112,3 +112,14 @@ def test_decode_cache_makes_the_second_build_identical(tmp_path, monkeypatch):
     second = build_data(cfg, 4, seed=0).train.images
     assert torch.equal(first, second)
     assert np.asarray(first).dtype == np.uint8
+
+
+def test_an_abort_inside_a_worker_process_reaches_the_user_as_one_sentence(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        for i in range(40):
+            (tmp_path / "train" / cls / f"{i}.jpg").write_text("not an image")
+    cfg = DataConfig(path=str(tmp_path), augment="rrc", image_size=16, in_memory="no", workers=2, max_bad_fraction=1.0)
+    with pytest.raises(TooManyBadFiles) as e:
+        next(build_data(cfg, 4, seed=0).train.batches(0))
+    assert "Traceback" not in str(e.value) and "\n" not in str(e.value) and "verify-data" in str(e.value)

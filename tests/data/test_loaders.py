@@ -112,3 +112,16 @@ def test_digits_folder_trains_in_memory(tmp_path, capsys):
     assert data.train_size == 1438 and data.eval_size == 359
     x, _ = next(data.train.batches(0))
     assert x.shape == (64, 3, 32, 32)
+
+
+def test_auto_in_memory_for_small_images_on_the_fly_for_photos(tmp_path):
+    small = write_folder(tmp_path / "small", per_class=(4, 4), size=(32, 32), splits=("train",))
+    photos = write_folder(tmp_path / "photos", per_class=(4, 4), size=(300, 200), splits=("train",))
+    assert build_data(DataConfig(path=str(small), workers=0), 4, seed=0).in_memory
+    data = build_data(DataConfig(path=str(photos), augment="rrc", image_size=64, eval_resize=72, workers=0), 4, seed=0)
+    assert not data.in_memory and data.mean == (0.485, 0.456, 0.406)  # ImageNet's unless given
+    x, _ = next(data.train.batches(0))
+    assert x.shape == (4, 3, 64, 64)
+    # forced into memory, photos are resized to image_size once and augmented in batches
+    forced = build_data(DataConfig(path=str(photos), augment="rrc", image_size=64, in_memory="yes", workers=0), 4, seed=0)
+    assert forced.in_memory and forced.train.images.shape == (8, 3, 64, 64)

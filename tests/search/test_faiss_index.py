@@ -10,8 +10,8 @@ from reslab.search.faiss_index import FaissParams, build_faiss, deserialize, ivf
 
 @pytest.fixture(scope="module")
 def data():
-    x = clustered_vectors(20_200, 64, clusters=100, seed=1)
-    return x[:20_000], x[20_000:]
+    x = clustered_vectors(10_200, 64, clusters=100, seed=1)
+    return x[:10_000], x[10_000:]
 
 
 def exact_top_k(base, q, k):

@@ -9,8 +9,6 @@ from reslab.train import fit, load_config
 
 @pytest.mark.data
 def test_resnet20_learns_cifar10_subset(cifar10_root, tmp_path):
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(2)  # the real thing: both cores (the autouse fixture restores the count)
     cfg = load_config("cifar_quick", [
         f'data.path="{cifar10_root}"', "data.limit_per_class=200", "data.val_fraction=0.02",
         "data.eval_split=holdout", "data.cache_decoded=false", f'run.dir="{tmp_path}"', "run.progress=false",

@@ -61,6 +61,13 @@ def test_train_then_eval_writes_run_and_confusion(tmp_path, capsys):
     assert (run / "eval" / "confusion.png").stat().st_size > 2000
     assert len((run / "eval" / "per_class.csv").read_text().splitlines()) == 4
 
+    # continue the finished run for one more epoch: the recipe is the run's own config.toml
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--resume", str(run), "--set", "train.epochs=4"])
+    assert done.value.code == 0, capsys.readouterr().err
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+
     # a new run under an existing name is refused; nothing is overwritten
     with pytest.raises(SystemExit) as failed:
         main(args)

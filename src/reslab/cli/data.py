@@ -31,7 +31,8 @@ def verify_data_cmd(
         print(json.dumps(report.to_dict(), indent=2))
     else:
         console = Console()
-        table = Table(title=f"{report.format} dataset {report.root}")
+        console.print(f"{report.format} dataset {report.root}", highlight=False, soft_wrap=True)
+        table = Table()
         table.add_column("class")
         splits = list(report.counts)
         for s in splits:

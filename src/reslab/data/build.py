@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ class Data:
     in_memory: bool
     eval_split: str  # which split evaluates: val | test | holdout | none
     format: str
+    make_eval: Callable[[str | None], object] | None = field(default=None, repr=False)  # views -> an eval loader
     _tta: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -56,10 +57,10 @@ class Data:
         views, "ten_crop" 10 (corners, centre and their mirrors). Average the softmax over views."""
         if kind not in TTA_KINDS:
             raise ReslabError(f"unknown test-time augmentation '{kind}'; use one of {', '.join(TTA_KINDS)}")
+        if self.make_eval is None:
+            raise ReslabError("this dataset has no evaluation split; set data.eval_split or data.val_fraction")
         if kind not in self._tta:
-            if "make" not in self._tta:
-                raise ReslabError("this dataset has no evaluation split; set data.eval_split or data.val_fraction")
-            self._tta[kind] = self._tta["make"](kind)
+            self._tta[kind] = self.make_eval(kind)
         return self._tta[kind]
 
     def describe(self) -> dict:
@@ -193,10 +194,8 @@ def build_data(
     data = Data(
         classes=list(source.classes), num_channels=cfg.channels, mean=_fit(mean, cfg.channels), std=_fit(std, cfg.channels),
         train=train_loader, eval=make_eval(None) if evaluation is not None else None, in_memory=in_memory,
-        eval_split=eval_name, format=source.format,
+        eval_split=eval_name, format=source.format, make_eval=make_eval if evaluation is not None else None,
     )  # fmt: skip
-    if evaluation is not None:
-        data._tta["make"] = make_eval
     log.info(
         "data: %s %s, %d classes, %d train / %d %s images, %s",
         source.format, source.root, len(data.classes), data.train_size, data.eval_size, eval_name,

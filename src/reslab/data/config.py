@@ -64,7 +64,7 @@ class DataConfig:
                 f"data.eval_resize ({self.eval_resize}) is smaller than image_size ({self.image_size}); "
                 "the centre crop would not fit: use eval_resize >= image_size or 0"
             )
-        if self.scale_min > self.scale_max or self.scale_min < self.image_size:
+        if self.augment == "imagenet_paper" and not self.image_size <= self.scale_min <= self.scale_max:
             raise ReslabError(
                 f"data.scale_min/scale_max ({self.scale_min}, {self.scale_max}) must satisfy "
                 f"image_size <= scale_min <= scale_max; the paper uses 256 and 480 for 224 crops"

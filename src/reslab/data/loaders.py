@@ -13,9 +13,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .batch_augment import BatchTrainAugment, finish
+from .batch_augment import BatchTrainAugment, finish, single_thread_on_cpu
 from .formats import ArraySplit, FileSplit
-from .guard import BadFileLog, decode_or_replace
+from .guard import BadFileLog, TooManyBadFiles, decode_or_replace
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -94,11 +94,12 @@ class InMemoryEvalLoader:
 
     def batches(self) -> Iterator[Batch]:
         for start in range(0, self.num_samples, self.batch_size):
-            x = self.images[start : start + self.batch_size]
             y = self.labels[start : start + self.batch_size]
-            x = self._views(x) if self.views else finish(x.float().div_(255), self.mean, self.std, self.out_channels)
+            with single_thread_on_cpu(self.device):  # not around the yield: the model wants its threads
+                x = self.images[start : start + self.batch_size].float().div_(255)
+                x = self._views(x) if self.views else finish(x, self.mean, self.std, self.out_channels)
             if self.views:
-                yield x.to(self.device), y  # (B, V, C, H, W): channels_last does not apply to 5-D
+                yield x.contiguous(), y  # (B, V, C, H, W): channels_last does not apply to 5-D
             else:
                 yield _to_device(x, y, self.device, self.channels_last)
 
@@ -106,7 +107,6 @@ class InMemoryEvalLoader:
         return self.batches()
 
     def _views(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float().div_(255)
         if self.views == "flip":
             views = [x, x.flip(-1)]
         else:  # ten_crop: the 4 corners and the centre of the zero-padded image, and their mirrors
@@ -134,13 +134,32 @@ class _FileDataset(torch.utils.data.Dataset):
     def __getitem__(self, key):
         index, sample_seed = key
         n = len(self.paths)
-        x, used, bad = decode_or_replace(index, n, lambda j: self.transform(self.paths[j], np.random.default_rng(sample_seed)))
-        return x, int(self.labels[used]), bad
+        try:
+            x, used, bad = decode_or_replace(
+                index, n, lambda j: self.transform(self.paths[j], np.random.default_rng(sample_seed))
+            )
+        except TooManyBadFiles as e:
+            # raised in a worker, the error would reach the user wrapped in a worker traceback:
+            # hand its sentence to the main process instead, which raises it as it is
+            return None, -1, [], str(e)
+        return x, int(self.labels[used]), bad, None
 
 
 def _collate(items):
-    xs, ys, bad = zip(*items)
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64), [b for bs in bad for b in bs]
+    xs, ys, bad, errors = zip(*items)
+    bad = [b for bs in bad for b in bs]
+    error = next((e for e in errors if e), None)
+    if error:
+        return None, None, bad, error
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64), bad, None
+
+
+def _checked(batch, bad_log: BadFileLog):
+    x, y, bad, error = batch
+    bad_log.record_all(bad)
+    if error:
+        raise TooManyBadFiles(error)
+    return x, y
 
 
 class _KeyedBatchSampler:
@@ -174,7 +193,7 @@ def _make_dataloader(dataset, batch_sampler, workers: int, device: torch.device)
         collate_fn=_collate,
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
+        prefetch_factor=2 if workers > 0 else None,  # batches in flight per worker: memory grows with it
     )
 
 
@@ -201,8 +220,8 @@ class FileTrainLoader:
 
     def batches(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         self.sampler.set(epoch, start_batch)
-        for x, y, bad in self.loader:
-            self.bad_log.record_all(bad)
+        for batch in self.loader:
+            x, y = _checked(batch, self.bad_log)
             yield _to_device(x, y, self.device, self.channels_last)
 
 
@@ -236,8 +255,8 @@ class FileEvalLoader:
         return len(self.sampler)
 
     def batches(self) -> Iterator[Batch]:
-        for x, y, bad in self.loader:
-            self.bad_log.record_all(bad)
+        for batch in self.loader:
+            x, y = _checked(batch, self.bad_log)
             if x.dim() == 5:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             else:

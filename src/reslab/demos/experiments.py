@@ -20,13 +20,13 @@ DEMO = dict(
         "data.val_fraction=0",
         "data.eval_split=val",
         "train.steps=0",
-        "train.epochs=3",
-        "train.batch_size=64",
+        "train.epochs=2",
+        "train.batch_size=32",
         "schedule.unit=epoch",
-        "schedule.milestones=[2]",
+        "schedule.milestones=[]",
         "run.tensorboard=false",
     ),
-    description="digits 16x16 (1,437 train / 360 val), 3 epochs, batch 64, lr 0.1 then 0.01 for the last epoch",
+    description="digits 16x16 (1,437 train / 360 val), 2 epochs, batch 32 (90 steps), lr 0.1",
 )
 
 

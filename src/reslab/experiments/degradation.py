@@ -108,9 +108,9 @@ def depth_errors(results: Sequence[RunResult], depths: dict[str, int]) -> list[D
 
 def plot_degradation(results: Sequence[RunResult], path: Path, depths: dict[str, int]) -> Path:
     """Figure 4: plain (left) and residual (right); training error thin dashed, test error bold."""
-    from ..plots import _pyplot, save_figure
+    from ..plots import integer_ticks, pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     grouped = by_net(results)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -126,6 +126,7 @@ def plot_degradation(results: Sequence[RunResult], path: Path, depths: dict[str,
             ax.plot(x, y, color=colour, lw=2.4, label=f"{family}-{depths[net]}")
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(integer_ticks())
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")

@@ -135,9 +135,9 @@ def layer_response_stds(
 
 def plot_layer_responses(curves: dict[str, list[LayerResponse]], path) -> Path:
     """The paper's Figure 7: std by layer index (top) and sorted by magnitude (bottom)."""
-    from ..plots import _pyplot, save_figure
+    from ..plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6.5))
     for label, responses in curves.items():
         stds = [r.std for r in responses]

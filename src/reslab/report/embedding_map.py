@@ -31,9 +31,9 @@ def embedding_map_2d(embeddings: np.ndarray, method: str = "pca", seed: int = 0)
 def plot_embedding_map(
     points: np.ndarray, labels: Sequence[int], classes: Sequence[str], path, title: str | None = None
 ) -> Path:
-    from ..plots import _pyplot, save_figure
+    from ..plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     labels = np.asarray(labels)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")

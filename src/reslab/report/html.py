@@ -124,7 +124,8 @@ def write_report(
 ) -> Path:
     """Write the HTML report of `run_dir` to `out` (default run_dir/report.html) and return its path.
 
-    model/classes/preprocess: the trained model (default: loaded with load_run_model).
+    model/classes/preprocess: the trained model, its class names and eval preprocessing
+    (`report_run` loads them with load_run_model); without a model the parameter count is n/a.
     batches: (images, labels) validation batches, normalised by `preprocess`; without them the page
     shows the curves and key numbers only, and says why (`data_note`).
     """
@@ -166,9 +167,9 @@ def write_report(
             sections.extend(_evaluation_sections(model, classes, preprocess, batches, device, embedding, max_images, gradcam_images, tmp))
         else:
             sections.append(f"<h2>Validation analysis</h2><p class='note'>{html.escape(data_note or 'no validation data given')}</p>")
-        if config:
+        if (run_dir / "config.toml").is_file():
             sections.append("<h2>Resolved config</h2><details><summary>config.toml</summary><pre>"
-                            + html.escape(json.dumps(config, indent=2, default=str)) + "</pre></details>")
+                            + html.escape((run_dir / "config.toml").read_text(encoding="utf-8")) + "</pre></details>")
         title = f"reslab report: {run_dir.name}"
         page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
                 f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"

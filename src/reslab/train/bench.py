@@ -113,7 +113,7 @@ def engine_run(model_name: str, folder: Path, batch: int, steps: int, size: int,
     small = size <= 64
     overrides = [
         f"model.name={model_name}", f'data.path="{folder}"', f"data.image_size={size}", "data.eval_split=none",
-        f"data.augment={'cifar_paper' if small else 'rrc'}", "data.in_memory=yes", "data.cache_decoded=false",
+        f"data.augment={'cifar_paper' if small else 'rrc'}", "data.in_memory=yes",
         f"train.batch_size={batch}", f"train.steps={WARMUP_STEPS + steps}", f"train.amp={amp}",
         f"train.channels_last={'true' if channels_last else 'false'}", f"train.seed={seed}", "optim.lr=0.05",
         "schedule.name=constant", "run.tensorboard=false", "run.progress=false", f'run.dir="{runs}"',

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ReslabError
+from ..fileio import atomic_write_text
 from . import checkpoint as ckpt_io
 from .config import TrainConfig, config_to_toml, replace
 from .distributed import DistInfo, all_reduce_sum, average_buffers, barrier, broadcast_object, init_distributed
@@ -125,7 +126,8 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
     on_step: optional `fn(step, loss)` called after every optimizer step (custom logging, benchmarks).
     """
     cfg = config
-    info = init_distributed("cuda" if cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available()) else "cpu", cfg.train.dist_timeout)
+    wants_cuda = cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available())
+    info = init_distributed("cuda" if wants_cuda else "cpu", cfg.train.dist_timeout)
     device = resolve_device(cfg.train.device, info)
     amp = resolve_amp(cfg.train.amp, device)
     torch.manual_seed(cfg.train.seed)
@@ -190,8 +192,6 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
             run_dir = Path(resume_state["run_dir"]) if Path(resume_state["run_dir"]).is_dir() else _run_dir_of(resume)
         else:
             run_dir = new_run_dir(cfg.run.dir, cfg.run.name, cfg.model.name)
-        from ..fileio import atomic_write_text
-
         atomic_write_text(run_dir / "config.toml", config_to_toml(cfg))
     run_dir = broadcast_object(str(run_dir) if run_dir else None, info)
     run_dir = Path(run_dir)

@@ -74,11 +74,11 @@ def evaluate(
                 confusion = np.zeros((num_classes or k, num_classes or k), dtype=np.int64)
             top = log_probs.topk(min(5, k), dim=1).indices
             hit = top == target[:, None]
-            sums += torch.tensor(
-                [F.nll_loss(log_probs, target, reduction="sum").item(), hit[:, 0].sum().item(),
-                 hit.any(dim=1).sum().item(), target.numel()],
-                dtype=torch.float64,
-            )
+            # accumulated on the device: one host sync per batch (for the predictions) rather than four
+            sums_dev = torch.stack([F.nll_loss(log_probs, target, reduction="sum").double(), hit[:, 0].sum().double(),
+                                    hit.any(dim=1).sum().double(), torch.tensor(float(target.numel()), dtype=torch.float64,
+                                                                                 device=target.device)])
+            sums += sums_dev.cpu()
             pred = top[:, 0].cpu().numpy()
             true = target.cpu().numpy()
             np.add.at(confusion, (true, pred), 1)

@@ -1,0 +1,32 @@
+import json
+
+import pytest
+from conftest import write_folder
+
+from reslab.data import bench
+from reslab.errors import ReslabError
+
+
+def test_bench_data_writes_consistent_json(tmp_path, monkeypatch):
+    # tiny photos and a stand-in for the ResNet-18 step: this checks the plumbing, not speed
+    root = write_folder(tmp_path / "photos", per_class=(20, 20), size=(300, 260), splits=("train",))
+    monkeypatch.setattr(bench, "resnet18_train_rate", lambda seconds, threads: 10.0)
+    monkeypatch.setattr(bench, "_timed", lambda step, seconds, **k: step() / 0.01)  # one call each
+    from rich.console import Console
+
+    out = tmp_path / "r.json"
+    result = bench.run_bench_data(root, None, workers=0, seconds=0.05, out=out, console=Console(file=open(tmp_path / "log", "w")))
+    saved = json.loads(out.read_text())
+    assert saved["command"].startswith("reslab bench data --data") and saved == json.loads(json.dumps(result))
+    for aug in ("imagenet_paper", "rrc"):
+        assert saved["loader_over_model"][aug] == pytest.approx(saved["loader_images_per_s"][aug] / 10.0)
+    assert saved["cifar_batched_over_per_image"] == pytest.approx(
+        saved["cifar_batched_images_per_s"] / saved["cifar_per_image_images_per_s"]
+    )
+
+
+def test_bench_without_photos_says_how_to_pass_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench.Path, "home", lambda: tmp_path)
+    monkeypatch.setattr(bench, "SHARED_TARBALL", tmp_path / "absent.tar.gz")
+    with pytest.raises(ReslabError, match="--data PATH"):
+        bench.find_photo_folder()

@@ -1,0 +1,36 @@
+"""Weight-decay exemptions and the EMA update against hand computation."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from reslab.train.config import OptimConfig
+from reslab.train.ema import ModelEma
+from reslab.train.optim import build_optimizer
+
+
+def test_no_decay_groups_hold_norm_weights_and_biases():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.randn(1, 3, 5, 5))
+    opt = build_optimizer(model, OptimConfig(weight_decay=1e-4, no_decay_norm_bias=True), lr=0.1)
+    decay, no_decay = opt.param_groups
+    assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[3].weight)}
+    assert {id(p) for p in no_decay["params"]} == {id(model[1].weight), id(model[1].bias), id(model[3].bias)}
+    assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
+    nesterov = build_optimizer(model, OptimConfig(nesterov=True), lr=0.1)
+    assert nesterov.param_groups[0]["nesterov"] and nesterov.param_groups[0]["momentum"] == 0.9
+
+
+def test_ema_update_is_the_exponential_average():
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    ema = ModelEma(model, decay=0.9)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[1].running_mean.fill_(2.0)
+        model[1].num_batches_tracked.fill_(7)
+    ema.update(model)
+    assert torch.allclose(ema.module[0].weight, 0.9 * start["0.weight"] + 0.1 * torch.ones(2, 2))
+    assert torch.allclose(ema.module[1].running_mean, torch.full((2,), 0.2))
+    assert ema.module[1].num_batches_tracked.item() == 7  # integer buffers are copied
