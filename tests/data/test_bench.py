@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from conftest import write_folder
 
@@ -12,6 +13,8 @@ def test_bench_data_writes_consistent_json(tmp_path, monkeypatch):
     root = write_folder(tmp_path / "photos", per_class=(20, 20), size=(300, 260), splits=("train",))
     monkeypatch.setattr(bench, "resnet18_train_rate", lambda seconds, threads: 10.0)
     monkeypatch.setattr(bench, "_timed", lambda step, seconds, **k: step() / 0.01)  # one call each
+    small = np.random.default_rng(0).integers(0, 256, (512, 3, 32, 32), dtype=np.uint8)
+    monkeypatch.setattr(bench, "_cifar_images", lambda cifar: (small, "512 random images"))
     from rich.console import Console
 
     out = tmp_path / "r.json"

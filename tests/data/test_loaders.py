@@ -125,3 +125,18 @@ def test_auto_in_memory_for_small_images_on_the_fly_for_photos(tmp_path):
     # forced into memory, photos are resized to image_size once and augmented in batches
     forced = build_data(DataConfig(path=str(photos), augment="rrc", image_size=64, in_memory="yes", workers=0), 4, seed=0)
     assert forced.in_memory and forced.train.images.shape == (8, 3, 64, 64)
+
+
+def test_augmentation_preview_first_column_is_the_clean_image(cifar, tmp_path):
+    from PIL import Image
+
+    from reslab.data.preview import augmentation_views, save_augmentation_preview
+
+    cfg = DataConfig(path=str(cifar), eval_split="none")
+    views, names = augmentation_views(cfg, samples=3, draws=2, seed=0)
+    assert views.shape == (3, 3, 3, 32, 32) and all(n in build_data(cfg, 1, seed=0).classes for n in names)
+    stored = build_data(cfg, 1, seed=0).train.images.float() / 255
+    assert any(torch.allclose(views[0, 0], s, atol=1e-6) for s in stored)  # un-normalised exactly
+    assert not torch.equal(views[0, 1], views[0, 2])  # independent draws
+    png = save_augmentation_preview(cfg, tmp_path / "p.png", samples=2, draws=2)
+    assert Image.open(png).size[0] > 100

@@ -210,3 +210,20 @@ def test_sigkilled_cli_run_resumes(photos, tmp_path):
     with SearchIndex.open(out) as idx:
         paths = [it.path for it in idx.items()]
         assert len(paths) == len(set(paths)) == 40
+
+
+def test_mass_deletion_compacts_the_vector_shards(photos, thumb, tmp_path):
+    out = tmp_path / "index"
+    build_index(photos, out, thumb, FAST)
+    before = vectors_by_path(out)
+    assert len(list((out / "vectors").iterdir())) == 5  # 40 items in chunks of 8
+    doomed = sorted(photos.rglob("*.jpg"))[:30]
+    for p in doomed:
+        p.unlink()
+    report = build_index(photos, out, thumb, FAST)
+    assert (report.removed, report.count) == (30, 10)
+    after = vectors_by_path(out)
+    assert set(after) == set(before) - {str(p) for p in doomed}
+    for path, v in after.items():
+        np.testing.assert_array_equal(v, before[path])
+    assert len(list((out / "vectors").iterdir())) == 1  # dead rows dominated: rewritten into one shard

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reslab.search.embed import EmbedOptions, build_index, merge_indexes
+from reslab.search.embed import EmbedOptions, build_index
 from reslab.search.index import SearchIndex
-from reslab.search.sharding import shard_dir
+from reslab.search.sharding import merge_indexes, shard_dir
 from reslab.search.walk import shard_of, walk_images
 
 pytestmark = pytest.mark.data

@@ -81,3 +81,25 @@ def bench_data_cmd(
     from ..data.bench import run_bench_data
 
     run_bench_data(data=data, cifar=cifar, workers=workers, seconds=seconds, out=out, console=Console())
+
+
+@data_app.command("preview")
+def preview_cmd(
+    path: Path = typer.Argument(..., help="The dataset (any format reslab reads)."),
+    out: Path = typer.Option(Path("augmentation.png"), help="PNG to write."),
+    augment: str = typer.Option("cifar_paper", help="imagenet_paper | rrc | cifar_paper | none"),
+    image_size: int = typer.Option(32, help="Training crop, pixels."),
+    eval_resize: int = typer.Option(0, help="Shorter side before the eval centre crop; 0 = image size."),
+    color_jitter: float = typer.Option(0.0, help="Brightness/contrast/saturation strength."),
+    pca_lighting: float = typer.Option(0.0, help="AlexNet PCA lighting std (0.1 in the paper)."),
+    samples: int = typer.Option(6, help="Training images (rows)."),
+    draws: int = typer.Option(5, help="Augmented draws per image (columns after the eval view)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Draw training images as evaluated and as augmented, to check a recipe by eye."""
+    from ..data import DataConfig
+    from ..data.preview import save_augmentation_preview
+
+    cfg = DataConfig(path=str(path), augment=augment, image_size=image_size, eval_resize=eval_resize,
+                     color_jitter=color_jitter, pca_lighting=pca_lighting, eval_split="none")  # fmt: skip
+    typer.echo(f"wrote {save_augmentation_preview(cfg, out, samples, draws, seed)}")

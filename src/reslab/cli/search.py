@@ -56,9 +56,9 @@ def embed(
 ) -> None:
     """Embed a folder of images into a similarity-search index (incremental and resumable)."""
     _quiet_faiss()
-    from ..search.embed import EmbedOptions, build_index, check_requested, merge_indexes, read_manifest
+    from ..search.embed import EmbedOptions, build_index, check_requested, read_manifest
     from ..search.embedders import embedder_from_manifest, make_embedder
-    from ..search.sharding import distributed_env, embed_distributed
+    from ..search.sharding import distributed_env, embed_distributed, merge_indexes
 
     options = EmbedOptions(
         batch_size=batch_size, workers=workers, chunk_size=chunk_size, index_kind=index_kind, nprobe=nprobe, ef_search=ef_search
@@ -305,6 +305,8 @@ def bench_search_cmd(
     r = bench_search(n=n, dim=dim, queries=queries, k=k, kinds=tuple(chosen), nprobe=nprobe, ef_search=ef_search)
     r["command"] = f"reslab bench search --n {n} --dim {dim} --queries {queries} -k {k} --nprobe {nprobe} --ef-search {ef_search} --kinds {','.join(chosen)}"
     name = "bench_search" if n == 200_000 and dim == 512 else f"bench_search_{n}x{dim}"
+    if chosen != ["flat", "ivf", "hnsw"]:
+        name += "_" + "-".join(chosen)
     path = save_result(name, r, out)
     print(f"{r['command']}\n  {n} x {dim} clustered vectors, {queries} queries, k={k}")
     print(f"  {'kind':>5}  {'recall@k':>8}  {'batch ms/q':>10}  {'single ms/q':>11}  {'vs flat':>7}  {'build s':>7}")

@@ -5,9 +5,10 @@
     SearchIndex.open("photos.index").search_image("query.jpg", k=5)
 """
 
-from .embed import EmbedOptions, EmbedReport, build_index, merge_indexes
+from .embed import EmbedOptions, EmbedReport, build_index
 from .embedders import CnnEmbedder, Embedder, embedder_from_manifest, make_embedder
 from .index import Hit, SearchIndex
+from .sharding import merge_indexes
 from .store import Item
 
 __all__ = [

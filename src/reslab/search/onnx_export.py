@@ -88,11 +88,11 @@ def export_model(model: str, out: str | Path, weights: str | None = "imagenet", 
 
     from .embedders import CnnEmbedder
 
+    if not str(out).endswith(".onnx"):
+        raise ReslabError(f"the ONNX output {out} should end in .onnx; e.g. --onnx {Path(out).with_suffix('.onnx')}")
     emb = CnnEmbedder(model=model, weights=weights, run=run, device="cpu")
     crop = emb.eval_preprocess.crop
     module = emb.embedding_module() if embedding else emb.net
-    if not str(out).endswith(".onnx"):
-        raise ReslabError(f"the ONNX output {out} should end in .onnx; e.g. --onnx {Path(out).with_suffix('.onnx')}")
     path = export_onnx(module, out, (3, crop, crop), "embeddings" if embedding else "logits")
     x = torch.randn(3, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     return path, max_abs_diff(module, path, x)

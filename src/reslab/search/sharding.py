@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
-from .embed import EmbedOptions, EmbedReport, build_index, merge_indexes
+from ..errors import ReslabError
+from ..fileio import atomic_write_bytes
+from .embed import FAISS_FILE, EmbedOptions, EmbedReport, build_index, check_same_embedder, finalize, read_manifest
 from .embedders import Embedder
+from .store import NewItem, VectorStore
+from .walk import walk_order_key
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +69,69 @@ def embed_distributed(src, out, make_embedder: Callable[[str], Embedder], option
     finally:
         if own_group:
             dist.destroy_process_group()
+
+
+def merge_indexes(shard_dirs: list[str | Path], out: str | Path, options: EmbedOptions = EmbedOptions()) -> EmbedReport:
+    """Merge shard indexes (one per rank) into one, ids in walk order: the same index a single process builds."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    manifests = []
+    for d in shard_dirs:
+        m = read_manifest(d)
+        if m is None:
+            raise ReslabError(f"{d} is not a reslab index (no manifest.json); give the shard folders written by `reslab embed` under torchrun")
+        manifests.append(m)
+    first = manifests[0]
+    for d, m in zip(shard_dirs[1:], manifests[1:]):
+        check_same_embedder(first, m, Path(d))
+        if m.get("root") != first.get("root"):
+            raise ReslabError(f"the shard {d} indexes {m.get('root')}, not {first.get('root')}; merge shards of one folder")
+    stores = [VectorStore(d) for d in shard_dirs]
+    try:
+        entries = []
+        for s_index, store in enumerate(stores):
+            for item in store.items():
+                entries.append((walk_order_key(Path(item.path).relative_to(first["root"])), s_index, item))
+        entries.sort(key=lambda e: e[0])
+        for name in ("items.sqlite", FAISS_FILE):
+            (out / name).unlink(missing_ok=True)
+        if (out / "vectors").exists():
+            for f in (out / "vectors").iterdir():
+                f.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        merged = VectorStore(out, create=True)
+        for start in range(0, len(entries), options.chunk_size):
+            part = entries[start : start + options.chunk_size]
+            merged.commit([NewItem(i.path, i.size, i.mtime, i.sha256, i.label, i.width, i.height, stores[s].vector(i.id)) for _, s, i in part])
+        for store in stores:
+            for path, reason in store.bad_files():
+                merged.commit([], [(path, 0, 0.0, reason)])
+        _copy_artifacts(shard_dirs, out, first)
+        manifest = {k: v for k, v in first.items() if k not in ("shard", "count")}
+        manifest = finalize(merged, out, {**manifest, "merged_from": [str(d) for d in shard_dirs], "created": None}, options)
+        report = EmbedReport(embedded=len(entries), count=manifest["count"], seconds=time.perf_counter() - t0)
+        merged.close()
+        return report
+    finally:
+        for store in stores:
+            store.close()
+
+
+ARTIFACT_KEYS = ("vocabulary", "idf")  # files an embedder keeps beside its index (bag of visual words)
+
+
+def _copy_artifacts(shard_dirs: list, out: Path, manifest: dict) -> None:
+    """Copy the embedder's files (a BoVW vocabulary) into the merged index, refusing shards that disagree."""
+    import hashlib
+
+    for key in ARTIFACT_KEYS:
+        name = manifest.get(key)
+        if not isinstance(name, str):
+            continue
+        blobs = [(Path(d) / name).read_bytes() for d in shard_dirs]
+        if len({hashlib.sha256(b).hexdigest() for b in blobs}) > 1:
+            raise ReslabError(
+                f"the shards in {', '.join(map(str, shard_dirs))} were embedded with different {key} files ({name}); "
+                "fit the vocabulary once and embed every shard with it"
+            )
+        atomic_write_bytes(out / name, blobs[0])
