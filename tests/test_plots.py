@@ -77,3 +77,14 @@ def test_write_is_atomic_on_failure(tmp_path):
     with pytest.raises(ValueError):
         plots.plot_confusion_matrix(np.eye(2), ["a"], target)
     assert target.read_bytes() == b"old"
+
+
+def test_many_classes_stay_readable(tmp_path):
+    # ImageNet-sized: the bar chart keeps the 20 worst and 20 best, so its height stays bounded
+    rng = np.random.default_rng(0)
+    names = [f"class{i}" for i in range(1000)]
+    small = _decoded(plots.plot_per_class_accuracy(rng.random(10) * 100, names[:10], tmp_path / "s.png"))
+    large = _decoded(plots.plot_per_class_accuracy(rng.random(1000) * 100, names, tmp_path / "l.png"))
+    assert large.shape[0] < 5 * small.shape[0]
+    cm = rng.integers(0, 5, (200, 200))
+    _assert_has_content(plots.plot_confusion_matrix(cm, names[:200], tmp_path / "cm.png"))

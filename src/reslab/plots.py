@@ -20,6 +20,8 @@ from .fileio import atomic_write_bytes
 # Long names for the metrics a curve panel can show; "error" is 100 - top1.
 CURVE_METRICS = ("loss", "error", "top1", "lr")
 DPI = 110
+MAX_BARS_EACH_END = 20  # per-class bars beyond 40 classes: the 20 worst and the 20 best
+MAX_TICK_LABELS = 60  # confusion matrices of more classes drop the tick labels
 
 
 def pyplot():
@@ -136,8 +138,9 @@ def plot_confusion_matrix(
     fig, ax = plt.subplots(figsize=(side + 1.0, side))
     image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1.0 if normalize else None)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(range(n), labels=list(classes), rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), labels=list(classes), fontsize=8)
+    if n <= MAX_TICK_LABELS:
+        ax.set_xticks(range(n), labels=list(classes), rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(n), labels=list(classes), fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 20:  # numbers stay readable up to about twenty classes
@@ -164,8 +167,11 @@ def plot_per_class_accuracy(
     if len(accuracy) != len(classes):
         raise ValueError(f"{len(accuracy)} accuracies for {len(classes)} classes")
     order = np.argsort(accuracy)
+    if len(order) > 2 * MAX_BARS_EACH_END:  # e.g. ImageNet's 1000: the worst and the best classes only
+        order = np.concatenate([order[:MAX_BARS_EACH_END], order[-MAX_BARS_EACH_END:]])
+        title = (title or "per-class accuracy") + f" ({MAX_BARS_EACH_END} worst and best of {len(accuracy)})"
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.0, max(2.5, 0.28 * len(classes) + 1.0)))
+    fig, ax = plt.subplots(figsize=(6.0, max(2.5, 0.28 * len(order) + 1.0)))
     ax.barh(range(len(order)), accuracy[order], color="tab:blue")
     ax.set_yticks(range(len(order)), labels=[classes[i] for i in order], fontsize=8)
     ax.invert_yaxis()

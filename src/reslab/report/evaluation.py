@@ -83,7 +83,7 @@ def evaluate_for_report(
             if len(images) == 0:
                 break
             for i, label in enumerate(torch.as_tensor(targets).tolist()):
-                if kept_per_class[label] < per_class:
+                if kept_per_class[label] < per_class and len(kept) < keep_images:
                     kept_per_class[label] += 1
                     kept.append(images[i].cpu())
                     kept_index.append(seen + i)

@@ -67,10 +67,6 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _timed_rate(fn, n_images: int, repeats: int = 1) -> float:
-    return n_images / min(_seconds(fn) for _ in range(repeats))
-
-
 def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 256, batch_size: int = 32, workers: int = 2, onnx: bool = True) -> dict:
     """images/s of the whole pipeline vs the model alone on pre-decoded inputs, and of each model path."""
     from ..imageio import load_image
@@ -96,29 +92,29 @@ def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 25
         emb = CnnEmbedder(model=model, weights="imagenet" if model == "efficientnet_lite0" else None)
         decoded = [emb.preprocess(load_image(p, min_size=emb.min_size)) for p in walk_images(src)]
         batches = [decoded[i : i + batch_size] for i in range(0, n, batch_size)]
-        emb.embed(batches[0])  # warm-up: first-call allocations
+        variants = {"fp32": emb}
+        for name, kwargs in (("bf16", {"bf16": True}), ("channels_last", {"channels_last": True}), ("onnxruntime", {"onnx": True})):
+            if name != "onnxruntime" or onnx:
+                variants[name] = CnnEmbedder(model=model, weights=emb.weights, **kwargs)
+        for v in variants.values():
+            v.embed(batches[0])  # warm-up: first-call allocations (and the one-time ONNX export)
 
-        def model_alone():
-            for b in batches:
-                emb.embed(b)
+        def model_alone(v):
+            return lambda: [v.embed(b) for b in batches]
 
         def pipeline():
             out = work / f"index-{time.perf_counter_ns()}"
             build_index(src, out, emb, EmbedOptions(batch_size=batch_size, workers=workers, progress=False))
 
-        # interleaved, best of three each: a load spike from another process hits both sides alike
-        model_times, pipeline_times = [], []
+        # round-robin, best of three each: a load spike from another process hits every path alike
+        runs = {"pipeline": pipeline, **{name: model_alone(v) for name, v in variants.items()}}
+        times: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(3):
-            model_times.append(_seconds(model_alone))
-            pipeline_times.append(_seconds(pipeline))
-        model_rate, pipeline_rate = n / min(model_times), n / min(pipeline_times)
-        paths_rates = {"fp32": model_rate}
-        for name, kwargs in (("bf16", {"bf16": True}), ("channels_last", {"channels_last": True}), ("onnxruntime", {"onnx": True})):
-            if name == "onnxruntime" and not onnx:
-                continue
-            variant = CnnEmbedder(model=model, weights=emb.weights, **kwargs)
-            variant.embed(batches[0])  # warm-up (and the one-time ONNX export)
-            paths_rates[name] = _timed_rate(lambda: [variant.embed(b) for b in batches], n, repeats=2)
+            for name, fn in runs.items():
+                times[name].append(_seconds(fn))
+        rates = {name: n / min(t) for name, t in times.items()}
+        pipeline_rate, model_rate = rates.pop("pipeline"), rates["fp32"]
+        paths_rates = rates
         return {
             "benchmark": "embed",
             "model": model,
