@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_folder
+from tests.data.conftest import write_folder
 
 from reslab.data import bench
 from reslab.errors import ReslabError

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import write_cifar10, write_cifar100, write_folder, write_mnist
+from tests.data.conftest import write_cifar10, write_cifar100, write_folder, write_mnist
 
 from reslab.data import DataConfig, build_data, open_source
 from reslab.data.formats import detect_format, per_class_subset, stratified_holdout

@@ -32,7 +32,7 @@ def test_verify_data_lists_every_bad_file_and_exits_1(bad_zoo, capsys):
 
 
 def test_verify_data_exit_0_when_clean(tmp_path, capsys):
-    from conftest import write_folder
+    from tests.data.conftest import write_folder
 
     root = write_folder(tmp_path / "ok", per_class=(3, 3), splits=("train", "val"))
     code, out = run_cli(["verify-data", str(root)], capsys)
@@ -101,7 +101,7 @@ def test_decode_or_replace_takes_the_next_good_sample():
 
 
 def test_decode_cache_makes_the_second_build_identical(tmp_path, monkeypatch):
-    from conftest import write_folder
+    from tests.data.conftest import write_folder
 
     root = write_folder(tmp_path / "f", per_class=(8, 8), splits=("train",))
     cfg = DataConfig(path=str(root), in_memory="yes", workers=0)

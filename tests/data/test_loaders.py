@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import write_cifar10, write_folder
+from tests.data.conftest import write_cifar10, write_folder
 
 from reslab.data import DataConfig, build_data
 from reslab.data.loaders import epoch_shard

@@ -17,11 +17,7 @@ COMMAND_MODULES = ["models", "predict", "data", "train", "search", "web", "exper
 
 def _load_commands() -> None:
     for name in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
+        importlib.import_module(f"{__name__}.{name}")
 
 
 def _setup_logging() -> None:

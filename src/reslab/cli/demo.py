@@ -28,12 +28,7 @@ def demo(
             raise typer.BadParameter(f"unknown stage '{name}'; stages are {', '.join(STAGES)}")
     start = time.perf_counter()
     for name in todo:
-        try:
-            module = importlib.import_module(f"reslab.demos.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"reslab.demos.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"reslab.demos.{name}")
         console.rule(f"[bold]demo: {name}")
         t0 = time.perf_counter()
         module.run(out / name, console)
