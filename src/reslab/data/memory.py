@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,10 @@ def _decode_one(path: Path, size: int, mode: str) -> np.ndarray:
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
+def _decode_chunk_args(args: tuple) -> tuple:
+    return _decode_chunk(*args)
+
+
 def _decode_chunk(paths: list[Path], size: int, mode: str):
     c = 1 if mode == "L" else 3
     out = np.zeros((len(paths), c, size, size), dtype=np.uint8)
@@ -85,8 +89,10 @@ def decode_files(paths, size: int, mode: str, workers: int, description: str = "
             results = (_decode_chunk(c, size, mode) for c in chunks)
             pool = None
         else:
-            pool = ProcessPoolExecutor(workers)
-            results = pool.map(_decode_chunk, chunks, [size] * len(chunks), [mode] * len(chunks))
+            # multiprocessing.Pool: on an error it terminates its workers, where cancelling a
+            # ProcessPoolExecutor's pending futures can hang (CPython gh-94440)
+            pool = multiprocessing.Pool(workers)
+            results = pool.imap(_decode_chunk_args, [(c, size, mode) for c in chunks])
         try:
             for k, (arr, chunk_bad) in enumerate(results):
                 parts.append(arr)
@@ -94,7 +100,8 @@ def decode_files(paths, size: int, mode: str, workers: int, description: str = "
                 progress.advance(task, len(arr))
         finally:
             if pool is not None:
-                pool.shutdown(cancel_futures=True)
+                pool.terminate()
+                pool.join()
     c = 1 if mode == "L" else 3
     images = np.concatenate(parts) if parts else np.zeros((0, c, size, size), np.uint8)
     return images, bad

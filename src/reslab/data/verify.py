@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,13 +71,16 @@ def _decode_all(paths, workers: int, what: str, show: bool) -> list[tuple[str, s
     bad = []
     with image_progress() as progress:
         task = progress.add_task(f"verifying {what}", total=len(paths), visible=show)
-        pool = ProcessPoolExecutor(workers) if workers > 1 else None
+        # multiprocessing.Pool rather than ProcessPoolExecutor: on an error or Ctrl-C it terminates its
+        # workers, where cancelling an executor's pending futures can hang (CPython gh-94440)
+        pool = multiprocessing.Pool(workers) if workers > 1 else None
         try:
-            results = pool.map(_verify_chunk, chunks) if pool else map(_verify_chunk, chunks)
+            results = pool.imap(_verify_chunk, chunks) if pool else map(_verify_chunk, chunks)
             for chunk, chunk_bad in zip(chunks, results):
                 bad += [(chunk[i], reason) for i, reason in chunk_bad]
                 progress.advance(task, len(chunk))
         finally:
             if pool is not None:
-                pool.shutdown(cancel_futures=True)
+                pool.terminate()
+                pool.join()
     return bad
