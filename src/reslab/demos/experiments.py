@@ -1,8 +1,8 @@
 """Demo stage: the degradation experiment in miniature, then the HTML report of its best run.
 
 Plain and residual nets of depth 20 and 56 on scikit-learn's digits (written as 16x16 images:
-the digits are 8x8, so nothing is lost), the paper's recipe shortened to two epochs, one
-seed. About three minutes on two CPU cores.
+the digits are 8x8, so nothing is lost), the paper's recipe shortened to 12 epochs (lr 0.1, divided by 10 after
+epochs 8 and 11), one seed. About two minutes on two CPU cores.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ DEMO = dict(
         "data.val_fraction=0",
         "data.eval_split=val",
         "train.steps=0",
-        "train.epochs=2",
+        "train.epochs=12",
         "train.batch_size=32",
         "schedule.unit=epoch",
-        "schedule.milestones=[]",
+        "schedule.milestones=[8, 11]",
         "schedule.warmup=1",  # one epoch from lr 0.01 up to 0.1: at batch 32 a cold 0.1 blows up resnet56's first steps
         "run.tensorboard=false",
     ),
-    description="digits 16x16 (1,437 train / 360 val), 2 epochs, batch 32 (90 steps), lr warmed up from 0.01 to 0.1 over the first epoch",
+    description="digits 16x16 (1,438 train / 359 val), 12 epochs, batch 32 (~540 steps), lr warmed up from 0.01 to 0.1 over the first epoch, /10 after epochs 8 and 11",
 )
 
 
