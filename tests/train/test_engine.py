@@ -135,3 +135,25 @@ def test_run_directory_contents(tiny_config, tmp_path):
     assert config["model"]["num_classes"] == 4 and pre.crop == 16
     meta = json.loads((h.run_dir / "meta.json").read_text())
     assert meta["status"] == "finished" and meta["seed"] == 0
+
+
+def test_sigterm_checkpoints_like_ctrl_c(tiny_config, tmp_path):
+    """A preemption (SIGTERM) mid-epoch saves the last full step; resuming continues from it."""
+    import os
+    import signal
+
+    def preempt(step, loss):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    cfg = tiny_config(*RESUME_SETTINGS, f'run.dir="{tmp_path / "parts"}"')
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, data=SyntheticData(), on_step=preempt)
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is only in place during training
+    run_dir = next((tmp_path / "parts").iterdir())
+    assert load_checkpoint(run_dir)["state"]["step"] == 3
+    resumed = fit(cfg, data=SyntheticData(), resume=run_dir)
+    full = fit(tiny_config(*RESUME_SETTINGS, f'run.dir="{tmp_path / "full"}"'), data=SyntheticData())
+    a, b = _final_weights(full.run_dir), _final_weights(resumed.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)

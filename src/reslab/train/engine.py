@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +120,25 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     return model
 
 
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a cluster scheduler's preemption, torchrun stopping its group) ends the run as Ctrl-C
+    does: the last full step is checkpointed and `--resume` continues from it exactly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_step=None) -> History:
     """Train as `config` says; returns the metric history, the run directory and the best metric.
 
@@ -216,10 +237,11 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
         ckpt_io.restore_rng_state(resume_state["rng"])
         log.info("resumed from %s at step %d (epoch %d, batch %d)", resume, state.step, state.epoch + 1, state.batch)
     try:
-        while state.step < total_steps and not history.stopped_early:
-            finished = train_one_epoch(ctx, tb, progress)
-            if finished:
-                history.stopped_early = end_of_epoch(ctx, tb)
+        with _sigterm_as_interrupt():
+            while state.step < total_steps and not history.stopped_early:
+                finished = train_one_epoch(ctx, tb, progress)
+                if finished:
+                    history.stopped_early = end_of_epoch(ctx, tb)
     except KeyboardInterrupt:
         # Save where the last full step left off, so `--resume` continues exactly from there.
         if info.is_main:
