@@ -35,6 +35,19 @@ def _setup(data: Path | None, out: Path, quick: bool, seeds: str, overrides: lis
                            seeds=parse_seeds(seeds), extra=tuple(overrides or ()), device=device)
 
 
+def _print_lines(lines: list[str]) -> None:
+    from rich.console import Console
+
+    console = Console()
+    for line in lines:
+        console.print(line)
+
+
+def _print_results_table(out: Path) -> None:
+    # results.md opens with the table; the provenance after it ("Preset ...") stays in the file
+    _print_lines([(out / "results.md").read_text().split("\n\nPreset")[0]])
+
+
 def _done(console_paths: list[Path]) -> None:
     from rich.console import Console
 
@@ -54,16 +67,12 @@ def degradation(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
 ) -> None:
     """Plain vs residual nets at two or more depths: the paper's Figures 4 and 6 and its verdict."""
-    from rich.console import Console
-
     from ..experiments.common import parse_depths
     from ..experiments.degradation import PLAIN_DEPTHS, run_degradation
 
     setup = _setup(data, out, quick, seeds, set_, device)
     summary = run_degradation(setup, parse_depths(depths, PLAIN_DEPTHS))
-    console = Console()
-    for sentence in summary["verdict"]:
-        console.print(sentence)
+    _print_lines(summary["verdict"])
     _done([out / "degradation.png", out / "results.md", out / "results.json"])
 
 
@@ -87,9 +96,7 @@ def cifar_depths(
     if with_1202 and 1202 not in chosen:
         chosen = (*chosen, 1202)
     run_cifar_depths(setup, chosen)
-    from rich.console import Console
-
-    Console().print((out / "results.md").read_text().split("\n\nPreset")[0])
+    _print_results_table(out)
     _done([out / "cifar_depths.png", out / "results.md", out / "results.json"])
 
 
@@ -120,10 +127,7 @@ def layer_responses(
 
         setup = dataclasses.replace(setup, runs_dir=runs_dir)
     summary = run_layer_responses(setup, parse_depths(depths, PLAIN_DEPTHS), runs=list(runs or ()), max_images=max_images)
-    from rich.console import Console
-
-    for sentence in summary["verdict"]:
-        Console().print(sentence)
+    _print_lines(summary["verdict"])
     _done([out / "layer_responses.png", out / "results.md", out / "results.json"])
 
 
@@ -146,7 +150,5 @@ def shortcuts(
         raise ReslabError(f"--options {options} must be letters of A, B, C separated by commas")
     setup = _setup(data, out, quick, seeds, set_, device)
     run_shortcuts(setup, model, chosen)
-    from rich.console import Console
-
-    Console().print((out / "results.md").read_text().split("\n\nPreset")[0])
+    _print_results_table(out)
     _done([out / "shortcuts.png", out / "results.md", out / "results.json"])
