@@ -140,3 +140,17 @@ def test_augmentation_preview_first_column_is_the_clean_image(cifar, tmp_path):
     assert not torch.equal(views[0, 1], views[0, 2])  # independent draws
     png = save_augmentation_preview(cfg, tmp_path / "p.png", samples=2, draws=2)
     assert Image.open(png).size[0] > 100
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_file_loaders_leave_the_global_generator_alone(tmp_path, workers):
+    # A DataLoader iterator without a generator of its own draws its workers' seed from the global
+    # one, which shifts the model's dropout draws after a resume (issue 12, defect 1).
+    root = write_folder(tmp_path / "f", per_class=(4, 4), splits=("train", "val"))
+    data = build_data(DataConfig(path=str(root), augment="none", image_size=16, in_memory="no", workers=workers), 4, seed=0)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    list(data.train.batches(0))
+    list(data.train.batches(1, start_batch=1))
+    list(data.eval.batches())
+    assert torch.equal(torch.get_rng_state(), before)

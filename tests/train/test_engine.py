@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reslab.errors import ReslabError
-from reslab.train import NonFiniteLossError, fit
+from reslab.train import NonFiniteLossError, engine, fit
 from reslab.train import checkpoint as ckpt_io
 from reslab.train.checkpoint import load_checkpoint, save_checkpoint
 from reslab.train.runs import load_run_model
@@ -59,10 +59,11 @@ def test_mid_epoch_resume_is_bit_exact(tiny_config, tmp_path):
     assert [r["train_loss"] for r in full.rows] == [r["train_loss"] for r in resumed.rows]
 
 
-def test_resume_without_rng_restore_differs(tiny_config, tmp_path, monkeypatch):
-    # the guard of the test above: if restoring RNG state did not matter, it would prove nothing
+def test_resume_without_rng_restore_or_step_seeds_differs(tiny_config, tmp_path, monkeypatch):
+    # the guard of the test above: if the model's random draws did not matter, it would prove nothing
     full = fit(tiny_config(*RESUME_SETTINGS, f'run.dir="{tmp_path / "full"}"'), data=SyntheticData())
     monkeypatch.setattr(ckpt_io, "restore_rng_state", lambda state: None)
+    monkeypatch.setattr(engine, "seed_step", lambda seed, step, rank: None)
     resumed = _interrupted_then_resumed(tiny_config(*RESUME_SETTINGS, f'run.dir="{tmp_path / "parts"}"'))
     a, b = _final_weights(full.run_dir), _final_weights(resumed.run_dir)
     assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())

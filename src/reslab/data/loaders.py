@@ -194,6 +194,10 @@ def _make_dataloader(dataset, batch_sampler, workers: int, device: torch.device)
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
         prefetch_factor=2 if workers > 0 else None,  # batches in flight per worker: memory grows with it
+        # Without a generator of its own, every new iterator draws its workers' base seed from the
+        # global torch generator, shifting the random draws of the model's dropout and drop-path;
+        # the items are keyed by their own seeds, so this one only names the workers' seeds.
+        generator=torch.Generator().manual_seed(0),
     )
 
 

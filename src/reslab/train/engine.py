@@ -2,8 +2,10 @@
 
 Exact resume: every optimizer step starts from a state that a checkpoint captures completely
 (weights, optimizer, scaler, EMA, schedule, position, running epoch statistics, RNG states); the
-data batches are pure functions of (seed, epoch, batch, rank). So a run stopped after any step and
-resumed produces bit-for-bit the weights of an uninterrupted run on CPU.
+data batches are pure functions of (seed, epoch, batch, rank), and so are the random draws of the
+model's own stochastic layers (dropout, drop-path): the global generator is reseeded from
+(seed, step, rank) at every step. So a run stopped after any step and resumed produces bit-for-bit
+the weights of an uninterrupted run on CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.loaders import derive_seed
 from ..errors import ReslabError
 from ..fileio import atomic_write_text
 from . import checkpoint as ckpt_io
@@ -109,6 +112,18 @@ def batch_generator(seed: int, epoch: int, batch: int, rank: int) -> torch.Gener
     """A generator for one batch's random choices (Mixup/CutMix): a pure function of its position."""
     key = ((seed * 1_000_003 + epoch) * 1_000_003 + batch) * 1024 + rank
     return torch.Generator().manual_seed(key % (2**63))
+
+
+def seed_step(seed: int, step: int, rank: int) -> None:
+    """Reseed the global generators (CPU and every GPU) for optimizer step `step`.
+
+    Dropout and drop-path draw from the global generator, and so does anything else in the process
+    (a DataLoader iterator drawing its workers' seeds, an evaluation, a user's callback). Reseeding
+    from the step's position makes the model's draws at step k the same in a resumed run as in an
+    uninterrupted one, whatever drew in between. The rank is part of the seed, so that data-parallel
+    processes drop different units.
+    """
+    torch.manual_seed(derive_seed(seed, step, rank, 0xD809))
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -386,6 +401,7 @@ def train_one_epoch(ctx: _Context, tb: TensorBoard, progress: Progress) -> bool:
     wall_start = time.perf_counter() - state.wall_time
     while index < epoch_batches and state.step < ctx.total_steps:
         ctx.step_start_rng = ckpt_io.rng_state()
+        seed_step(cfg.train.seed, state.step, ctx.info.rank)
         micro = []
         for _ in range(ctx.accum):
             images, labels = next(batches)
