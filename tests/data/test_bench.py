@@ -15,12 +15,11 @@ def test_bench_data_writes_consistent_json(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "_timed", lambda step, seconds, **k: step() / 0.01)  # one call each
     small = np.random.default_rng(0).integers(0, 256, (512, 3, 32, 32), dtype=np.uint8)
     monkeypatch.setattr(bench, "_cifar_images", lambda cifar: (small, "512 random images"))
-    from rich.console import Console
-
-    out = tmp_path / "r.json"
-    result = bench.run_bench_data(root, None, workers=0, seconds=0.05, out=out, console=Console(file=open(tmp_path / "log", "w")))
-    saved = json.loads(out.read_text())
+    result = bench.run_bench_data(root, None, workers=0, seconds=0.05, out=tmp_path)
+    saved = json.loads((tmp_path / "bench_data.json").read_text())
+    provenance = saved.pop("provenance")
     assert saved["command"].startswith("reslab bench data --data") and saved == json.loads(json.dumps(result))
+    assert provenance["command"] == saved["command"] and provenance["machine"]["cores"] >= 1
     for aug in ("imagenet_paper", "rrc"):
         assert saved["loader_over_model"][aug] == pytest.approx(saved["loader_images_per_s"][aug] / 10.0)
     assert saved["cifar_batched_over_per_image"] == pytest.approx(

@@ -20,14 +20,14 @@ def run_cli(argv, capsys):
 
 def test_verify_data_lists_every_bad_file_and_exits_1(bad_zoo, capsys):
     root, files = bad_zoo
-    code, out = run_cli(["verify-data", str(root), "--json", "--workers", "0"], capsys)
+    code, out = run_cli(["data", "verify", str(root), "--json", "--workers", "0"], capsys)
     assert code == 1
     report = json.loads(out.out)
     assert sorted(b["path"] for b in report["bad"]) == files["bad"]  # awkward formats decode: not listed
     assert all(b["reason"] for b in report["bad"])
     assert report["counts"]["train"] == {"ants": 23, "bees": 23}
     # the human-readable form names each bad file too
-    code, out = run_cli(["verify-data", str(root), "--workers", "2"], capsys)
+    code, out = run_cli(["data", "verify", str(root), "--workers", "2"], capsys)
     assert code == 1 and all(p in out.out.replace("\n", "") for p in files["bad"])
 
 
@@ -35,7 +35,7 @@ def test_verify_data_exit_0_when_clean(tmp_path, capsys):
     from tests.data.conftest import write_folder
 
     root = write_folder(tmp_path / "ok", per_class=(3, 3), splits=("train", "val"))
-    code, out = run_cli(["verify-data", str(root)], capsys)
+    code, out = run_cli(["data", "verify", str(root)], capsys)
     assert code == 0 and "all 12 images decode" in out.out
 
 
@@ -72,7 +72,7 @@ def test_bad_files_are_reported_replaced_and_counted(bad_zoo, caplog, in_memory)
 def test_too_many_bad_files_abort_with_a_clear_error(bad_zoo, in_memory):
     root, _ = bad_zoo
     cfg = DataConfig(path=str(root), max_bad_fraction=0.05, in_memory=in_memory, workers=0)  # 3 of 46 > 5%
-    with pytest.raises(TooManyBadFiles, match="verify-data"):
+    with pytest.raises(TooManyBadFiles, match="reslab data verify"):
         data = build_data(cfg, batch_size=46, seed=0)
         list(data.train.batches(0))
 
@@ -122,4 +122,4 @@ def test_an_abort_inside_a_worker_process_reaches_the_user_as_one_sentence(tmp_p
     cfg = DataConfig(path=str(tmp_path), augment="rrc", image_size=16, in_memory="no", workers=2, max_bad_fraction=1.0)
     with pytest.raises(TooManyBadFiles) as e:
         next(build_data(cfg, 4, seed=0).train.batches(0))
-    assert "Traceback" not in str(e.value) and "\n" not in str(e.value) and "verify-data" in str(e.value)
+    assert "Traceback" not in str(e.value) and "\n" not in str(e.value) and "reslab data verify" in str(e.value)

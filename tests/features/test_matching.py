@@ -117,7 +117,7 @@ def test_cli_compare_json_and_match_png(tmp_path, capsys, astronaut, warped):
     a, b = tmp_path / "a.png", tmp_path / "b.jpg"
     astronaut.save(a)
     warped.save(b, quality=90)
-    code, out, _ = _cli(["compare", str(a), str(b), "--method", "sift", "--json", "--out", str(tmp_path / "m.png")], capsys)
+    code, out, _ = _cli(["compare-images", str(a), str(b), "--method", "sift", "--json", "--out", str(tmp_path / "m.png")], capsys)
     assert code == 0
     result = json.loads(out)
     assert result["method"] == "sift" and result["inliers"] > 100 and 0 < result["score"] <= 1
@@ -125,7 +125,7 @@ def test_cli_compare_json_and_match_png(tmp_path, capsys, astronaut, warped):
     with Image.open(tmp_path / "m.png") as im:
         assert im.format == "PNG" and im.size == (1024, 512)
 
-    code, _, err = _cli(["compare", str(a), str(tmp_path / "missing.jpg")], capsys)
+    code, _, err = _cli(["compare-images", str(a), str(tmp_path / "missing.jpg")], capsys)
     assert code == 1 and "missing.jpg" in err and "Traceback" not in err
-    code, _, err = _cli(["compare", str(a), str(b), "--method", "hog", "--out", str(tmp_path / "x.png")], capsys)
+    code, _, err = _cli(["compare-images", str(a), str(b), "--method", "hog", "--out", str(tmp_path / "x.png")], capsys)
     assert code == 1 and "--out" in err and not (tmp_path / "x.png").exists()

@@ -40,7 +40,7 @@ def test_embed_search_duplicates_eval_from_the_cli(hymenoptera_root, tmp_path, c
         found = json.loads(out)["hits"]
         assert code == 0 and len(found) == 3 and all(h["id"] != hits[0]["id"] for h in found)
 
-    code, out, _ = run_cli(capsys, "eval-retrieval", index, "-k", "1,3", "--json", "--plot", tmp_path / "p.png")
+    code, out, _ = run_cli(capsys, "eval-retrieval", index, "--cutoffs", "1,3", "--json", "--plot", tmp_path / "p.png")
     row = json.loads(out.split("wrote")[0])[0]
     assert code == 0 and 0 <= row["P@1"] <= 1 and row["queries"] == 10 and (tmp_path / "p.png").stat().st_size > 0
 

@@ -47,7 +47,7 @@ def test_train_then_eval_writes_run_and_confusion(tmp_path, capsys):
     assert any((run / "tb").iterdir())
 
     with pytest.raises(SystemExit) as done:
-        main(["eval", str(run), "--batch", "8"])
+        main(["eval-classifier", str(run), "--batch-size", "8"])
     assert done.value.code == 0, capsys.readouterr().err
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     rows = list(csv.reader((run / "eval" / "confusion.csv").open()))
@@ -81,5 +81,5 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "optim.lr" in err and "Traceback" not in err
     with pytest.raises(SystemExit) as failed:
-        main(["eval", str(tmp_path / "nope")])
+        main(["eval-classifier", str(tmp_path / "nope")])
     assert failed.value.code == 1 and "does not exist" in capsys.readouterr().err

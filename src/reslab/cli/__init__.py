@@ -1,5 +1,31 @@
 """Command-line entry point: `reslab ...` and `python -m reslab ...`.
 
+Where a command goes
+--------------------
+One module per area; each attaches its commands to `app` or to a group made in `app.py`:
+
+    models.py       models, profile, explain, export          (the zoo and its arithmetic)
+    predict.py      predict                                    (classify images)
+    data.py         data verify | digits | preview             (datasets; `verify-data` is an old alias)
+    train.py        train, eval-classifier                     (`eval` is an old alias)
+    report.py       report, compare-runs                       (look at finished runs)
+    search.py       embed, search, duplicates, eval-retrieval  (similarity search over an index)
+    images.py       compare-images, faces                      (two images, one photo; `compare` is an old alias)
+    web.py          serve                                      (the search page)
+    viz.py          viz features | filters
+    bench.py        bench data | train | embed | search | features
+    experiments.py  experiment degradation | cifar-depths | layer-responses | shortcuts
+    demo.py         demo
+
+A new command joins the module of its area (or a new module listed in COMMAND_MODULES), takes
+its options from `options.py` where one exists (`--device`, `--json`, `--batch-size`, `-k/--top-k`,
+`--workers`, `--weights`, `--set`, `--seed`) and uses `typing.Annotated` with enums for choices.
+Output goes through `reslab.console` (`say`, `note`, `print_json`, `print_table`): results on
+stdout, everything else on stderr; a `--json` command prints exactly one JSON document.
+
+Heavy imports (torch, numpy, faiss, the library's modules) happen inside the command function,
+never at module level: `reslab --help` does not import torch (a test checks it).
+
 User errors (`ReslabError`) print one line and exit 1; no traceback.
 """
 
@@ -11,8 +37,10 @@ import sys
 from ..errors import ReslabError
 from .app import app
 
-# Command modules, each attaching its commands to `app` or a group in `.app`.
-COMMAND_MODULES = ["models", "predict", "data", "train", "search", "web", "experiments", "report", "demo"]
+# The area modules, each attaching its commands to `app` or a group in `.app`.
+COMMAND_MODULES = [
+    "models", "predict", "data", "train", "report", "search", "images", "web", "viz", "bench", "experiments", "demo",
+]  # fmt: skip
 
 
 def _load_commands() -> None:
@@ -24,11 +52,12 @@ def _setup_logging() -> None:
     # Library modules log through logging.getLogger(__name__); the CLI shows INFO and above.
     import logging
 
-    from rich.console import Console
     from rich.logging import RichHandler
 
+    from ..console import stderr
+
     # Logs on stderr, so that `--json` output on stdout can be piped.
-    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False)
+    handler = RichHandler(console=stderr(), show_path=False, show_time=False, markup=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
 
 
@@ -38,10 +67,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="reslab")
     except ReslabError as e:
-        from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        from ..console import note
+
+        note(f"[bold red]error:[/] {escape(str(e))}")
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        from ..console import note
+
+        note("interrupted")
         sys.exit(130)

@@ -1,4 +1,8 @@
-"""The typer application and its command groups; command modules attach themselves to these."""
+"""The typer application and its command groups; the area modules attach their commands to these."""
+
+from __future__ import annotations
+
+from typing import Annotated, Callable
 
 import typer
 
@@ -8,11 +12,56 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="rich",
 )
-bench_app = typer.Typer(help="Benchmarks: speed and memory as ratios against a baseline in the same process.", no_args_is_help=True)
-experiment_app = typer.Typer(help="The ResNet paper's experiments, quick on a CPU or full on GPUs.", no_args_is_help=True)
-viz_app = typer.Typer(help="Draw feature maps and filters.", no_args_is_help=True)
 
-app.add_typer(bench_app, name="bench")
-app.add_typer(experiment_app, name="experiment")
-app.add_typer(viz_app, name="viz")
+
+# `reslab --help` lists commands in these panels, in this order
+MODELS = "Models"
+TRAINING = "Training"
+SEARCH = "Similarity search"
+IMAGES = "Images"
+MORE = "Groups and tour"
+
+
+def _group(name: str, help: str) -> typer.Typer:
+    group = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode="rich")
+    app.add_typer(group, name=name, rich_help_panel=MORE)
+    return group
+
+
+data_app = _group("data", "Datasets: check every image, write ready-made folders, preview augmentation.")
+bench_app = _group("bench", "Benchmarks: speed and memory as ratios against a baseline measured in the same process.")
+experiment_app = _group("experiment", "The ResNet paper's experiments, quick on a CPU (--quick) or the full recipe on GPUs.")
+viz_app = _group("viz", "Look inside a network: feature maps and first-layer filters.")
+
+
+def alias(group: typer.Typer, old_name: str, command: Callable, new_name: str) -> None:
+    """Keep an old command name working, hidden from --help, pointing at its new name."""
+    group.command(old_name, hidden=True, help=f"Old name of `reslab {new_name}`; see its --help.")(command)
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .. import __version__
+    from ..console import say
+
+    try:
+        torch_version = version("torch")  # read from the metadata: importing torch takes seconds
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    say(f"reslab {__version__} (torch {torch_version}, Python {platform.python_version()})")
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Deep residual learning for image recognition: models, training, analysis, search."""

@@ -1,105 +1,107 @@
-"""`reslab verify-data`, `reslab data ...` and `reslab bench data`."""
+"""Datasets: `reslab data verify | digits | preview` (`reslab verify-data` is the old name of `data verify`)."""
 
 from __future__ import annotations
 
-import json
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from .app import app, bench_app
-
-data_app = typer.Typer(help="Datasets: ready-made folders and checks.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
+from .app import alias, app, data_app
+from .options import JsonOutput, Seed, Workers
 
 
-@app.command("verify-data")
-def verify_data_cmd(
-    path: Path = typer.Argument(..., help="Image folder, CIFAR python-batch folder, MNIST IDX folder or CSV list."),
-    format: str = typer.Option("auto", help="auto | folder | cifar | mnist | csv"),
-    workers: int = typer.Option(-1, help="Decoding processes; -1 = one per core."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (counts and every bad file)."),
+class DataFormat(StrEnum):  # reslab.data.config.FORMATS (a test keeps them equal)
+    auto = "auto"
+    folder = "folder"
+    cifar = "cifar"
+    mnist = "mnist"
+    csv = "csv"
+
+
+class Augment(StrEnum):  # reslab.data.config.AUGMENTS
+    imagenet_paper = "imagenet_paper"
+    rrc = "rrc"
+    cifar_paper = "cifar_paper"
+    none = "none"
+
+
+DatasetPath = Annotated[
+    Path, typer.Argument(help="Image folder, CIFAR python-batch folder, MNIST IDX folder or CSV list.")
+]
+
+
+@data_app.command("verify")
+def verify(
+    path: DatasetPath,
+    format: Annotated[DataFormat, typer.Option(help="The dataset's layout; auto recognises it.")] = DataFormat.auto,
+    workers: Workers = -1,
+    as_json: JsonOutput = False,
 ) -> None:
     """Decode every image; list each bad file with the reason; count per split and class. Exit 1 if any is bad."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from ..console import new_table, print_json, print_table, say
     from ..data.verify import verify_data
 
-    report = verify_data(path, format, workers, progress=not as_json)
+    report = verify_data(path, format.value, workers, progress=not as_json)
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     else:
-        console = Console()
-        console.print(f"{report.format} dataset {report.root}", highlight=False, soft_wrap=True)
-        table = Table()
-        table.add_column("class")
+        say(f"{report.format} dataset {report.root}", markup=False)
         splits = list(report.counts)
-        for s in splits:
-            table.add_column(s, justify="right")
+        table = new_table("class", *splits, right=tuple(splits))
         for c in report.classes:
             table.add_row(c, *(str(report.counts[s][c]) for s in splits))
         table.add_row("[bold]total", *(f"[bold]{sum(report.counts[s].values())}" for s in splits))
-        console.print(table)
+        print_table(table)
         for b in report.bad:
-            console.print(f"[red]bad[/] {b['path']}: {b['reason']}", highlight=False, soft_wrap=True)
+            say(f"[red]bad[/] {b['path']}: {b['reason']}")
         if report.bad:
-            console.print(f"[bold red]{len(report.bad)} bad file(s)[/] of {report.total}; fix or remove them")
+            say(f"[bold red]{len(report.bad)} bad file(s)[/] of {report.total}; fix or remove them")
         else:
-            console.print(f"[green]all {report.total} images decode[/]")
+            say(f"[green]all {report.total} images decode[/]")
     if report.bad:
         raise typer.Exit(1)
 
 
+alias(app, "verify-data", verify, "data verify")
+
+
 @data_app.command("digits")
-def digits_cmd(
-    out: Path = typer.Argument(..., help="Folder to write train/<digit>/*.png and val/<digit>/*.png into."),
-    size: int = typer.Option(32, help="Side of the written images, pixels."),
-    val_fraction: float = typer.Option(0.2, help="Fraction of each class held out as val/."),
-    seed: int = typer.Option(0, help="Seed of the train/val split."),
+def digits(
+    out: Annotated[Path, typer.Argument(help="Folder to write train/<digit>/*.png and val/<digit>/*.png into.")],
+    size: Annotated[int, typer.Option(min=8, help="Side of the written images, pixels.")] = 32,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fraction of each class held out as val/.")] = 0.2,
+    seed: Seed = 0,
 ) -> None:
     """Write scikit-learn's 1,797 handwritten digits as an image folder (no download)."""
+    from ..console import say
     from ..data.digits import write_digits_folder
 
     root = write_digits_folder(out, size=size, val_fraction=val_fraction, seed=seed)
     n_train = sum(1 for _ in (root / "train").rglob("*.png"))
     n_val = sum(1 for _ in (root / "val").rglob("*.png"))
-    typer.echo(f"wrote {n_train} train and {n_val} val digits ({size}x{size} PNG) under {root}")
-
-
-@bench_app.command("data")
-def bench_data_cmd(
-    data: Path = typer.Option(None, help="A folder of ~224-pixel-or-larger JPEG photos (train/<class>/*.jpg), e.g. the extracted hymenoptera set."),
-    cifar: Path = typer.Option(None, help="CIFAR data for the in-memory comparison (default: generated 32x32 images)."),
-    workers: int = typer.Option(-1, help="Decode worker processes; -1 = one per core."),
-    seconds: float = typer.Option(10.0, help="Seconds to measure each configuration."),
-    out: Path = typer.Option(Path("benchmarks/results/bench_data.json"), help="Where the JSON results go."),
-) -> None:
-    """Decode+augmentation images/s vs ResNet-18 training images/s; batched vs per-image CIFAR augmentation."""
-    from rich.console import Console
-
-    from ..data.bench import run_bench_data
-
-    run_bench_data(data=data, cifar=cifar, workers=workers, seconds=seconds, out=out, console=Console())
+    say(f"wrote {n_train} train and {n_val} val digits ({size}x{size} PNG) under {root}", markup=False)
 
 
 @data_app.command("preview")
-def preview_cmd(
-    path: Path = typer.Argument(..., help="The dataset (any format reslab reads)."),
-    out: Path = typer.Option(Path("augmentation.png"), help="PNG to write."),
-    augment: str = typer.Option("cifar_paper", help="imagenet_paper | rrc | cifar_paper | none"),
-    image_size: int = typer.Option(32, help="Training crop, pixels."),
-    eval_resize: int = typer.Option(0, help="Shorter side before the eval centre crop; 0 = image size."),
-    color_jitter: float = typer.Option(0.0, help="Brightness/contrast/saturation strength."),
-    pca_lighting: float = typer.Option(0.0, help="AlexNet PCA lighting std (0.1 in the paper)."),
-    samples: int = typer.Option(6, help="Training images (rows)."),
-    draws: int = typer.Option(5, help="Augmented draws per image (columns after the eval view)."),
-    seed: int = typer.Option(0),
+def preview(
+    path: DatasetPath,
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("augmentation.png"),
+    augment: Annotated[Augment, typer.Option(help="The training augmentation to draw.")] = Augment.cifar_paper,
+    image_size: Annotated[int, typer.Option(min=1, help="Training crop, pixels.")] = 32,
+    eval_resize: Annotated[int, typer.Option(min=0, help="Shorter side before the eval centre crop; 0 = image size.")] = 0,
+    color_jitter: Annotated[float, typer.Option(min=0.0, help="Brightness/contrast/saturation strength.")] = 0.0,
+    pca_lighting: Annotated[float, typer.Option(min=0.0, help="AlexNet PCA lighting std (0.1 in the paper).")] = 0.0,
+    samples: Annotated[int, typer.Option(min=1, help="Training images (rows).")] = 6,
+    draws: Annotated[int, typer.Option(min=1, help="Augmented draws per image (columns after the eval view).")] = 5,
+    seed: Seed = 0,
 ) -> None:
     """Draw training images as evaluated and as augmented, to check a recipe by eye."""
+    from ..console import say
     from ..data import DataConfig
     from ..data.preview import save_augmentation_preview
 
-    cfg = DataConfig(path=str(path), augment=augment, image_size=image_size, eval_resize=eval_resize,
+    cfg = DataConfig(path=str(path), augment=augment.value, image_size=image_size, eval_resize=eval_resize,
                      color_jitter=color_jitter, pca_lighting=pca_lighting, eval_split="none")  # fmt: skip
-    typer.echo(f"wrote {save_augmentation_preview(cfg, out, samples, draws, seed)}")
+    say(f"wrote {save_augmentation_preview(cfg, out, samples, draws, seed)}", markup=False)

@@ -1,35 +1,35 @@
-"""`reslab models`, `reslab profile MODEL`, `reslab explain`: the zoo, per-layer costs, design arithmetic."""
+"""The zoo and its arithmetic: `reslab models`, `profile`, `explain`, `export`."""
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ReslabError
-from .app import app
+from .app import MODELS, app
+from .options import JsonOutput, ModelName, Weights
 
 
-@app.command()
+@app.command(rich_help_panel=MODELS)
 def models(
-    family: str = typer.Option(None, "--family", "-f", help="Only this family (resnet, plain, cifar, vgg, ...)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of a table."),
+    family: Annotated[
+        Optional[str], typer.Option("--family", "-f", help="Only this family (resnet, plain, cifar, vgg, ...).")
+    ] = None,
+    as_json: JsonOutput = False,
 ) -> None:
     """The model zoo: every registered model with its parameters and GMACs at its default input."""
-    from rich.console import Console
-    from rich.table import Table
-
     from ..analysis.tables import human
     from ..analysis.zoo import zoo_summary
+    from ..console import new_table, print_json, print_table
 
     rows = zoo_summary(family)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return
-    table = Table(title=f"reslab model zoo ({len(rows)} models)", caption="GMACs: conv + linear multiply-accumulates, torchvision's 'GFLOPS'")
-    for col, justify in (("name", "left"), ("family", "left"), ("params", "right"), ("GMACs", "right"),
-                         ("input", "right"), ("depth", "right"), ("weights", "left"), ("description", "left")):
-        table.add_column(col, justify=justify, no_wrap=col != "description")
+    table = new_table("name", "family", "params", "GMACs", "input", "depth", "weights", "description",
+                      title=f"reslab model zoo ({len(rows)} models)", right=("params", "GMACs", "input", "depth"),
+                      caption="GMACs: conv + linear multiply-accumulates, torchvision's 'GFLOPS'")  # fmt: skip
     for r in rows:
         table.add_row(
             r["name"],
@@ -41,79 +41,71 @@ def models(
             ", ".join(r["pretrained"]),
             r["description"] if "error" not in r else f"[red]{r['error']}[/]",
         )
-    console = Console()
-    Console(width=max(console.width, 130)).print(table)  # one line per model, even when piped
+    print_table(table, min_width=130)  # one line per model, even when piped
 
 
-@app.command()
+@app.command(rich_help_panel=MODELS)
 def profile(
-    model: str = typer.Argument(..., help="A zoo model name (see `reslab models`)."),
-    input: str = typer.Option(None, "--input", "-i", help="Input size CxHxW, e.g. 3x224x224 (default: the model's own)."),
-    batch: int = typer.Option(1, help="Batch size (scales MACs and activation memory)."),
-    per_layer: bool = typer.Option(False, "--per-layer", help="Also print one row per layer."),
-    option: list[str] = typer.Option(None, "--option", "-o", help="Architecture option key=value, e.g. variant=v1 or shortcut=A; repeatable."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout (with every layer) instead of tables."),
+    model: ModelName,
+    input: Annotated[
+        Optional[str], typer.Option("--input", "-i", help="Input size CxHxW, e.g. 3x224x224 (default: the model's own).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size (scales MACs and activation memory).")] = 1,
+    per_layer: Annotated[bool, typer.Option("--per-layer", help="Also print one row per layer.")] = False,
+    option: Annotated[
+        Optional[list[str]],
+        typer.Option("--option", "-o", help="Architecture option key=value, e.g. variant=v1 or shortcut=A; repeatable."),
+    ] = None,
+    as_json: JsonOutput = False,
 ) -> None:
     """Parameters, MACs, FLOPs, activation memory and receptive field of a zoo model, per layer and in total.
 
     Runs on the meta device: shapes only, so even VGG-19 or ResNet-1202 take a moment and no memory.
     """
-    from rich.console import Console
-
     from ..analysis.profile import parse_input_size
     from ..analysis.tables import layer_table, summary_table
     from ..analysis.zoo import profile_by_name
+    from ..console import print_json, print_table
     from ..models import model_entry
+    from ..tomlio import parse_assignments
 
     entry = model_entry(model)
     size = parse_input_size(input, channels=entry.input_size[0]) if input else entry.input_size
-    if batch < 1:
-        raise ReslabError(f"--batch must be at least 1, got {batch}")
-    result = profile_by_name(model, size, batch=batch, cross_check=True, **parse_options(option or []))
+    options = parse_assignments(option or [], option="--option", example="variant=v1")
+    result = profile_by_name(model, size, batch=batch_size, cross_check=True, **options)
     if as_json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print_json(result.as_dict())
         return
-    console = Console()
     if per_layer:  # wide enough for a row per layer on one line each, even when piped
-        console = Console(width=max(console.width, 150))
-        console.print(layer_table(result))
-    console.print(summary_table(result))
+        print_table(layer_table(result), min_width=150)
+    print_table(summary_table(result))
 
 
-@app.command()
-def explain(as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of tables.")) -> None:
+@app.command(rich_help_panel=MODELS)
+def explain(as_json: JsonOutput = False) -> None:
     """The design arithmetic behind ResNets and their neighbours, every figure counted on real modules."""
-    from rich.console import Console
-
     from ..analysis.explain import explain_all, render
+    from ..console import print_json, stdout
 
     sections = explain_all()
     if as_json:
-        print(json.dumps([s.as_dict() for s in sections], indent=2))
+        print_json([s.as_dict() for s in sections])
         return
-    render(sections, Console())
+    render(sections, stdout())
 
 
-def parse_options(pairs: list[str]) -> dict:
-    """['variant=v1', 'zero_init_residual=true'] -> {'variant': 'v1', 'zero_init_residual': True}."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ReslabError(f"option '{pair}' is not key=value; write it like --option variant=v1")
-        options[key.strip()] = _parse_value(value.strip())
-    return options
+@app.command(rich_help_panel=MODELS)
+def export(
+    model: ModelName,
+    onnx: Annotated[Path, typer.Option("--onnx", help="Output .onnx file.")],
+    weights: Weights = "imagenet",
+    run: Annotated[Optional[Path], typer.Option(help="A training run folder instead of --weights.")] = None,
+    embedding: Annotated[bool, typer.Option("--embedding", help="Export the embedding head (pooled features) instead of the logits.")] = False,
+) -> None:
+    """Export a model (or its embedding head) to ONNX with a dynamic batch axis, checked with ONNX Runtime."""
+    from ..console import say
+    from ..search.onnx_export import export_model
 
-
-def _parse_value(text: str):
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+    path, diff = export_model(model, onnx, weights=None if run else weights, run=run, embedding=embedding)
+    what = "embedding head" if embedding else "classifier"
+    say(f"wrote {path} ({what} of {model}); ONNX Runtime vs PyTorch max abs diff {diff:.2e}")

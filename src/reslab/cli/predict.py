@@ -3,46 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from ..errors import ReslabError
-from .app import app
+from .app import MODELS, app
+from .options import BatchSize, Device, JsonOutput, ModelOrRun, Weights
 
 
-@app.command()
+@app.command(rich_help_panel=MODELS)
 def predict(
-    model: str = typer.Argument(..., help="A zoo model name (see `reslab models`), or a run directory / checkpoint from `reslab train`."),
-    images: list[Path] = typer.Argument(..., help="Image files, or folders of images."),
-    weights: str = typer.Option(None, "--weights", "-w", help="Zoo models: a tag such as 'imagenet' or a .pth/.safetensors file (default: the model's 'imagenet' weights where it has them)."),
-    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many classes to show per image."),
-    batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of tables."),
+    model: ModelOrRun,
+    images: Annotated[list[Path], typer.Argument(help="Image files, or folders of images.")],
+    weights: Weights = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to show per image.")] = 5,
+    batch_size: BatchSize = 32,
+    device: Device = "auto",
+    as_json: JsonOutput = False,
 ) -> None:
-    """Classify images: a table of the top-k classes and their probabilities per image."""
-    import json
+    """Classify images: a table of the top-k classes and their probabilities per image.
+
+    A zoo model uses its 'imagenet' weights unless --weights names others.
+    """
     import logging
 
-    import torch
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
 
+    from ..console import new_table, print_json, print_table, say, stderr
+    from ..devices import resolve_device
     from ..predict import iter_predictions
 
     if as_json:
         logging.getLogger("reslab").setLevel(logging.WARNING)  # keep stdout pure JSON
     paths = expand_images(images)
-    net, labels, preprocess, source = load_predictor(model, weights, torch.device(device))
+    net, labels, preprocess, source = load_predictor(model, weights, resolve_device(device))
 
     results: list[list[tuple[str, float]]] = []
-    console = Console(stderr=True)
     with Progress(
         TextColumn("classifying"), BarColumn(), TextColumn("{task.completed}/{task.total} images"),
         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-        console=console, transient=True, disable=as_json or len(paths) <= batch_size,
-    ) as progress:
+        console=stderr(), transient=True, disable=as_json or len(paths) <= batch_size,
+    ) as progress:  # fmt: skip
         task = progress.add_task("predict", total=len(paths), rate="")
         for batch in iter_predictions(net, paths, preprocess, labels, top_k=top_k, batch_size=batch_size):
             results.extend(batch)
@@ -55,19 +57,15 @@ def predict(
             {"image": str(p), "predictions": [{"label": label, "probability": prob} for label, prob in preds]}
             for p, preds in zip(paths, results)
         ]
-        print(json.dumps({"model": source, "results": out}, indent=2))
+        print_json({"model": source, "results": out})
         return
-    out_console = Console()
-    out_console.print(f"[dim]{source}[/]")
+    say(f"[dim]{source}[/]")
     for path, preds in zip(paths, results):
-        out_console.print(str(path), style="bold", highlight=False, soft_wrap=True)  # a long path stays whole
-        table = Table()
-        table.add_column("#", justify="right")
-        table.add_column("class")
-        table.add_column("probability", justify="right")
+        say(str(path), style="bold", markup=False)  # a long path stays whole
+        table = new_table("#", "class", "probability", right=("#", "probability"))
         for rank, (label, prob) in enumerate(preds, start=1):
             table.add_row(str(rank), label, f"{prob:.4f}")
-        out_console.print(table)
+        print_table(table)
 
 
 def expand_images(images: list[Path]) -> list[Path]:
@@ -79,7 +77,7 @@ def expand_images(images: list[Path]) -> list[Path]:
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
             if not found:
-                raise ReslabError(f"folder {p} holds no images ({', '.join(sorted({'.jpg', '.png', '.webp'}))}, ...); give image files or another folder")
+                raise ReslabError(f"folder {p} holds no images (.jpg, .png, .webp, ...); give image files or another folder")
             paths += found
         elif p.is_file():
             paths.append(p)
@@ -93,14 +91,11 @@ def load_predictor(model: str, weights: str | None, device):
     from ..labels import imagenet_classes
     from ..models import create_model, list_models, model_entry
     from ..preprocess import EvalPreprocess
+    from ..train.runs import load_run_model
 
     if model not in list_models() and Path(model).exists():
         if weights is not None:
             raise ReslabError(f"--weights applies to zoo models; {model} already holds its weights, drop --weights")
-        try:
-            from ..train.runs import load_run_model
-        except ImportError:
-            raise ReslabError(f"predicting with the trained run {model} needs reslab.train.runs, which this install lacks; reinstall reslab") from None
         net, _config, classes, preprocess = load_run_model(model, device=device)
         return net, list(classes), preprocess, f"run {model}"
 

@@ -1,31 +1,59 @@
-"""`reslab train`, `reslab eval` and `reslab bench train`."""
+"""Training and its verdict: `reslab train`, `reslab eval-classifier` (`reslab eval` is its old name)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from ..errors import ReslabError
-from .app import app, bench_app
+from .app import TRAINING, alias, app
+from .options import BatchSize, Device, JsonOutput, Overrides, RunPath
 
 
-@app.command()
+class EvalSplit(StrEnum):
+    auto = "auto"
+    val = "val"
+    test = "test"
+    holdout = "holdout"
+
+
+class Which(StrEnum):  # the checkpoint of a run folder
+    last = "last"
+    best = "best"
+    best_ema = "best_ema"
+
+
+@app.command(rich_help_panel=TRAINING)
 def train(
-    recipe: Optional[str] = typer.Argument(
-        None, help="A recipe: a TOML file or a shipped name (cifar_quick, cifar_resnet_paper, imagenet_resnet_paper). "
-        "Optional with --resume (the run's own config.toml)."
-    ),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset path (data.path): image folder, CIFAR batches, IDX dir, CSV."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config key: --set optim.lr=0.05 --set model.name=resnet56."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run directory name under run.dir (default: <model>-<date>-<time>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run: its directory or a .pt checkpoint."),
+    recipe: Annotated[
+        Optional[str],
+        typer.Argument(help="A recipe: a TOML file or a shipped name (see `reslab train --help` for the list). "
+                            "Optional with --resume (the run's own config.toml)."),
+    ] = None,
+    data: Annotated[
+        Optional[str], typer.Option("--data", help="Dataset path (data.path): image folder, CIFAR batches, IDX dir, CSV.")
+    ] = None,
+    set_: Overrides = None,
+    name: Annotated[
+        Optional[str], typer.Option("--name", help="Run directory name under run.dir (default: <model>-<date>-<time>).")
+    ] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue a run: its directory or a .pt checkpoint.")] = None,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="train.device: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N (default: the recipe's).")
+    ] = None,
 ) -> None:
-    """Train a model; writes runs/<name>/ (config, metrics, checkpoints, model.safetensors)."""
+    """Train a model; writes runs/<name>/ (config, metrics, checkpoints, model.safetensors).
+
+    Shipped recipes: cifar_quick, cifar_resnet_paper, imagenet_resnet_paper (and any TOML file).
+    """
+    from ..console import say
+    from ..tomlio import toml_value
     from ..train import fit, load_config
 
-    overrides = list(set_)
+    overrides = list(set_ or ())
     if recipe is None:
         if resume is None:
             raise ReslabError("give a recipe (e.g. `reslab train cifar_quick --data PATH`) or --resume RUN")
@@ -33,58 +61,50 @@ def train(
         recipe = str(run_dir / "config.toml")
         if not Path(recipe).is_file():
             raise ReslabError(f"{run_dir} has no config.toml; give the recipe the run was started with")
-    if data is not None:
-        overrides.append(f"data.path={_toml_string(data)}")
-    if name is not None:
-        overrides.append(f"run.name={_toml_string(name)}")
+    for key, value in (("data.path", data), ("run.name", name), ("train.device", device)):
+        if value is not None:
+            overrides.append(f"{key}={toml_value(value)}")
     cfg = load_config(recipe, overrides)
     if not cfg.data.path:
         raise ReslabError("no dataset given; pass --data PATH (an image folder, CIFAR batches, an IDX dir or a CSV)")
     history = fit(cfg, resume=resume)
     if history.run_dir is not None:
         best = f"; best {cfg.train.early_stop_metric} {history.best_metric:.2f}" if history.best_metric is not None else ""
-        typer.echo(f"run written to {history.run_dir}{best}")
+        say(f"run written to {history.run_dir}{best}", markup=False)
 
 
-@app.command("eval")
-def eval_(
-    run: Path = typer.Argument(..., help="A run directory, a .pt checkpoint or a model.safetensors."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset path (default: the run's data.path)."),
-    split: str = typer.Option("auto", "--split", help="Split to evaluate: auto, val, test or holdout."),
-    ten_crop: bool = typer.Option(False, "--ten-crop", help="Average the softmax over 10 crops (corners, centre, mirrors)."),
-    flip: bool = typer.Option(False, "--flip", help="Average the softmax over the image and its mirror."),
-    which: str = typer.Option("last", "--which", help="For a run directory: last, best or best_ema weights."),
-    batch_size: int = typer.Option(256, "--batch", help="Evaluation batch size."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/eval)."),
+@app.command("eval-classifier", rich_help_panel=TRAINING)
+def eval_classifier(
+    run: RunPath,
+    data: Annotated[Optional[str], typer.Option("--data", help="Dataset path (default: the run's data.path).")] = None,
+    split: Annotated[EvalSplit, typer.Option(help="Split to evaluate.")] = EvalSplit.auto,
+    ten_crop: Annotated[bool, typer.Option("--ten-crop", help="Average the softmax over 10 crops (corners, centre, mirrors).")] = False,
+    flip: Annotated[bool, typer.Option("--flip", help="Average the softmax over the image and its mirror.")] = False,
+    which: Annotated[Which, typer.Option(help="For a run folder: which weights.")] = Which.last,
+    batch_size: BatchSize = 256,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: RUN/eval).")] = None,
+    device: Device = "auto",
+    as_json: JsonOutput = False,
 ) -> None:
-    """Evaluate a trained model: top-1/top-5, loss, per-class accuracy, confusion matrix (CSV and PNG)."""
+    """Accuracy of a trained classifier: top-1/top-5, loss, per-class accuracy, confusion matrix (CSV and PNG).
+
+    (Retrieval quality of a search index is `reslab eval-retrieval`.)
+    """
+    from ..console import print_json, say
     from ..train.eval_run import run_eval
 
     if ten_crop and flip:
         raise ReslabError("choose one of --ten-crop and --flip")
-    result = run_eval(run, data=data, split=split, tta="ten_crop" if ten_crop else "flip" if flip else "",
-                      which=which, batch_size=batch_size, out=out)
-    typer.echo(
+    result = run_eval(run, data=data, split=split.value, tta="ten_crop" if ten_crop else "flip" if flip else "",
+                      which=which.value, batch_size=batch_size, out=out, device=device)  # fmt: skip
+    if as_json:
+        print_json({**result, "out_dir": str(result["out_dir"]), "confusion": result["confusion"].tolist()})
+        return
+    say(
         f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}  "
-        f"({result['count']} images); written to {result['out_dir']}"
+        f"({result['count']} images); written to {result['out_dir']}",
+        markup=False,
     )
 
 
-@bench_app.command("train")
-def bench_train(
-    model: str = typer.Argument("resnet20", help="Model name (CIFAR ResNet-20 and ResNet-50 are the headline cases)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default 128 at CIFAR size, 32 at 224 px)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Timed steps per contender after 3 warm-up steps (default 30, or 4 at 224 px)."),
-    image_size: int = typer.Option(0, "--image-size", help="Input size (default: the model's own, 32 for CIFAR nets)."),
-    data: Optional[str] = typer.Option(None, "--data", help="An image folder to train on (default: generated JPEGs)."),
-    accuracy_steps: int = typer.Option(0, "--accuracy-steps", help="Also train fp32 and bf16 this many steps and compare loss curves."),
-    out: Path = typer.Option(Path("benchmarks/results"), "--out", help="Folder for bench_train_<model>.json."),
-) -> None:
-    """Training images/s of the engine (in-memory data, bf16, channels_last) against a textbook fp32 loop."""
-    from ..train.bench import run_bench
-
-    run_bench(model, batch=batch, steps=steps, image_size=image_size, data=data, accuracy_steps=accuracy_steps, out=out)
-
-
-def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+alias(app, "eval", eval_classifier, "eval-classifier")

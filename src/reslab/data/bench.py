@@ -11,12 +11,8 @@ Three measurements, all in one process on the same cores:
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import platform
 import shlex
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -25,7 +21,6 @@ import numpy as np
 import torch
 
 from ..errors import ReslabError
-from ..fileio import atomic_write_text
 from .progress import resolve_workers
 
 log = logging.getLogger(__name__)
@@ -172,32 +167,33 @@ def _cifar_images(cifar: Path | None) -> tuple[np.ndarray, str]:
     return split.images[:10_000], str(cifar)
 
 
-def run_bench_data(data: Path | None, cifar: Path | None, workers: int, seconds: float, out: Path, console) -> dict:
-    from rich.table import Table
+def run_bench_data(data: Path | None, cifar: Path | None, workers: int, seconds: float, out: Path | None = None) -> dict:
+    """Measure, print the table, and save OUT/bench_data.json (default: the benchmark results folder)."""
+    from ..console import new_table, print_table, say
+    from ..provenance import save_benchmark
 
     folder = Path(data) if data else find_photo_folder()
     workers = resolve_workers(workers)
     cores = max(1, workers)  # workers=0 decodes in this process: one core
-    console.print(f"photos: {folder}; {workers} decode worker(s); {seconds:g} s per measurement")
+    say(f"photos: {folder}; {workers} decode worker(s); {seconds:g} s per measurement")
     rates = {aug: loader_rate(folder, aug, workers, seconds) for aug in ("imagenet_paper", "rrc")}
     model_rate = resnet18_train_rate(seconds, threads=cores)
     cifar_images, cifar_name = _cifar_images(cifar)
     batched, per_image = cifar_augment_rates(cifar_images, seconds)
 
-    table = Table(title="input pipeline vs model (images/s, same process, same cores)")
-    for col in ("measurement", "images/s", "per core", "vs baseline"):
-        table.add_column(col, justify="left" if col == "measurement" else "right")
+    table = new_table("measurement", "images/s", "per core", "vs baseline", right=("images/s", "per core", "vs baseline"),
+                      title="input pipeline vs model (images/s, same process, same cores)")
     for aug, r in rates.items():
         table.add_row(f"decode+{aug} (224 crops, {workers} workers)", f"{r:.1f}", f"{r / cores:.1f}", f"{r / model_rate:.2f}x ResNet-18")
     table.add_row(f"ResNet-18 train step (batch 32, 224, {workers} threads)", f"{model_rate:.1f}", f"{model_rate / cores:.1f}", "baseline")
     table.add_row("CIFAR batched in-memory augmentation", f"{batched:,.0f}", f"{batched:,.0f}", f"{batched / per_image:.1f}x per-image")
     table.add_row("CIFAR per-image DataLoader (torchvision-style)", f"{per_image:,.0f}", f"{per_image:,.0f}", "baseline")
-    console.print(table)
+    print_table(table)
     command = "reslab bench data " + " ".join(
         [f"--data {shlex.quote(str(folder))}", f"--workers {workers}", f"--seconds {seconds:g}"]
         + ([f"--cifar {shlex.quote(str(cifar))}"] if cifar else [])
     )
-    console.print(f"reproduce: {command}")
+    say(f"reproduce: {command}")
     result = {
         "command": command,
         "photos": str(folder),
@@ -211,13 +207,6 @@ def run_bench_data(data: Path | None, cifar: Path | None, workers: int, seconds:
         "cifar_batched_images_per_s": batched,
         "cifar_per_image_images_per_s": per_image,
         "cifar_batched_over_per_image": batched / per_image,
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,  # other work on the cores
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-    console.print(f"saved {out}")
+    say(f"saved {save_benchmark('bench_data', result, out)}", markup=False)
     return result

@@ -53,7 +53,7 @@ class BadFileLog:
             raise TooManyBadFiles(
                 f"{len(self.bad)} of {self.total} images in {self.what} cannot be decoded "
                 f"(more than max_bad_fraction={self.max_fraction:g}), e.g. {next(iter(self.bad))}; "
-                "run `reslab verify-data` on the folder to list them, then fix or remove them, "
+                "run `reslab data verify` on the folder to list them, then fix or remove them, "
                 "or raise data.max_bad_fraction"
             )
 
@@ -74,5 +74,5 @@ def decode_or_replace(index: int, n: int, decode: Callable[[int], T]) -> tuple[T
             bad.append((str(e.path), e.reason))
     raise TooManyBadFiles(
         f"{len(bad)} consecutive images cannot be decoded, e.g. {bad[0][0]} ({bad[0][1]}); "
-        "run `reslab verify-data` on the folder to list the bad files"
+        "run `reslab data verify` on the folder to list the bad files"
     )

@@ -1,4 +1,4 @@
-"""`reslab verify-data`: decode every image of a dataset, list the bad files, count per split and class."""
+"""`reslab data verify`: decode every image of a dataset, list the bad files, count per split and class."""
 
 from __future__ import annotations
 

@@ -7,8 +7,6 @@ timings. Also timed: `compare` by keypoint matching (pairs/s) and face detection
 
 from __future__ import annotations
 
-import json
-import platform
 import time
 from pathlib import Path
 
@@ -41,22 +39,21 @@ def _images_per_second(embedder, images: list[Image.Image], batch: int = 32) -> 
     return len(images) / (time.perf_counter() - start)
 
 
-def run_features_benchmark(n_images: int, out: Path) -> dict:
+def run_features_benchmark(n_images: int, out: Path | None = None) -> dict:
+    """Measure, print the table, and save OUT/bench_features.json (default: the benchmark results folder)."""
     import torch
-    from rich.console import Console
-    from rich.table import Table
 
-    from ..fileio import atomic_write_text
+    from ..console import new_table, print_table, say, stderr
+    from ..provenance import save_benchmark
     from ..search.embedders import make_embedder
     from .faces import detect_faces
     from .matching import match_images
 
-    console = Console()
     images = sample_images(n_images)
     rows = {}
     for method in ["cnn", "hist", "hog", "orb", "sift"]:
         params = {"vocab_size": 64} if method in ("sift", "orb") else {}
-        with console.status(f"embedding {len(images)} images with {method}"):
+        with stderr().status(f"embedding {len(images)} images with {method}"):
             rows[method] = {"images_per_s": _images_per_second(make_embedder(method, **params), images)}
     baseline = rows["cnn"]["images_per_s"]
     for r in rows.values():
@@ -73,21 +70,18 @@ def run_features_benchmark(n_images: int, out: Path) -> dict:
         detect_faces(im)
     rows["faces"] = {"images_per_s": min(16, len(images)) / (time.perf_counter() - start)}
 
-    table = Table(title=f"reslab bench features ({len(images)} photos of ~512 px, {torch.get_num_threads()} threads)")
-    for col in ("what", "throughput", "vs cnn embedder"):
-        table.add_column(col, justify="right" if col != "what" else "left")
+    table = new_table("what", "throughput", "vs cnn embedder", right=("throughput", "vs cnn embedder"),
+                      title=f"reslab bench features ({len(images)} photos of ~512 px, {torch.get_num_threads()} threads)")
     for name, r in rows.items():
         rate = r.get("images_per_s") or r.get("pairs_per_s")
         unit = "pairs/s" if "pairs_per_s" in r else "images/s"
         table.add_row(name, f"{rate:.1f} {unit}", f"{r['speed_vs_cnn']:.2f}x" if "speed_vs_cnn" in r else "")
-    console.print(table)
+    print_table(table)
     result = {
         "command": f"reslab bench features --images {n_images}",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch_threads": torch.get_num_threads()},
         "images": len(images),
         "baseline": "cnn (efficientnet_lite0, imagenet, batch 32, float32, CPU)",
         "results": {k: {m: round(v, 4) for m, v in r.items()} for k, r in rows.items()},
     }
-    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-    console.print(f"saved {out}")
+    say(f"saved {save_benchmark('bench_features', result, out)}", markup=False)
     return result

@@ -6,8 +6,6 @@ pipeline against the model alone on pre-decoded inputs, approximate indexes agai
 
 from __future__ import annotations
 
-import json
-import platform
 import shutil
 import tempfile
 import time
@@ -15,30 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_text
-
-
-def _machine() -> dict:
-    import os
-
-    import torch
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "platform": platform.platform(),
-        # other processes' load while it ran: on a shared machine, read the ratios, not the absolutes
-        "load_average_1min": os.getloadavg()[0],
-    }
-
-
-def save_result(name: str, result: dict, out_dir: Path = Path("benchmarks/results")) -> Path:
-    path = out_dir / f"{name}.json"
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    return path
 
 
 # -- bench embed ---------------------------------------------------------------------------------
@@ -127,7 +101,6 @@ def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 25
             "pipeline_over_model": pipeline_rate / model_rate,
             "model_paths_images_per_s": paths_rates,
             "model_paths_over_fp32": {k: v / model_rate for k, v in paths_rates.items()},
-            "machine": _machine(),
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -195,5 +168,4 @@ def bench_search(n: int = 200_000, dim: int = 512, queries: int = 1000, k: int =
         "ef_search": ef_search,
         "kinds": results,
         "seconds": time.perf_counter() - t0,
-        "machine": _machine(),
     }

@@ -8,6 +8,7 @@ computed in blocks, so no N x N matrix is held at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -69,3 +70,22 @@ def evaluate_index(index: SearchIndex, ks: list[int]) -> RetrievalScores:
     ids, vectors = index.store.all_vectors()
     items = index.store.items_by_ids(ids)
     return retrieval_scores(vectors, [items[int(i)].label for i in ids], ks)
+
+
+def plot_precision_at_k(rows: list[dict], path: str | Path) -> Path:
+    """precision@k against k, one line per index (rows as `reslab eval-retrieval --json` prints them)."""
+    from ..plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        ks = [int(c[2:]) for c in r if c.startswith("P@")]
+        ax.plot(ks, [r[f"P@{k}"] for k in ks], marker="o", label=f"{r['method']} (mAP {r['mAP']:.3f})")
+    ax.set_xlabel("k")
+    ax.set_ylabel("precision@k")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Retrieval precision, folder labels as relevance")
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -9,9 +9,7 @@ warm-up are timed, from the end of one optimizer step to the end of the last (da
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
 import shlex
 import sys
 import tempfile
@@ -21,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 WARMUP_STEPS = 3
@@ -125,41 +122,38 @@ def engine_run(model_name: str, folder: Path, batch: int, steps: int, size: int,
 
 
 def run_bench(model: str, *, batch: int | None = None, steps: int | None = None, image_size: int = 0,
-              data: str | None = None, accuracy_steps: int = 0, out: Path = Path("benchmarks/results")) -> dict:
-    from rich.console import Console
-    from rich.table import Table
-
+              data: str | None = None, accuracy_steps: int = 0, out: Path | None = None) -> dict:
+    """Measure, print the table, and save OUT/bench_train_MODEL.json (default: the benchmark results folder)."""
+    from ..console import new_table, note, print_table, say
     from ..models import model_entry
+    from ..provenance import save_benchmark
 
     entry = model_entry(model)
     size = image_size or entry.input_size[1]
     small = size <= 64
     batch = batch or (128 if small else 32)
     steps = steps or (30 if small else 4)
-    console = Console()
     with tempfile.TemporaryDirectory(prefix="reslab-bench-") as tmp:
         tmp = Path(tmp)
         if data:
             folder = Path(data)
         else:
             n = batch * (WARMUP_STEPS + max(steps, accuracy_steps)) + batch
-            console.print(f"writing {n} generated {size if small else 256}px JPEGs ...")
+            note(f"writing {n} generated {size if small else 256}px JPEGs ...")
             folder = write_bench_images(tmp / "images", n, size if small else 256)
         mean, std = entry.mean, entry.std
-        console.print(f"textbook fp32 loop: {model}, batch {batch}, {steps} timed steps ...")
+        note(f"textbook fp32 loop: {model}, batch {batch}, {steps} timed steps ...")
         base_speed, _ = textbook_loop(model, folder, batch, steps, size, 10, mean, std)
-        console.print("engine (in-memory data, bf16, channels_last) ...")
+        note("engine (in-memory data, bf16, channels_last) ...")
         engine_speed, _ = engine_run(model, folder, batch, steps, size, "bf16", True, tmp / "runs")
         result = {
             "benchmark": "bench_train", "model": model, "batch": batch, "timed_steps": steps, "image_size": size,
             "textbook_fp32_images_per_s": base_speed, "engine_bf16_channels_last_images_per_s": engine_speed,
             "speedup": engine_speed / base_speed, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "host": platform.node(), "cpu": platform.processor() or platform.machine(),
             "command": "reslab bench train " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "train"] else [model]),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         if accuracy_steps:
-            console.print(f"loss curves, fp32 vs bf16 engine, {accuracy_steps} steps each ...")
+            note(f"loss curves, fp32 vs bf16 engine, {accuracy_steps} steps each ...")
             curves = {}
             for amp in ("off", "bf16"):
                 _, curves[amp] = engine_run(model, folder, batch, accuracy_steps - WARMUP_STEPS, size, amp,
@@ -168,17 +162,14 @@ def run_bench(model: str, *, batch: int | None = None, steps: int | None = None,
             fp32_end, bf16_end = float(np.mean(curves["off"][-window:])), float(np.mean(curves["bf16"][-window:]))
             result.update(accuracy_steps=accuracy_steps, fp32_final_loss=fp32_end, bf16_final_loss=bf16_end,
                           loss_curve_fp32=curves["off"], loss_curve_bf16=curves["bf16"])
-    table = Table(title=f"training throughput: {model}, batch {batch}, {size}px, {torch.get_num_threads()} threads")
-    for col in ("loop", "images/s", "ratio"):
-        table.add_column(col, justify="right" if col != "loop" else "left")
+    table = new_table("loop", "images/s", "ratio", right=("images/s", "ratio"),
+                      title=f"training throughput: {model}, batch {batch}, {size}px, {torch.get_num_threads()} threads")
     table.add_row("textbook fp32 eager (PIL + DataLoader)", f"{base_speed:.1f}", "1.00x")
     table.add_row("engine: in-memory batches, bf16, channels_last", f"{engine_speed:.1f}", f"{result['speedup']:.2f}x")
-    console.print(table)
+    print_table(table)
     if accuracy_steps:
-        console.print(f"mean loss over the last {window} of {accuracy_steps} steps: fp32 {result['fp32_final_loss']:.4f}, "
+        note(f"mean loss over the last {window} of {accuracy_steps} steps: fp32 {result['fp32_final_loss']:.4f}, "
                       f"bf16 {result['bf16_final_loss']:.4f}")
-    console.print(f"reproduce: {result['command']}")
-    path = Path(out) / f"bench_train_{model}.json"
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    console.print(f"saved {path}")
+    say(f"reproduce: {result['command']}")
+    say(f"saved {save_benchmark(f'bench_train_{model}', result, out)}", markup=False)
     return result

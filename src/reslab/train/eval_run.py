@@ -1,4 +1,4 @@
-"""`reslab eval`: evaluate a run or checkpoint on a dataset split and write RUN/eval/."""
+"""`reslab eval-classifier`: evaluate a run or checkpoint on a dataset split and write RUN/eval/."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
+from ..devices import resolve_device
 from ..errors import ReslabError
 from ..fileio import atomic_write_text
 from .evaluate import evaluate
@@ -34,7 +33,7 @@ def run_eval(
     from ..plots import plot_confusion_matrix
 
     run = Path(run)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    dev = resolve_device(device)
     model, config, classes, preprocess = load_run_model(run, dev, which=which)
     fields = dict(config.get("data", {}))
     if data is not None:

@@ -1,0 +1,144 @@
+"""Benchmarks: `reslab bench data | train | embed | search | features`.
+
+Each measures a ratio against a baseline run in the same process and saves its JSON, with the
+command and the machine (`reslab.provenance`), under `--out` (default: $RESLAB_BENCH_RESULTS, else
+benchmarks/results).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import ReslabError
+from .app import bench_app
+from .options import BatchSize, TopK, Workers
+
+ResultsDir = Annotated[
+    Optional[Path],
+    typer.Option("--out", help="Folder for the result JSON (default: $RESLAB_BENCH_RESULTS, else benchmarks/results)."),
+]
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+
+
+@bench_app.command("data")
+def data(
+    data: Annotated[
+        Optional[Path],
+        typer.Option(help="A folder of ~224-pixel-or-larger JPEG photos (train/<class>/*.jpg), e.g. the extracted hymenoptera set."),
+    ] = None,
+    cifar: Annotated[Optional[Path], typer.Option(help="CIFAR data for the in-memory comparison (default: generated 32x32 images).")] = None,
+    workers: Workers = -1,
+    seconds: Annotated[float, typer.Option(min=0.01, help="Seconds to measure each configuration.")] = 10.0,
+    out: ResultsDir = None,
+) -> None:
+    """Decode+augmentation images/s vs ResNet-18 training images/s; batched vs per-image CIFAR augmentation."""
+    from ..data.bench import run_bench_data
+
+    run_bench_data(data=data, cifar=cifar, workers=workers, seconds=seconds, out=out)
+
+
+@bench_app.command("train")
+def train(
+    model: Annotated[str, typer.Argument(help="Model name (CIFAR ResNet-20 and ResNet-50 are the headline cases).")] = "resnet20",
+    batch_size: Annotated[
+        Optional[int], typer.Option("--batch-size", min=1, help="Images per step (default 128 at CIFAR size, 32 at 224 px).")
+    ] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(min=1, help="Timed steps per contender after 3 warm-up steps (default 30, or 4 at 224 px).")
+    ] = None,
+    image_size: Annotated[int, typer.Option(min=0, help="Input size (default: the model's own, 32 for CIFAR nets).")] = 0,
+    data: Annotated[Optional[str], typer.Option(help="An image folder to train on (default: generated JPEGs).")] = None,
+    accuracy_steps: Annotated[
+        int, typer.Option(min=0, help="Also train fp32 and bf16 this many steps and compare loss curves.")
+    ] = 0,
+    out: ResultsDir = None,
+) -> None:
+    """Training images/s of the engine (in-memory data, bf16, channels_last) against a textbook fp32 loop."""
+    from ..train.bench import run_bench
+
+    run_bench(model, batch=batch_size, steps=steps, image_size=image_size, data=data, accuracy_steps=accuracy_steps, out=out)
+
+
+@bench_app.command("embed")
+def embed(
+    src: Annotated[Optional[Path], typer.Argument(help="Folder of images (default: photos made from the bundled samples).")] = None,
+    model: Annotated[str, typer.Option(help="Zoo model.")] = "efficientnet_lite0",
+    n: Annotated[int, typer.Option(min=1, help="Images to embed.")] = 256,
+    batch_size: BatchSize = 32,
+    workers: Workers = 2,
+    onnx: Annotated[bool, typer.Option(help="Also time the ONNX Runtime path.")] = True,
+    out: ResultsDir = None,
+) -> None:
+    """Images/s of the whole embed pipeline vs the model alone (same run), and of fp32/bf16/channels_last/ONNX."""
+    from ..console import say
+    from ..data.progress import resolve_workers
+    from ..provenance import save_benchmark
+    from ..search.bench import bench_embed
+    from .search import quiet_faiss
+
+    quiet_faiss()
+    workers = resolve_workers(workers)
+    r = bench_embed(src, model=model, n=n, batch_size=batch_size, workers=workers, onnx=onnx)
+    r["command"] = ("reslab bench embed" + (f" {src}" if src else "")
+                    + f" --model {model} --n {n} --batch-size {batch_size} --workers {workers}")  # fmt: skip
+    path = save_benchmark("bench_embed", r, out)
+    say(f"{r['command']}\n  {r['images']} images ({r['source']})", markup=False)
+    say(f"  pipeline (walk+decode+model+index): {r['pipeline_images_per_s']:.1f} images/s")
+    say(f"  model alone on pre-decoded inputs:   {r['model_only_images_per_s']:.1f} images/s")
+    say(f"  pipeline / model = {r['pipeline_over_model']:.2f}x")
+    for name, rate in r["model_paths_images_per_s"].items():
+        say(f"  {name:>14}: {rate:7.1f} images/s ({r['model_paths_over_fp32'][name]:.2f}x fp32)")
+    say(f"saved {path}", markup=False)
+
+
+@bench_app.command("search")
+def search(
+    n: Annotated[int, typer.Option(min=1, help="Vectors in the collection.")] = 200_000,
+    dim: Annotated[int, typer.Option(min=1, help="Dimension.")] = 512,
+    queries: Annotated[int, typer.Option(min=1, help="Query vectors.")] = 1000,
+    k: TopK = 10,
+    nprobe: Annotated[int, typer.Option(min=1, help="IVF cells searched per query.")] = 16,
+    ef_search: Annotated[int, typer.Option(min=1, help="HNSW candidate list per query.")] = 64,
+    kinds: Annotated[
+        str, typer.Option(help="Index kinds to measure, comma-separated (flat is always measured: it is the baseline).")
+    ] = "flat,ivf,hnsw",
+    out: ResultsDir = None,
+) -> None:
+    """Recall@k against exact search and ms/query (batch and single) of flat, IVF and HNSW on clustered vectors."""
+    from ..console import say
+    from ..provenance import save_benchmark
+    from ..search.bench import bench_search
+    from .search import quiet_faiss
+
+    quiet_faiss()
+    chosen = ["flat"] + [x.strip() for x in kinds.split(",") if x.strip() and x.strip() != "flat"]
+    for kind in chosen:
+        if kind not in INDEX_KINDS:
+            raise ReslabError(f"--kinds: unknown index kind '{kind}'; choose from {', '.join(INDEX_KINDS)}")
+    r = bench_search(n=n, dim=dim, queries=queries, k=k, kinds=tuple(chosen), nprobe=nprobe, ef_search=ef_search)
+    r["command"] = (f"reslab bench search --n {n} --dim {dim} --queries {queries} -k {k} --nprobe {nprobe} "
+                    f"--ef-search {ef_search} --kinds {','.join(chosen)}")  # fmt: skip
+    name = "bench_search" if n == 200_000 and dim == 512 else f"bench_search_{n}x{dim}"
+    if chosen != list(INDEX_KINDS):
+        name += "_" + "-".join(chosen)
+    path = save_benchmark(name, r, out)
+    say(f"{r['command']}\n  {n} x {dim} clustered vectors, {queries} queries, k={k}", markup=False)
+    say(f"  {'kind':>5}  {'recall@k':>8}  {'batch ms/q':>10}  {'single ms/q':>11}  {'vs flat':>7}  {'build s':>7}")
+    for kind, v in r["kinds"].items():
+        say(f"  {kind:>5}  {v['recall_at_k']:8.3f}  {v['batch_ms_per_query']:10.3f}  {v['single_ms_per_query']:11.3f}  "
+            f"{v['single_speedup_vs_flat']:6.1f}x  {v['build_s']:7.1f}")  # fmt: skip
+    say(f"saved {path}", markup=False)
+
+
+@bench_app.command("features")
+def features(
+    images: Annotated[int, typer.Option(min=4, help="Photos to embed per method (skimage sample photos, cycled and varied).")] = 64,
+    out: ResultsDir = None,
+) -> None:
+    """Throughput of the classical embedders, pair matching and face detection, as ratios to the CNN embedder."""
+    from ..features.bench import run_features_benchmark
+
+    run_features_benchmark(images, out)

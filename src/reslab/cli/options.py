@@ -1,0 +1,67 @@
+"""The shared vocabulary of the command line: one name, one meaning, in every command.
+
+A command takes these as `Annotated` aliases with its own default, e.g.
+
+    def predict(..., batch_size: BatchSize = 32, device: Device = "auto", as_json: JsonOutput = False):
+
+so that `--batch-size`, `--device`, `--json`, `-k/--top-k`, `--workers`, `--weights`, `--set`,
+`--seed` read and behave the same wherever they appear. `tests/cli/test_vocabulary.py` walks every
+command's options and fails when a command spells one of these differently (`--batch`, a `-k` that
+is not an integer, a `--json` that writes anything but one JSON document to stdout).
+
+Nothing here imports torch: `reslab --help` must stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+# --- the one default policy for devices: `auto` is CUDA when a GPU is there, else the CPU
+DEVICE_HELP = "auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."
+Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+
+# --- one JSON document on stdout (logs, progress and "wrote ..." lines go to stderr)
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout instead of tables.")]
+
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")]
+
+# -k is always one integer; several cut-offs are --cutoffs 1,5,10
+TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many results.")]
+
+WORKERS_HELP = "Decode processes: N, 0 = in this process, -1 = one per core (at most 8)."
+Workers = Annotated[int, typer.Option("--workers", min=-1, help=WORKERS_HELP)]
+
+Weights = Annotated[
+    Optional[str],
+    typer.Option("--weights", "-w", help="A weights tag such as imagenet, or a .pth/.safetensors file."),
+]
+
+Overrides = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a config key, e.g. --set optim.lr=0.05 (repeatable)."),
+]
+
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+
+# --- arguments
+ModelName = Annotated[str, typer.Argument(help="A zoo model name (see `reslab models`).")]
+ModelOrRun = Annotated[
+    str, typer.Argument(help="A zoo model name (see `reslab models`), or a run folder / checkpoint from `reslab train`.")
+]
+IndexPath = Annotated[Path, typer.Argument(help="An index folder made by `reslab embed`.")]
+RunPath = Annotated[Path, typer.Argument(help="A run folder, a .pt checkpoint or a model.safetensors.")]
+
+# The option names above, for the vocabulary test and for readers: a new command reuses them.
+SHARED_OPTIONS = {
+    "--device": "str: auto | cpu | cuda | cuda:N",
+    "--json": "flag: one JSON document on stdout",
+    "--batch-size": "int >= 1",
+    "--top-k/-k": "int >= 1",
+    "--workers": "int: N, 0 in-process, -1 one per core",
+    "--weights/-w": "tag or file",
+    "--set": "key=value, repeatable",
+    "--seed": "int",
+}

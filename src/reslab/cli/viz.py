@@ -1,0 +1,51 @@
+"""Look inside a network: `reslab viz features | filters`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .app import viz_app
+from .options import Device, ModelOrRun, Weights
+
+
+@viz_app.command("features")
+def features(
+    model: ModelOrRun,
+    image: Annotated[Path, typer.Argument(help="The image to look at.")],
+    layer: Annotated[str, typer.Option(help="The stage whose feature maps to draw (the model's feature_names).")] = "layer1",
+    weights: Weights = None,
+    top: Annotated[int, typer.Option(min=1, help="How many of the most active channels to draw.")] = 16,
+    out: Annotated[Optional[Path], typer.Option(help="PNG to write (default features-<layer>.png).")] = None,
+    device: Device = "auto",
+) -> None:
+    """Draw the most active feature maps of one image at one stage."""
+    from ..console import say
+    from ..devices import resolve_device
+    from ..imageio import load_image
+    from ..report.evaluation import display_image
+    from ..viz import plot_feature_maps, resolve_model
+
+    dev = resolve_device(device)
+    net, preprocess, _ = resolve_model(model, weights, device=dev)
+    img = load_image(image, mode="RGB", min_size=preprocess.resize)
+    x = preprocess(img).to(dev)
+    path = plot_feature_maps(net, x, layer, out or Path(f"features-{layer}.png"),
+                             image=display_image(x.cpu(), preprocess.mean, preprocess.std), top=top)  # fmt: skip
+    say(f"wrote {path}", markup=False)
+
+
+@viz_app.command("filters")
+def filters(
+    model: ModelOrRun,
+    weights: Weights = None,
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("filters.png"),
+) -> None:
+    """Draw the first convolution's filters."""
+    from ..console import say
+    from ..viz import plot_first_layer_filters, resolve_model
+
+    net, _, _ = resolve_model(model, weights)
+    say(f"wrote {plot_first_layer_filters(net, out)}", markup=False)
