@@ -53,3 +53,27 @@ def test_resolved_config_round_trips(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(config_to_toml(cfg))
     assert load_config(path) == cfg
+
+
+def test_command_line_length_replaces_the_recipes_with_a_notice(caplog):
+    # issue 12, defect 5: --set train.epochs=5 on a recipe with train.steps was silently ignored
+    with caplog.at_level("WARNING"):
+        cfg = load_config("imagenet_resnet_paper", ["train.epochs=5"])
+    assert (cfg.train.epochs, cfg.train.steps) == (5.0, 0)
+    assert "train.epochs=5 from the command line replaces train.steps=600000 from the recipe" in caplog.text
+    cfg = load_config("cifar_quick", ["train.steps=100"])  # and the other way round
+    assert (cfg.train.epochs, cfg.train.steps) == (0.0, 100)
+
+
+def test_two_training_lengths_from_one_place_are_an_error(tmp_path):
+    both = "train\\.epochs \\(5\\) and train\\.steps \\(100\\) both set the training length; keep one"
+    with pytest.raises(ReslabError, match=both):
+        load_config(None, ["train.epochs=5", "train.steps=100"])
+    recipe = tmp_path / "both.toml"
+    recipe.write_text("[train]\nepochs = 5\nsteps = 100\n")
+    with pytest.raises(ReslabError, match=both):
+        load_config(recipe)
+    from reslab.train.config import replace
+
+    with pytest.raises(ReslabError, match=both):
+        replace(load_config(None, ["train.steps=100"]), train={"epochs": 5})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from ..errors import ReslabError
 from ..data import DataConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,13 @@ class TrainSection:
     early_stop_patience: int = 0  # stop after this many evaluations without a better metric (0 = never)
     dist_timeout: int = 600  # seconds a process waits for the others before failing (DDP)
 
+    def __post_init__(self):
+        if _positive(self.epochs) and _positive(self.steps):
+            raise ReslabError(
+                f"train.epochs ({self.epochs:g}) and train.steps ({self.steps}) both set the training length; "
+                "keep one and set the other to 0 (e.g. --set train.steps=0)"
+            )
+
 
 @dataclass(frozen=True)
 class RunSection:
@@ -138,12 +148,35 @@ def load_config(recipe: str | Path | None = None, overrides: typing.Sequence[str
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ReslabError(f"recipe {path} is not valid TOML ({e}); fix the line it names") from None
+    overridden = set()
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ReslabError(f"override '{item}' is not of the form key=value, e.g. optim.lr=0.05")
         _set_dotted(raw, key.strip(), _parse_value(value.strip()))
+        overridden.add(key.strip())
+    _one_training_length(raw, overridden)
     return config_from_dict(raw)
+
+
+def _one_training_length(raw: dict, overridden: set[str]) -> None:
+    """train.epochs and train.steps both set the length of a run. When an override sets one of them
+    and the recipe the other, the override wins and the recipe's is dropped, with a notice; when
+    both come from the same place, TrainSection refuses them."""
+    train = raw.get("train")
+    if not isinstance(train, dict) or not (_positive(train.get("epochs")) and _positive(train.get("steps"))):
+        return
+    given = [k for k in ("epochs", "steps") if f"train.{k}" in overridden]
+    if len(given) != 1:
+        return
+    keep, drop = given[0], "steps" if given[0] == "epochs" else "epochs"
+    log.warning("train.%s=%s from the command line replaces train.%s=%s from the recipe (one of them sets the "
+                "training length)", keep, train[keep], drop, train[drop])
+    train[drop] = 0
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def config_from_dict(raw: dict) -> TrainConfig:
