@@ -55,6 +55,7 @@ def test_embed_search_duplicates_eval_from_the_cli(hymenoptera_root, tmp_path, c
         (["search", "{index}", "id:1", "--method", "hog"], ["cnn", "hog"]),
         (["embed", "{photos}", "--out", "{index}", "--model", "resnet18"], ["efficientnet_lite0", "resnet18"]),
         (["search", "{index}", "id:999", "-k", "3"], ["999"]),
+        (["search", "{index}", f"id:{2**64}", "-k", "3"], [str(2**64)]),  # beyond SQLite's integers
         (["search", "{index}", "nowhere.jpg"], ["nowhere.jpg"]),
         (["search", "{photos}", "id:1"], ["not a reslab index"]),
     ],

@@ -107,6 +107,13 @@ def test_non_images_get_415_with_a_message(client, payload):
     r = client.post("/api/search", files={"image": ("notes.png", payload, "image/png")})
     assert r.status_code == 415
     assert "notes.png" in r.json()["detail"] and "upload a JPEG" in r.json()["detail"]
+    assert " object at 0x" not in r.json()["detail"]  # no Python object reprs in messages
+
+
+@pytest.mark.parametrize("offset", [12, 13, 2**63 - 1, 2**63, 10**40])
+def test_offsets_past_the_end_give_an_empty_page(client, offset):
+    r = client.get("/api/items", params={"offset": offset})
+    assert r.status_code == 200 and r.json() == {"total": 12, "offset": offset, "items": []}
 
 
 def test_missing_upload_and_bad_k_are_422(client):
@@ -115,7 +122,7 @@ def test_missing_upload_and_bad_k_are_422(client):
     assert client.post("/api/search", files={"image": ("q.jpg", upload)}, data={"k": "0"}).status_code == 422
 
 
-@pytest.mark.parametrize("item_id", [0, 999, -1])
+@pytest.mark.parametrize("item_id", [0, 999, -1, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**40])
 def test_unknown_ids_are_404(client, item_id):
     assert client.get(f"/api/image/{item_id}").status_code == 404
     assert client.get(f"/api/items/{item_id}/similar").status_code == 404

@@ -79,6 +79,13 @@ class NewItem:
 
 
 ITEM_COLUMNS = "id, path, size, mtime, sha256, label, width, height"
+SQLITE_INT_RANGE = range(-(2**63), 2**63)  # what an SQLite INTEGER holds; a larger id can name no item
+
+
+def _storable_id(item_id) -> int | None:
+    """`item_id` as an int SQLite can bind, or None when it is out of range (so it names no item)."""
+    item_id = int(item_id)
+    return item_id if item_id in SQLITE_INT_RANGE else None
 
 
 class VectorStore:
@@ -117,7 +124,10 @@ class VectorStore:
         return self.db.execute("SELECT path, reason FROM bad ORDER BY path").fetchall()
 
     def item(self, item_id: int) -> Item | None:
-        row = self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ?", (int(item_id),)).fetchone()
+        item_id = _storable_id(item_id)
+        if item_id is None:
+            return None
+        row = self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
         return Item(*row) if row else None
 
     def item_by_path(self, path: str) -> Item | None:
@@ -125,7 +135,7 @@ class VectorStore:
         return Item(*row) if row else None
 
     def items_by_ids(self, ids: Iterable[int]) -> dict[int, Item]:
-        ids = [int(i) for i in ids]
+        ids = [i for i in map(_storable_id, ids) if i is not None]
         out = {}
         for start in range(0, len(ids), 500):  # SQLite caps the number of bound parameters
             part = ids[start : start + 500]
@@ -139,7 +149,8 @@ class VectorStore:
             yield Item(*row)
 
     def vector(self, item_id: int) -> np.ndarray:
-        row = self.db.execute("SELECT shard, row FROM items WHERE id = ?", (int(item_id),)).fetchone()
+        storable = _storable_id(item_id)
+        row = None if storable is None else self.db.execute("SELECT shard, row FROM items WHERE id = ?", (storable,)).fetchone()
         if row is None:
             raise ReslabError(f"no item with id {item_id} in the index {self.dir}")
         return self._shard(row[0])[row[1]].copy()

@@ -24,7 +24,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import ReslabError
 from ..imageio import _convert as convert_decoded
@@ -67,6 +67,8 @@ def decode_upload(data: bytes) -> Image.Image:
             im.load()
             # the same conversions as files on disk: CMYK, palette, 16-bit, alpha on white
             return convert_decoded(im, "RGB")
+    except UnidentifiedImageError:
+        raise ValueError("its bytes are not in any image format Pillow reads") from None
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"the upload is not an image Pillow can decode ({e})") from None
 
@@ -149,7 +151,7 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
         return await call_next(request)
 
     async def known_item(item_id: int):
-        if item_id < 0:
+        if not 0 <= item_id < 2**63:  # ids are SQLite integers: anything outside names no image
             raise HTTPException(404, f"no indexed image has id {item_id}")
         try:
             return await worker.run(lambda ix: ix.item(item_id))
@@ -182,7 +184,9 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
     @app.get("/api/items", summary="Browse the indexed images, in id order")
     async def items(offset: int = Query(0, ge=0), limit: int = Query(48, ge=1, le=500)) -> dict:
         def page_of(ix):
-            return len(ix), [item_json(it) for it in itertools.islice(ix.items(), offset, offset + limit)]
+            total = len(ix)
+            start = min(offset, total)  # an offset past the end is an empty page, however large
+            return total, [item_json(it) for it in itertools.islice(ix.items(), start, start + limit)]
 
         total, listed = await worker.run(page_of)
         return {"total": total, "offset": offset, "items": listed}
