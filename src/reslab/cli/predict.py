@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from ..errors import ReslabError
 from .app import MODELS, app
-from .options import BatchSize, Device, JsonOutput, ModelOrRun, Weights
+from .options import BatchSize, Device, JsonOutput, Weights
 
 
 @app.command(rich_help_panel=MODELS)
 def predict(
-    model: ModelOrRun,
-    images: Annotated[list[Path], typer.Argument(help="Image files, or folders of images.")],
+    args: Annotated[list[str], typer.Argument(
+        metavar="[MODEL] IMAGES...",
+        help="A zoo model name (see `reslab models`) or a run folder / checkpoint from `reslab train`, then image files "
+        "or folders; with --run, only the images.")],
+    run: Annotated[Optional[Path], typer.Option(
+        "--run", help="A run folder (or checkpoint) from `reslab train`: classify with the trained network and its classes.")] = None,
     weights: Weights = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to show per image.")] = 5,
     batch_size: BatchSize = 32,
@@ -36,6 +40,14 @@ def predict(
 
     if as_json:
         logging.getLogger("reslab").setLevel(logging.WARNING)  # keep stdout pure JSON
+    if run is not None:
+        if not run.exists():
+            raise ReslabError(f"--run {run} does not exist; give a run folder written by `reslab train`")
+        model, images = str(run), [Path(a) for a in args]
+    else:
+        model, images = args[0], [Path(a) for a in args[1:]]
+        if not images:
+            raise ReslabError(f"no images given after the model '{model}'; e.g. `reslab predict {model} photo.jpg`, or `reslab predict --run RUN photo.jpg`")
     paths = expand_images(images)
     net, labels, preprocess, source = load_predictor(model, weights, resolve_device(device))
 

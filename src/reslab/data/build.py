@@ -38,6 +38,7 @@ class Data:
     eval_split: str  # which split evaluates: val | test | holdout | none
     format: str
     make_eval: Callable[[str | None], object] | None = field(default=None, repr=False)  # views -> an eval loader
+    holdout_files: tuple[str, ...] | None = None  # the held-out validation files, when the split was made here
     _tta: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -73,8 +74,11 @@ def select_splits(source: Source, cfg: DataConfig) -> tuple[object, object | Non
     """(train split, eval split or None, eval split name) after hold-out and per-class limits."""
     train = source.splits["train"]
     holdout = None
-    if cfg.val_fraction > 0:
-        keep, held = stratified_holdout(train.labels, cfg.val_fraction, cfg.split_seed)
+    fraction = cfg.val_fraction
+    if not fraction and cfg.auto_holdout > 0 and cfg.eval_split == "auto" and not {"val", "test"} & set(source.splits):
+        fraction = cfg.auto_holdout  # a folder of class subfolders only: make the validation split
+    if fraction > 0:
+        keep, held = stratified_holdout(train.labels, fraction, cfg.split_seed)
         train, holdout = train.subset(keep), train.subset(held)
     if cfg.limit_per_class > 0:
         train = train.subset(per_class_subset(train.labels, cfg.limit_per_class, cfg.split_seed))
@@ -160,6 +164,7 @@ def build_data(
     total_files = len(train) + (len(evaluation) if evaluation is not None else 0)
     bad_log = BadFileLog(total_files, cfg.max_bad_fraction, str(source.root))
     in_memory = _decide_in_memory(cfg, train)
+    holdout_files = tuple(str(p) for p in evaluation.paths) if eval_name == "holdout" and isinstance(evaluation, FileSplit) else None
     eval_bs = cfg.eval_batch_size or batch_size
     workers = resolve_workers(cfg.workers)
 
@@ -195,6 +200,7 @@ def build_data(
         classes=list(source.classes), num_channels=cfg.channels, mean=_fit(mean, cfg.channels), std=_fit(std, cfg.channels),
         train=train_loader, eval=make_eval(None) if evaluation is not None else None, in_memory=in_memory,
         eval_split=eval_name, format=source.format, make_eval=make_eval if evaluation is not None else None,
+        holdout_files=holdout_files,
     )  # fmt: skip
     log.info(
         "data: %s %s, %d classes, %d train / %d %s images, %s",

@@ -17,6 +17,7 @@ class DataConfig:
     path: str = ""  # image folder / cifar-10-batches-py dir / IDX dir / CSV file
     format: str = "auto"  # auto | folder | cifar | mnist | csv
     val_fraction: float = 0.0  # seeded, class-stratified hold-out from train when > 0 (0.1 = the paper's 45k/5k)
+    auto_holdout: float = 0.0  # when the data has no val/ or test/ split: hold out this fraction per class (seeded by split_seed)
     split_seed: int = 0  # seeds the hold-out and limit_per_class, independent of the training seed
     eval_split: str = "auto"  # auto | val | test | holdout | none; auto = holdout if val_fraction > 0, else val, else test
     augment: str = "cifar_paper"  # imagenet_paper | rrc | cifar_paper | none
@@ -55,6 +56,8 @@ class DataConfig:
         _check_choice("in_memory", self.in_memory, IN_MEMORY)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ReslabError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}; use e.g. 0.1")
+        if not 0.0 <= self.auto_holdout < 1.0:
+            raise ReslabError(f"data.auto_holdout must be in [0, 1), got {self.auto_holdout}; use e.g. 0.2")
         if self.channels not in (1, 3):
             raise ReslabError(f"data.channels must be 1 or 3, got {self.channels}")
         if self.image_size < 1 or self.eval_resize < 0:

@@ -42,6 +42,7 @@ class OptimConfig:
     eps: float = 1e-8  # AdamW
     weight_decay: float = 1e-4  # L2 (SGD) or decoupled (AdamW)
     no_decay_norm_bias: bool = False  # exempt BatchNorm weights and all biases from weight decay
+    backbone_lr_scale: float = 1.0  # every parameter outside the classifier trains at lr * this (discriminative fine-tuning)
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,9 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class TrainSection:
-    epochs: float = 0.0  # training length in epochs; or
+    epochs: float = 0.0  # training length in epochs (0 with finetune.auto: fitted to the data's size); or
     steps: int = 0  # training length in optimizer steps (iterations); takes precedence when > 0
-    batch_size: int = 128  # per process; global batch = batch_size * world_size * accum_steps
+    batch_size: int = 128  # per process; global batch = batch_size * world_size * accum_steps; 0 = fitted to the data (finetune.auto)
     accum_steps: int = 1  # gradient accumulation: micro-batches per optimizer step
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup (0 = off)
@@ -84,6 +85,25 @@ class TrainSection:
     early_stop_metric: str = "val_top1"  # the metric that picks best.pt and early stopping
     early_stop_patience: int = 0  # stop after this many evaluations without a better metric (0 = never)
     dist_timeout: int = 600  # seconds a process waits for the others before failing (DDP)
+    bn: str = "train"  # train | frozen | auto: frozen keeps BatchNorm statistics fixed; auto freezes them for pretrained weights below batch 32
+    class_balance: str = "off"  # off | loss | auto: loss weights 1/count per class; auto when the largest class is > 1.5x the smallest
+    keep_best: bool = False  # model.safetensors gets best.pt's weights (early stopping's pick), not the last ones
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Transfer learning from pretrained weights (the `finetune` recipe); see train/transfer.py."""
+
+    auto: bool = False  # fit batch size, epochs and in-memory decoding to the data; use the weights' own normalisation
+    probe_steps: int = 0  # full-batch steps of a linear probe on cached frozen-backbone features before fine-tuning (0 = none)
+    probe_views: int = 4  # augmented views of each training image whose features the probe caches (plus the plain one)
+    probe_lr: float = 0.05  # AdamW learning rate of the probe
+    probe_weight_decay: float = 1e-3  # L2 of the probe when there is no validation split to choose it on
+    frozen_stages: int = 0  # the first N stages of the backbone (model.feature_names, strides 2, 4, 8, ...) stay frozen
+    images_per_run: int = 4000  # auto: epochs = this / training images, within [min_epochs, max_epochs]
+    min_epochs: int = 4
+    max_epochs: int = 30
+    max_batch_size: int = 32  # auto: the batch is the largest power of two <= this and <= a quarter of the training set
 
     def __post_init__(self):
         if _positive(self.epochs) and _positive(self.steps):
@@ -109,6 +129,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainSection = field(default_factory=TrainSection)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     run: RunSection = field(default_factory=RunSection)
 
     def to_dict(self) -> dict:

@@ -11,6 +11,7 @@ the weights of an uninterrupted run on CPU.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import signal
@@ -27,6 +28,7 @@ from ..data.loaders import derive_seed
 from ..errors import ReslabError
 from ..fileio import atomic_write_text
 from . import checkpoint as ckpt_io
+from . import transfer
 from .config import TrainConfig, config_to_toml, replace
 from .distributed import DistInfo, all_reduce_sum, average_buffers, barrier, broadcast_object, init_distributed
 from .ema import ModelEma
@@ -54,6 +56,7 @@ class History:
     stopped_early: bool = False
     interrupted: bool = False
     final_eval: dict | None = None  # evaluation with train.eval_tta views, when set
+    probe: dict | None = None  # the linear probe's result (finetune.probe_steps > 0)
     model: nn.Module | None = None  # the trained model (final weights; not wrapped by DDP or compile)
 
 
@@ -167,9 +170,11 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
     device = resolve_device(cfg.train.device, info)
     amp = resolve_amp(cfg.train.amp, device)
     torch.manual_seed(cfg.train.seed)
+    adapted = {}
     if data is None:
         from ..data import build_data
 
+        cfg, adapted = transfer.adapt_to_data(cfg, info.world_size)
         data = build_data(cfg.data, cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
                           world_size=info.world_size, device=device, channels_last=cfg.train.channels_last)
     classes = list(data.classes)
@@ -190,6 +195,11 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif info.is_main:
             log.warning("model.sync_bn needs CUDA (PyTorch's SyncBatchNorm is GPU-only); keeping per-process BatchNorm")
+    weights = transfer.class_weights(transfer.train_labels(data), cfg.model.num_classes, cfg.train.class_balance)
+    probe = None
+    transfer.freeze_stages(model, cfg.finetune.frozen_stages)
+    if cfg.finetune.probe_steps > 0 and resume_state is None:
+        probe = transfer.linear_probe(model, data, cfg, device, amp, weights)
     ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
 
     accum = max(1, cfg.train.accum_steps)
@@ -233,6 +243,16 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
     run_dir = Path(run_dir)
     meta = base_meta(cfg.train.seed, info.world_size, device)
     meta.update(amp=amp, total_steps=total_steps, steps_per_epoch=steps_per_epoch, global_batch=global_batch, lr=base_lr)
+    bn_frozen = transfer.bn_frozen(cfg, cfg.train.batch_size)
+    meta.update(bn_frozen=bn_frozen, class_weights=transfer.describe_balance(weights, classes))
+    if adapted:
+        meta["adapted_to_data"] = adapted
+    if probe is not None:
+        meta["linear_probe"] = probe
+    if info.is_main and getattr(data, "holdout_files", None) is not None:
+        atomic_write_text(run_dir / "split.json", json.dumps(
+            {"split_seed": cfg.data.split_seed, "fraction": cfg.data.val_fraction or cfg.data.auto_holdout,
+             "val": sorted(data.holdout_files)}, indent=1) + "\n")  # fmt: skip
     if info.is_main:
         write_meta(run_dir, {**meta, "status": "running", "resumed_from": str(resume) if resume else None})
 
@@ -244,7 +264,8 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
 
     preprocess = preprocess_for(cfg_dict, data.mean, data.std)
     ctx = _Context(cfg, info, device, amp, data, model, train_model, optimizer, schedule, scaler, ema, state,
-                   run_dir, classes, total_steps, steps_per_epoch, accum, preprocess, on_step)
+                   run_dir, classes, total_steps, steps_per_epoch, accum, preprocess, on_step,
+                   class_weights=weights, bn_frozen=bn_frozen)
     history = History(run_dir=run_dir)
     tb = TensorBoard(run_dir / "tb" if info.is_main and cfg.run.tensorboard else None)
     progress = Progress(info.is_main and cfg.run.progress, total_steps, state.step)
@@ -275,6 +296,9 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
         raise
     progress.close()
 
+    if cfg.train.keep_best and state.best_metric is not None and (run_dir / "checkpoints" / "best.pt").is_file():
+        model.load_state_dict(ckpt_io.load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"])
+        log.info("keeping the best weights (epoch %s, %s %.2f)", state.best_epoch, cfg.train.early_stop_metric, state.best_metric)
     if cfg.train.eval_tta and data.eval is not None:
         tta = evaluate(model, data.eval_tta(cfg.train.eval_tta), device, num_classes=cfg.model.num_classes,
                        amp=amp, channels_last=cfg.train.channels_last, dist_info=info, keep_predictions=False)
@@ -291,6 +315,7 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
     barrier(info)
     history.rows, history.best_metric, history.best_epoch = state.rows, state.best_metric, state.best_epoch
     history.model = model
+    history.probe = probe
     return history
 
 
@@ -323,6 +348,8 @@ class _Context:
     preprocess: object
     on_step: object = None
     step_start_rng: dict | None = None
+    class_weights: torch.Tensor | None = None  # per-class loss weights (train.class_balance)
+    bn_frozen: bool = False  # BatchNorm statistics fixed while training (train.bn)
 
     def checkpoint_state(self, rng: dict | None = None) -> dict:
         return {
@@ -363,7 +390,7 @@ def train_step(ctx: _Context, micro_batches: list) -> tuple[float, float, int]:
         with ctx.train_model.no_sync() if not sync and hasattr(ctx.train_model, "no_sync") else contextlib.nullcontext():
             with autocast(ctx.device, ctx.amp):
                 outputs = ctx.train_model(images)
-            loss = classification_loss(outputs, targets, t.label_smoothing, t.aux_weight)
+            loss = classification_loss(outputs, targets, t.label_smoothing, t.aux_weight, ctx.class_weights)
             with torch.no_grad():
                 hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
                 correct = (main_logits(outputs).argmax(dim=1) == hard).sum()
@@ -392,6 +419,7 @@ def train_one_epoch(ctx: _Context, tb: TensorBoard, progress: Progress) -> bool:
     """Train from the current position to the end of the epoch (or of training); True at an epoch end."""
     cfg, state = ctx.cfg, ctx.state
     ctx.train_model.train()
+    transfer.freeze_bn(ctx.model, only_frozen=not ctx.bn_frozen)
     if hasattr(ctx.data.train, "set_epoch"):
         ctx.data.train.set_epoch(state.epoch)
     epoch_batches = ctx.steps_per_epoch * ctx.accum

@@ -24,8 +24,25 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def discriminative_groups(model: nn.Module, groups: list[dict], backbone_lr_scale: float) -> list[dict]:
+    """Split each group into the classifier's parameters (lr_scale 1) and the rest (lr_scale
+    `backbone_lr_scale`): a pretrained backbone moves less than the new head (ULMFiT, Howard & Ruder 2018)."""
+    if backbone_lr_scale == 1.0 or not hasattr(model, "get_classifier"):
+        return groups
+    head = {id(p) for p in model.get_classifier().parameters()}
+    out = []
+    for g in groups:
+        for scale, params in ((1.0, [p for p in g["params"] if id(p) in head]),
+                              (backbone_lr_scale, [p for p in g["params"] if id(p) not in head])):  # fmt: skip
+            if params:
+                out.append({**g, "params": params, "lr_scale": scale})
+    return out
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_norm_bias)
+    groups = discriminative_groups(model, param_groups(model, cfg.weight_decay, cfg.no_decay_norm_bias), cfg.backbone_lr_scale)
+    for g in groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.name == "adamw":
@@ -34,5 +51,6 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.opti
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the scheduled lr; a group with an `lr_scale` (discriminative fine-tuning) gets lr * its scale."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
