@@ -89,6 +89,13 @@ class TrainSection:
     class_balance: str = "off"  # off | loss | auto: loss weights 1/count per class; auto when the largest class is > 1.5x the smallest
     keep_best: bool = False  # model.safetensors gets best.pt's weights (early stopping's pick), not the last ones
 
+    def __post_init__(self):
+        if _positive(self.epochs) and _positive(self.steps):
+            raise ReslabError(
+                f"train.epochs ({self.epochs:g}) and train.steps ({self.steps}) both set the training length; "
+                "keep one and set the other to 0 (e.g. --set train.steps=0)"
+            )
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -104,13 +111,6 @@ class FinetuneConfig:
     min_epochs: int = 4
     max_epochs: int = 30
     max_batch_size: int = 32  # auto: the batch is the largest power of two <= this and <= a quarter of the training set
-
-    def __post_init__(self):
-        if _positive(self.epochs) and _positive(self.steps):
-            raise ReslabError(
-                f"train.epochs ({self.epochs:g}) and train.steps ({self.steps}) both set the training length; "
-                "keep one and set the other to 0 (e.g. --set train.steps=0)"
-            )
 
 
 @dataclass(frozen=True)
