@@ -1,10 +1,17 @@
 """One sweep over every registered model: forward, backward, and the feature API contract.
 
-Inputs are small (batch 2; 32x32 for CIFAR nets, 64x64 for ImageNet nets) so the whole zoo,
-resnet1202 and preact_resnet1001 included, runs in well under a minute on two cores.
+Inputs are small (batch 2; 32x32 for CIFAR nets, 64x64 for ImageNet nets; ViTs are built for that
+size, their position embeddings being sized by `image_size`; Inception v3 gets 299x299, the least
+its training-mode auxiliary head takes) so the whole zoo, resnet1202 and preact_resnet1001
+included, runs in about a minute on two cores. Models of more than HUGE parameters (ViT-H/14) run
+on the meta device: shapes and a gradient reaching every parameter, not values (their values are
+checked against torchvision's in test_conformance.py), so that 5 GB of weights and gradients are
+not allocated in a unit test.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import pytest
 import torch
@@ -14,37 +21,67 @@ from reslab.models import create_model, list_models, model_entry
 from reslab.models.features import feature_maps, feature_modules
 
 ALL_MODELS = list_models()
+HUGE = 400_000_000  # parameters
+SIZES = {"inception_v3": 299, "vit_h_14": 56}  # inputs other than 32 (CIFAR nets) or 64 (ImageNet nets)
 
 
-def small_input(name: str) -> torch.Tensor:
-    channels, height, _ = model_entry(name).input_size
-    size = 32 if height <= 32 else 64
-    return torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
+def input_side(name: str) -> int:
+    return SIZES.get(name, 32 if model_entry(name).input_size[1] <= 32 else 64)
+
+
+def small_input(name: str, device: str = "cpu") -> torch.Tensor:
+    channels = model_entry(name).input_size[0]
+    size = input_side(name)
+    x = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
+    return x.to(device)
+
+
+def build(name: str) -> torch.nn.Module:
+    options = {}
+    if "image_size" in inspect.signature(model_entry(name).builder).parameters:
+        options["image_size"] = input_side(name)
+    with torch.device("meta"):
+        size = sum(p.numel() for p in create_model(name, **options).parameters())
+    if size > HUGE:
+        with torch.device("meta"):
+            return create_model(name, **options)
+    torch.manual_seed(0)
+    return create_model(name, **options)
+
+
+def is_meta(model: torch.nn.Module) -> bool:
+    return next(model.parameters()).is_meta
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert a.shape == b.shape
+    if not a.is_meta:
+        torch.testing.assert_close(a, b)
 
 
 @pytest.fixture(scope="module", params=ALL_MODELS)
 def built(request):
     """(name, model): each model built once for the tests below, then freed."""
-    torch.manual_seed(0)
-    return request.param, create_model(request.param)
+    return request.param, build(request.param)
 
 
 def test_forward_backward(built):
     name, model = built
     model.train()
-    x = small_input(name)
+    meta = is_meta(model)
+    x = small_input(name, "meta" if meta else "cpu")
     out = model(x)
-    # GoogLeNet returns (logits, aux2, aux1) in training mode; every output joins the loss
+    # GoogLeNet returns (logits, aux2, aux1), Inception v3 (logits, aux) in training mode; every output joins the loss
     outputs = list(out) if isinstance(out, tuple) else [out]
     for o in outputs:
         assert o.shape == (2, model_entry(name).num_classes)
-        assert torch.isfinite(o).all()
-    weights = torch.randn(outputs[0].shape, generator=torch.Generator().manual_seed(1))
+        assert meta or torch.isfinite(o).all()
+    weights = torch.randn(outputs[0].shape, generator=torch.Generator().manual_seed(1)).to(x.device)
     loss = sum((o * weights).sum() for o in outputs)
     loss.backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None]
     assert not no_grad, f"parameters without a gradient: {no_grad[:5]}"
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.grad).all()]
+    bad = [n for n, p in model.named_parameters() if not meta and not torch.isfinite(p.grad).all()]
     assert not bad, f"non-finite gradients: {bad[:5]}"
     model.zero_grad(set_to_none=True)
 
@@ -52,24 +89,30 @@ def test_forward_backward(built):
 def test_feature_api_contract(built):
     name, model = built
     model.eval()
-    x = small_input(name)
+    x = small_input(name, "meta" if is_meta(model) else "cpu")
     with torch.no_grad():
         logits = model(x)
         feats = model.forward_features(x)
-        assert feats.ndim == 4 and feats.shape[0] == 2
-        torch.testing.assert_close(model.forward_head(feats), logits)
+        # CNNs give feature maps (B, C, H, W); transformers tokens (B, 1 + patches, D)
+        assert feats.shape[0] == 2
+        if hasattr(model, "patch_grid"):
+            h, w = model.patch_grid
+            assert feats.shape == (2, 1 + h * w, model.hidden_dim)
+        else:
+            assert feats.ndim == 4
+        assert_close(model.forward_head(feats), logits)
         embedding = model.forward_head(feats, pre_logits=True)
         assert embedding.shape == (2, model.num_features)
         classifier = model.get_classifier()
         assert isinstance(classifier, torch.nn.Linear)
         assert classifier.in_features == model.num_features
-        torch.testing.assert_close(classifier(embedding), logits)
+        assert_close(classifier(embedding), logits)
 
         maps = feature_maps(model, x)
     assert list(maps) == list(model.feature_names) and len(maps) >= 3
-    assert all(m.ndim == 4 and m.shape[0] == 2 for m in maps.values())
+    assert all(m.ndim in (3, 4) and m.shape[0] == 2 for m in maps.values())
     # the deepest named stage is the trunk's output: what forward_head pools
-    torch.testing.assert_close(maps[model.feature_names[-1]], feats)
+    assert_close(maps[model.feature_names[-1]], feats)
     # hooks are removed afterwards
     assert all(not m._forward_hooks for m in feature_modules(model).values())
 

@@ -32,6 +32,19 @@ FAST_POINTWISE_OPS = {
     for name in (base, base + "_")
     if hasattr(aten, name)
 }
+# fused attention kernels (softmax(Q K^T) V in one op); on meta, scaled_dot_product_attention
+# decomposes into two bmm instead, which MATMUL_OPS count the same
+ATTENTION_OPS = {
+    getattr(aten, name)
+    for name in (
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_fused_attention_overrideable",
+    )
+    if hasattr(aten, name)
+}
 MAX_POOL_OPS = {aten.max_pool2d_with_indices, aten.max_pool2d}
 AVG_POOL_OPS = {aten.avg_pool2d}
 ADAPTIVE_POOL_OPS = {aten._adaptive_avg_pool2d, aten.adaptive_max_pool2d, aten.adaptive_avg_pool2d}
@@ -101,8 +114,13 @@ def op_cost(func, args, kwargs, out: torch.Tensor) -> tuple[int, int]:
             macs = out.numel() * per_output
         return macs, 2 * macs
     if packet in MATMUL_OPS:
-        a, b = (args[1], args[2]) if packet in (aten.addmm, aten.baddbmm) else (args[0], args[1])
+        a, b = matmul_operands(packet, args)
         macs = math.prod(a.shape) * b.shape[-1]
+        return macs, 2 * macs
+    if packet in ATTENTION_OPS:
+        # Q K^T: (B, H, Lq, E) x (B, H, E, Lk); then weights x V: (B, H, Lq, Lk) x (B, H, Lk, Ev)
+        q, k, v = args[0], args[1], args[2]
+        macs = math.prod(q.shape[:-1]) * k.shape[-2] * (q.shape[-1] + v.shape[-1])
         return macs, 2 * macs
     if packet in BATCH_NORM_OPS:
         return 0, 2 * out.numel()
@@ -115,6 +133,11 @@ def op_cost(func, args, kwargs, out: torch.Tensor) -> tuple[int, int]:
     if torch.Tag.pointwise in func.tags:
         return 0, out.numel()
     return 0, 0
+
+
+def matmul_operands(packet, args) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two multiplied tensors of a matmul op (addmm and baddbmm lead with the added term)."""
+    return (args[1], args[2]) if packet in (aten.addmm, aten.baddbmm) else (args[0], args[1])
 
 
 def arg(args, kwargs, index: int, name: str, default=None):

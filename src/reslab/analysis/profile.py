@@ -9,9 +9,15 @@ its own, named after the container (`layer1.0.add`). The same dispatch mode carr
 field and a weighted-layer depth with every tensor, so branches (residual, inception) are followed
 along the real data path rather than guessed from module order.
 
+Transformers: patch tokens (B, N, D) made by flattening a feature map keep each position's field
+until an op multiplies two activations (Q K^T, attention weights x V) or a fused attention kernel
+runs; from there on every token sees the whole image (`Profile.global_from` names that layer).
+Such activation x activation products count in `macs` like any matmul (ViT-B/16's published 17.56
+GMACs include them) but not in `depth`, which counts layers with weights.
+
 What counts (torchvision's convention, which reproduces the published "GFLOPS" that are MACs):
-  macs   multiply-accumulates of convolutions and matrix products (conv, linear); bias additions
-         are not counted.
+  macs   multiply-accumulates of convolutions and matrix products (conv, linear, and attention's
+         Q K^T and weights x V); bias additions are not counted.
   flops  2 x macs: one multiply and one add per MAC, as `torch.utils.flop_counter` counts.
   other_flops  the elementwise rest, reported apart so `macs` stays comparable with papers:
          batch norm 2 per element (an eval-mode scale and shift), activations and additions
@@ -32,12 +38,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..errors import ReslabError
 from .ops import (
     ADAPTIVE_POOL_OPS,
+    ATTENTION_OPS,
     AVG_POOL_OPS,
     MATMUL_OPS,
     MAX_POOL_OPS,
     FastMeta,
     arg,
     first_tensor,
+    matmul_operands,
     meta_fast_path,
     op_cost,
     tensors_in,
@@ -87,6 +95,7 @@ class Profile:
     output_depth: int  # weighted layers on the longest input-to-output path (ResNet-50: 50)
     flop_counter_flops: int | None  # torch.utils.flop_counter's total (cross_check=True), should be 2 x macs
     model_name: str = ""
+    global_from: str | None = None  # the first layer where attention lets every position see the whole input
 
     @property
     def macs(self) -> int:
@@ -107,7 +116,9 @@ class Profile:
 
     @property
     def receptive_field(self) -> ReceptiveField | None:
-        """The field of the last spatial feature map (before global pooling)."""
+        """The field of the last spatial feature map (before global pooling); None when attention made it global."""
+        if self.global_from is not None:
+            return None
         for row in reversed(self.layers):
             if row.receptive_field is not None:
                 return row.receptive_field
@@ -133,6 +144,7 @@ class Profile:
             "other_flops": self.other_flops,
             "activation_bytes": self.activation_bytes,
             "receptive_field": rf.as_dict() if rf else None,
+            "global_from": self.global_from,
             "depth": self.output_depth,
         }
 
@@ -239,6 +251,7 @@ def _profile(model, input_size, batch, device, dtype, cross_check) -> Profile:
         output_depth=out_info.depth if out_info else 0,
         flop_counter_flops=counted,
         model_name=getattr(model, "model_name", type(model).__name__),
+        global_from=recorder.global_from,
     )
 
 
@@ -295,8 +308,9 @@ def _too_small_error(model, input_size, device, dtype, error: RuntimeError) -> R
 
 @dataclass
 class _TensorInfo:
-    rf: ReceptiveField | None
+    rf: ReceptiveField | None  # None: sees the whole input (pooled, flattened, or mixed by attention)
     depth: int
+    tokens: bool = False  # a transformer's token lineage: (B, N, D) or its head split, not a feature map
 
 
 @dataclass
@@ -320,6 +334,7 @@ class _Recorder(TorchDispatchMode):
         self.keep_alive: list[torch.Tensor] = []  # ids stay unique while the tensors live
         self.used_modules: dict[nn.Module, None] = {}
         self.row_names: dict[str, int] = {}
+        self.global_from: str | None = None
 
     # --- module calls -------------------------------------------------------------------
     def enter(self, module, args):
@@ -382,17 +397,36 @@ class _Recorder(TorchDispatchMode):
             return out
         inputs = [t for t in tensors_in(args) + tensors_in(kwargs) if id(t) in self.info]
         in_infos = [self.info[id(t)] for t in inputs]
+        # two activations multiplied (Q K^T, weights x V) or a fused attention kernel: positions mix
+        mixes = packet in ATTENTION_OPS or (
+            packet in MATMUL_OPS and all(id(t) in self.info for t in matmul_operands(packet, args))
+        )
         if in_infos:
-            self._set(first, self._propagate(packet, args, kwargs, in_infos, first))
+            info = self._propagate(packet, args, kwargs, in_infos, first, mixes)
+            # every piece of unbind / split / chunk (q, k, v = qkv.unbind(0)) carries the input's lineage
+            for t in tensors_in(out) if isinstance(out, (tuple, list)) else [first]:
+                self._set(t, info)
         macs, flops = op_cost(func, args, kwargs, first)
         if flops:
-            self._charge(packet, macs, flops, first, in_place=any(first is t for t in tensors_in(args)))
+            row = self._charge(packet, macs, flops, first, in_place=any(first is t for t in tensors_in(args)))
+            if mixes and self.global_from is None and any(i.rf is not None for i in in_infos):
+                self.global_from = row.name
         return out
 
-    def _propagate(self, packet, args, kwargs, in_infos, out) -> _TensorInfo:
-        depth = max(i.depth for i in in_infos) + (1 if packet in MATMUL_OPS or packet is aten.convolution else 0)
+    def _propagate(self, packet, args, kwargs, in_infos, out, mixes: bool) -> _TensorInfo:
+        # depth counts layers with weights: a conv, or a matmul with a weight operand (not Q K^T)
+        weighted = packet is aten.convolution or (packet in MATMUL_OPS and not mixes)
+        depth = max(i.depth for i in in_infos) + (1 if weighted else 0)
+        if any(i.tokens for i in in_infos):
+            return _TensorInfo(self._token_field(packet, args, kwargs, in_infos, mixes), depth, tokens=True)
         if out.dim() != 4:
-            return _TensorInfo(None, depth)  # flattened or pooled away: every output sees everything
+            x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            info = self.info_of(x)
+            # (B, C, H, W) -> (B, C, H*W): flatten(2) makes one token per position, each keeping its
+            # field; any other flattening (a classifier's (B, C*H*W)) feeds layers that see everything
+            if info is not None and x.dim() == 4 and tuple(out.shape) == (x.shape[0], x.shape[1], x.shape[2] * x.shape[3]):
+                return _TensorInfo(info.rf, depth, tokens=True)
+            return _TensorInfo(None, depth)
         rf = widest([i.rf for i in in_infos])
         if rf is None:
             return _TensorInfo(None, depth)
@@ -427,12 +461,25 @@ class _Recorder(TorchDispatchMode):
                 rf = rf.through([k for k, _ in windows], [s for _, s in windows])
         return _TensorInfo(rf, depth)
 
-    def _charge(self, packet, macs: int, flops: int, out: torch.Tensor, in_place: bool) -> None:
+    def _token_field(self, packet, args, kwargs, in_infos, mixes: bool) -> ReceptiveField | None:
+        """Each token's field: kept by per-token work (linear layers, norms, activations, views),
+        global (None) once attention mixed the tokens, and from then on wherever that result flows."""
+        if mixes or any(i.tokens and i.rf is None for i in in_infos):
+            return None
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if packet in (aten.mean, aten.sum) and x is not None:
+            dims = arg(args, kwargs, 1, "dim", None)
+            dims = [dims] if isinstance(dims, int) else list(dims or range(x.dim()))
+            if any(d % x.dim() != x.dim() - 1 for d in dims):
+                return None  # pooling over tokens
+        return widest([i.rf for i in in_infos])
+
+    def _charge(self, packet, macs: int, flops: int, out: torch.Tensor, in_place: bool) -> LayerStats:
         call = self.stack[-1] if self.stack else None
         if call is not None and call.leaf:
             call.row.macs += macs
             call.row.flops += flops
-            return
+            return call.row
         # work done in a container's own forward (or outside any module): a row of its own
         op = packet.__name__.split(".")[-1].rstrip("_").lstrip("_")
         owner = call.name if call is not None else "(model)"
@@ -444,6 +491,7 @@ class _Recorder(TorchDispatchMode):
         if info is not None:
             row.receptive_field, row.depth = info.rf, info.depth
         self.rows.append(row)
+        return row
 
     def _set(self, t: torch.Tensor, info: _TensorInfo) -> None:
         self.info[id(t)] = info

@@ -4,15 +4,25 @@ A 3x3 conv with 16 filters, then three stages of n basic blocks on 32x32, 16x16 
 with 16, 32 and 64 filters, global average pooling and a 10-way FC layer. Shortcuts are option A
 (zero-padded identity) as in the paper, so resnetN has exactly plainN's parameters:
 resnet20/32/44/56/110/1202 have 0.27M/0.46M/0.66M/0.85M/1.7M/19.4M.
+
+Public checkpoints: the most used PyTorch CIFAR ResNets (akamaster/pytorch_resnet_cifar10, whose
+resnet20-1202 files are `{"state_dict": {"module.conv1.weight", ..., "module.linear.weight"}}`)
+pad option A's new channels on both sides. `weights=PATH` recognises that layout, renames its keys
+(`linear` -> `fc`, `shortcut` -> `downsample`) and sets shortcut_pad="both", with a one-line notice.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
+from ..errors import ReslabError
 from .registry import CIFAR_MEAN, CIFAR_STD, register_model
-from .resnet import BasicBlock, check_options, init_resnet_weights, make_stage
+from .resnet import BasicBlock, ZeroPadShortcut, check_options, check_shortcut_pad, init_resnet_weights, make_stage
+
+log = logging.getLogger(__name__)
 
 CIFAR_ENTRY = {"input_size": (3, 32, 32), "num_classes": 10, "mean": CIFAR_MEAN, "std": CIFAR_STD, "resize": 32}
 
@@ -31,17 +41,23 @@ class CifarResNet(nn.Module):
     feature_aliases = {"stem": "relu"}
 
     def __init__(
-        self, depth: int, num_classes: int = 10, shortcut: str | None = "A", zero_init_residual: bool = False
+        self,
+        depth: int,
+        num_classes: int = 10,
+        shortcut: str | None = "A",
+        zero_init_residual: bool = False,
+        shortcut_pad: str = "after",
     ):
         super().__init__()
         check_options("v1.5", shortcut)
+        check_shortcut_pad(shortcut_pad)
         n = blocks_per_stage(depth)
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = make_stage(BasicBlock, 16, 16, n, 1, shortcut)
-        self.layer2 = make_stage(BasicBlock, 16, 32, n, 2, shortcut)
-        self.layer3 = make_stage(BasicBlock, 32, 64, n, 2, shortcut)
+        self.layer1 = make_stage(BasicBlock, 16, 16, n, 1, shortcut, shortcut_pad)
+        self.layer2 = make_stage(BasicBlock, 16, 32, n, 2, shortcut, shortcut_pad)
+        self.layer3 = make_stage(BasicBlock, 32, 64, n, 2, shortcut, shortcut_pad)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(64, num_classes)
         self.num_features = 64
@@ -67,41 +83,107 @@ class CifarResNet(nn.Module):
     def get_classifier(self) -> nn.Linear:
         return self.fc
 
+    @property
+    def shortcut_pad(self) -> str | None:
+        """Option A's placement of zero channels ("after" or "both"); None without option-A shortcuts."""
+        pads = {m.pad for m in self.modules() if isinstance(m, ZeroPadShortcut)}
+        return pads.pop() if len(pads) == 1 else None
+
+    def set_shortcut_pad(self, shortcut_pad: str) -> None:
+        check_shortcut_pad(shortcut_pad)
+        for m in self.modules():
+            if isinstance(m, ZeroPadShortcut):
+                m.pad = shortcut_pad
+
+    def adapt_checkpoint(self, state: dict, source: str):
+        """Read akamaster/pytorch_resnet_cifar10's layout (weights.py's hook); other layouts pass through."""
+        if not is_akamaster_layout(state):
+            return state, None
+        if not any(isinstance(m, BasicBlock) and m.residual for m in self.modules()):
+            raise ReslabError(
+                f"{source} is a residual net's checkpoint (akamaster/pytorch_resnet_cifar10); load it into the "
+                f"resnet of the same depth, not into a plain net"
+            )
+        renamed = {akamaster_key(k): v for k, v in state.items()}
+        option_a = self.shortcut_pad is not None
+
+        def finish() -> None:
+            if option_a:
+                self.set_shortcut_pad("both")
+            log.warning(
+                "%s is an akamaster/pytorch_resnet_cifar10 checkpoint: renamed linear.* to fc.*%s; "
+                "it was trained on images normalised with ImageNet's mean and std",
+                source,
+                " and set shortcut_pad='both' (its option-A shortcuts pad zero channels on both sides)" if option_a else "",
+            )
+
+        return renamed, finish
+
+
+def is_akamaster_layout(state: dict) -> bool:
+    """akamaster/pytorch_resnet_cifar10: a `linear` head, no `fc`, the paper's 16-filter first conv."""
+    conv1 = state.get("conv1.weight")
+    return (
+        "linear.weight" in state
+        and "fc.weight" not in state
+        and conv1 is not None
+        and tuple(conv1.shape) == (16, 3, 3, 3)
+    )
+
+
+def akamaster_key(key: str) -> str:
+    """akamaster's names -> this zoo's: `linear` is `fc`, an option-B `shortcut` is `downsample`."""
+    if key.startswith("linear."):
+        return "fc." + key[len("linear.") :]
+    return key.replace(".shortcut.", ".downsample.")
+
 
 @register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet20(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+def resnet20(
+    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
+) -> CifarResNet:
     """ResNet-20 for CIFAR (n=3): 0.27M parameters, 8.75% error in the paper."""
-    return CifarResNet(20, num_classes, shortcut, zero_init_residual)
+    return CifarResNet(20, num_classes, shortcut, zero_init_residual, shortcut_pad)
 
 
 @register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet32(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+def resnet32(
+    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
+) -> CifarResNet:
     """ResNet-32 for CIFAR (n=5): 0.46M parameters, 7.51% error in the paper."""
-    return CifarResNet(32, num_classes, shortcut, zero_init_residual)
+    return CifarResNet(32, num_classes, shortcut, zero_init_residual, shortcut_pad)
 
 
 @register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet44(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+def resnet44(
+    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
+) -> CifarResNet:
     """ResNet-44 for CIFAR (n=7): 0.66M parameters, 7.17% error in the paper."""
-    return CifarResNet(44, num_classes, shortcut, zero_init_residual)
+    return CifarResNet(44, num_classes, shortcut, zero_init_residual, shortcut_pad)
 
 
 @register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet56(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+def resnet56(
+    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
+) -> CifarResNet:
     """ResNet-56 for CIFAR (n=9): 0.85M parameters, 6.97% error in the paper."""
-    return CifarResNet(56, num_classes, shortcut, zero_init_residual)
+    return CifarResNet(56, num_classes, shortcut, zero_init_residual, shortcut_pad)
 
 
 @register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet110(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+def resnet110(
+    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
+) -> CifarResNet:
     """ResNet-110 for CIFAR (n=18): 1.7M parameters, 6.43% error in the paper (best of 5 runs)."""
-    return CifarResNet(110, num_classes, shortcut, zero_init_residual)
+    return CifarResNet(110, num_classes, shortcut, zero_init_residual, shortcut_pad)
 
 
 @register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet1202(num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False) -> CifarResNet:
+def resnet1202(
+    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
+) -> CifarResNet:
     """ResNet-1202 for CIFAR (n=200): 19.4M parameters, 7.93% error in the paper (overfits)."""
-    return CifarResNet(1202, num_classes, shortcut, zero_init_residual)
+    return CifarResNet(1202, num_classes, shortcut, zero_init_residual, shortcut_pad)
 
 
 @register_model("cifar_plain", **CIFAR_ENTRY)

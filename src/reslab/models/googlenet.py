@@ -78,6 +78,7 @@ class InceptionAux(nn.Module):
 
 class GoogLeNet(nn.Module):
     feature_names = ["maxpool1", "maxpool2", "inception3b", "inception4e", "inception5b"]
+    aux_loss_weight = 0.3  # loss = main + 0.3 (aux1 + aux2), as in the paper
 
     def __init__(
         self,

@@ -34,32 +34,54 @@ def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=stride, bias=False)
 
 
-class ZeroPadShortcut(nn.Module):
-    """Option A: identity with strided subsampling and zero-padded extra channels; no parameters."""
+SHORTCUT_PADS = ("after", "both")
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int):
+
+def check_shortcut_pad(shortcut_pad: str) -> None:
+    if shortcut_pad not in SHORTCUT_PADS:
+        raise ReslabError(
+            f"unknown shortcut_pad {shortcut_pad!r}; use 'after' (zero channels after the identity's) or 'both' "
+            "(half before, half after, as akamaster/pytorch_resnet_cifar10)"
+        )
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A: identity with strided subsampling and zero-padded extra channels; no parameters.
+
+    pad: where the zero channels go. "after" the identity's channels (this zoo's default), or
+    "both": half before and half after, as akamaster/pytorch_resnet_cifar10 does. The two are
+    equally good to train, but a checkpoint only works with the placement it was trained with.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, pad: str = "after"):
         super().__init__()
+        check_shortcut_pad(pad)
         self.extra_channels = out_ch - in_ch
         self.stride = stride
+        self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
+        front = self.extra_channels // 2 if self.pad == "both" else 0
         # pad (W left, W right, H top, H bottom, C front, C back): new channels are zeros
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+        return F.pad(x, (0, 0, 0, 0, front, self.extra_channels - front))
 
     def extra_repr(self) -> str:
-        return f"extra_channels={self.extra_channels}, stride={self.stride}"
+        return f"extra_channels={self.extra_channels}, stride={self.stride}, pad={self.pad!r}"
 
 
-def make_shortcut(in_ch: int, out_ch: int, stride: int, shortcut: str, with_norm: bool = True) -> nn.Module | None:
+def make_shortcut(
+    in_ch: int, out_ch: int, stride: int, shortcut: str, with_norm: bool = True, shortcut_pad: str = "after"
+) -> nn.Module | None:
     """The shortcut of one block: None means the identity.
 
     with_norm=False (pre-activation nets, whose input is already normalised) drops the BN of projections.
+    shortcut_pad: option A's placement of the zero channels (see ZeroPadShortcut).
     """
     reshapes = stride != 1 or in_ch != out_ch
     if shortcut == "A":
-        return ZeroPadShortcut(in_ch, out_ch, stride) if reshapes else None
+        return ZeroPadShortcut(in_ch, out_ch, stride, shortcut_pad) if reshapes else None
     if shortcut == "B" and not reshapes:
         return None
     if shortcut in ("B", "C"):
@@ -170,11 +192,13 @@ def make_stage(
     num_blocks: int,
     stride: int = 1,
     shortcut: str | None = "B",
+    shortcut_pad: str = "after",
     **block_options,
 ) -> nn.Sequential:
     """`num_blocks` blocks with `planes * block.expansion` output channels; the first one strides.
 
     shortcut: "A", "B" or "C" (see the module docstring), or None for a plain stage without any.
+    shortcut_pad: where option A puts its zero channels, "after" or "both" (see ZeroPadShortcut).
     block_options: passed to every block (groups, base_width, stride_in_1x1).
     """
     out_ch = planes * block.expansion
@@ -183,7 +207,9 @@ def make_stage(
         block_in, block_stride = (in_ch, stride) if i == 0 else (out_ch, 1)
         downsample = None
         if shortcut is not None:
-            downsample = make_shortcut(block_in, out_ch, block_stride, shortcut, with_norm=block.shortcut_norm)
+            downsample = make_shortcut(
+                block_in, out_ch, block_stride, shortcut, with_norm=block.shortcut_norm, shortcut_pad=shortcut_pad
+            )
         blocks.append(
             block(block_in, planes, block_stride, downsample=downsample, residual=shortcut is not None, **block_options)
         )

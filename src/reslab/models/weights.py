@@ -9,7 +9,10 @@ A checkpoint may be a plain state dict, or a dict holding one under "state_dict"
 (torch.compile) prefixes are stripped, and so is a wrapper prefix shared by every key (Lightning's
 `model.`) when nothing fits without it. Pickles are read with `weights_only=True`, so a checkpoint
 cannot run code. When only the classifier differs in its number of classes, the backbone is loaded,
-the classifier re-initialised and a warning says so. Anything else that does not fit is one
+the classifier re-initialised and a warning says so. A model family may recognise other layouts of
+its checkpoints through an `adapt_checkpoint(state, source) -> (state, finish)` method: ViTs
+interpolate position embeddings made for another image size; CIFAR ResNets read the checkpoints of
+akamaster/pytorch_resnet_cifar10 (`linear.*` head, channels padded on both sides). Anything else that does not fit is one
 `ReslabError` naming the file and the first offending keys; the model is left untouched.
 """
 
@@ -29,7 +32,7 @@ from ..errors import ReslabError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".th", ".safetensors", ".bin", ".ckpt")
 NESTED_KEYS = ("state_dict", "model", "model_state_dict")  # where training checkpoints keep the weights
 PREFIXES = ("module.", "_orig_mod.")
 SHOW = 3  # keys quoted in an error message
@@ -167,6 +170,12 @@ def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], sourc
     """Load `state` into `model`: exact fit, or a fit up to the classifier size (then re-init the head)."""
     expected = model.state_dict()
     state = _strip_wrapper_prefix(state, expected, source)
+    # a family may recognise another layout of its checkpoints (renamed keys, another image size);
+    # what it implies for the model (an option to set) is applied only once the load succeeds
+    adapt = getattr(model, "adapt_checkpoint", None)
+    finish = None
+    if adapt is not None:
+        state, finish = adapt(dict(state), source)
     # BatchNorm fills num_batches_tracked itself when old checkpoints lack it
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
@@ -191,6 +200,8 @@ def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], sourc
 
     to_load = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] not in reinit}
     model.load_state_dict(to_load, strict=False)
+    if finish is not None:
+        finish()
     for path in reinit:
         module = heads[path]
         module.reset_parameters()

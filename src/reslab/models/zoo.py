@@ -5,8 +5,10 @@ from . import (  # noqa: F401
     cifar_resnet,
     efficientnet,
     googlenet,
+    inception,
     mobilenetv2,
     preact_resnet,
     resnet,
     vgg,
+    vit,
 )

@@ -70,7 +70,7 @@ class TrainSection:
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup (0 = off)
     cutmix_alpha: float = 0.0  # CutMix (0 = off)
-    aux_weight: float = 0.3  # GoogLeNet: loss = main + aux_weight * (aux1 + aux2)
+    aux_weight: float = -1.0  # auxiliary heads: loss = main + aux_weight * sum(aux); < 0 = the model's own (GoogLeNet 0.3, Inception v3 0.4)
     grad_clip: float = 0.0  # max global gradient norm (0 = no clipping)
     ema_decay: float = 0.0  # weight EMA decay per update, e.g. 0.999 (0 = off)
     ema_every: int = 1  # update the EMA every this many optimizer steps

@@ -111,6 +111,12 @@ def add_classifier_dropout(model: nn.Module, p: float) -> None:
     classifier.register_forward_pre_hook(dropout_input)
 
 
+def aux_loss_weight(configured: float, model: nn.Module) -> float:
+    """train.aux_weight, or where it is negative the model's own (GoogLeNet 0.3 as Szegedy et al. 2014,
+    Inception v3 0.4 as the TensorFlow code that trained it)."""
+    return configured if configured >= 0 else float(getattr(model, "aux_loss_weight", 0.3))
+
+
 def batch_generator(seed: int, epoch: int, batch: int, rank: int) -> torch.Generator:
     """A generator for one batch's random choices (Mixup/CutMix): a pure function of its position."""
     key = ((seed * 1_000_003 + epoch) * 1_000_003 + batch) * 1024 + rank
@@ -390,7 +396,9 @@ def train_step(ctx: _Context, micro_batches: list) -> tuple[float, float, int]:
         with ctx.train_model.no_sync() if not sync and hasattr(ctx.train_model, "no_sync") else contextlib.nullcontext():
             with autocast(ctx.device, ctx.amp):
                 outputs = ctx.train_model(images)
-            loss = classification_loss(outputs, targets, t.label_smoothing, t.aux_weight, ctx.class_weights)
+            loss = classification_loss(
+                outputs, targets, t.label_smoothing, aux_loss_weight(t.aux_weight, ctx.model), ctx.class_weights
+            )
             with torch.no_grad():
                 hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
                 correct = (main_logits(outputs).argmax(dim=1) == hard).sum()
