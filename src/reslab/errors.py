@@ -8,3 +8,8 @@ never a traceback; the message names the thing and the fix.
 
 class ReslabError(Exception):
     """An error caused by the user's input, with a message that says how to fix it."""
+
+
+class InputSizeError(ReslabError, ValueError):
+    """An input of a size the network cannot take (a ValueError too, as PyTorch's own shape errors
+    are RuntimeErrors and ValueErrors that callers probing for a working size already catch)."""

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..errors import ReslabError
+from ..errors import InputSizeError, ReslabError
 from .ops import (
     ADAPTIVE_POOL_OPS,
     ATTENTION_OPS,
@@ -269,6 +269,8 @@ def _call(model: nn.Module, x: torch.Tensor, device: torch.device):
 
 def _too_small_error(model, input_size, device, dtype, error: RuntimeError) -> ReslabError:
     """Turn a shape error into one sentence naming the smallest square input the model accepts."""
+    if isinstance(error, InputSizeError):
+        return error  # the model named the sizes it takes and the fix itself
     c, h, w = input_size
     who = getattr(model, "model_name", None) or "this model"
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

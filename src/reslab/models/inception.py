@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ReslabError
+from ..errors import InputSizeError
 from .googlenet import BasicConv2d
 from .registry import register_model
 
@@ -231,7 +231,7 @@ class Inception3(nn.Module):
                 else f"resize the images to at least {MIN_SIZE} ({MIN_SIZE_AUX} as it was designed)"
             )
             what = "in training mode, with its auxiliary classifier, " if with_aux else ""
-            raise ReslabError(
+            raise InputSizeError(
                 f"{name} {what}takes images of at least {smallest}x{smallest}, got {tuple(x.shape[-2:])}; {fix}"
             )
 

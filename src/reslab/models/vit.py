@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ReslabError
+from ..errors import InputSizeError, ReslabError
 from .registry import CIFAR_MEAN, CIFAR_STD, register_model
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ class VisionTransformer(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[-2:] != (self.image_size, self.image_size):
             name = getattr(self, "model_name", "this ViT")
-            raise ReslabError(
+            raise InputSizeError(
                 f"{name} takes {self.image_size}x{self.image_size} images and got shape {tuple(x.shape)}; resize the "
                 f"images to {self.image_size}, or build the model with image_size={x.shape[-1]} (position embeddings "
                 f"are interpolated when its weights are loaded)"
