@@ -142,3 +142,38 @@ def features(
     from ..features.bench import run_features_benchmark
 
     run_features_benchmark(images, out)
+
+
+@bench_app.command("near-duplicates")
+def near_duplicates(
+    src: Annotated[Optional[Path], typer.Argument(help="Folder of photos to copy and edit (default: the photos bundled with scikit-image/learn).")] = None,
+    n: Annotated[int, typer.Option(min=2, help="Originals (each gets 5 edited copies).")] = 200,
+    methods: Annotated[str, typer.Option(help="Comma-separated: ahash, dhash, phash, whash, cnn.")] = "ahash,dhash,phash,whash,cnn",
+    speed: Annotated[bool, typer.Option(help="Also time binary vs float search on a million items.")] = True,
+    out: ResultsDir = None,
+) -> None:
+    """Recall of perceptual hashes and the CNN embedder on edited copies (resize, re-encode, crop, flip, brightness), with speed."""
+    from ..console import say
+    from ..provenance import save_benchmark
+    from ..search.near_duplicates import bench_near_duplicates
+    from .search import quiet_faiss
+
+    quiet_faiss()
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in ("ahash", "dhash", "phash", "whash", "cnn")]
+    if unknown:
+        raise ReslabError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from ahash, dhash, phash, whash, cnn")
+    r = bench_near_duplicates(src, n=n, methods=chosen, speed=speed)
+    r["command"] = "reslab bench near-duplicates" + (f" {src}" if src else "") + f" --n {n} --methods {','.join(chosen)}"
+    path = save_benchmark("bench_near_duplicates", r, out)
+    say(f"{r['command']}\n  {r['source']}, edits: {', '.join(r['edits'])}", markup=False)
+    say(f"  {'method':<14} {'top-1':>6} {'recall@rule':>11} {'false pairs':>11} {'images/s':>9} " + " ".join(f"{e:>10}" for e in r["edits"]))
+    for name, m in r["methods"].items():
+        per_edit = " ".join(f"{m['edits'][e]['top1']:>10.3f}" for e in r["edits"])
+        say(f"  {name:<14} {m['top1_all']:>6.3f} {m['recall_at_threshold_all']:>11.3f} {m['false_pairs']:>11d} "
+            f"{m['images_per_s']:>9.1f} {per_edit}", markup=False)  # fmt: skip
+    if "search_speed" in r:
+        s = r["search_speed"]
+        say(f"  search, one query, per million items: binary {s['binary_ms_per_query_per_million']:.2f} ms, "
+            f"float {s['float_ms_per_query_per_million']:.1f} ms ({s['float_over_binary']:.0f}x)")
+    say(f"saved {path}", markup=False)

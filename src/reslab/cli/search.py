@@ -20,6 +20,10 @@ class EmbedMethod(StrEnum):  # reslab.search.embedders.METHODS
     hist = "hist"
     sift = "sift"
     orb = "orb"
+    ahash = "ahash"
+    dhash = "dhash"
+    phash = "phash"
+    whash = "whash"
 
 
 class IndexKind(StrEnum):
@@ -152,22 +156,28 @@ def search(
 def duplicates(
     index: IndexPath,
     threshold: Annotated[
-        float, typer.Option(min=-1.0, max=1.0, help="Cosine similarity at or above which two images are duplicates.")
-    ] = 0.95,
+        Optional[float],
+        typer.Option(min=-1.0, max=1.0, help="Cosine similarity at or above which two images are duplicates (default 0.95)."),
+    ] = None,
+    max_distance: Annotated[
+        Optional[int],
+        typer.Option(min=0, help="Hash indexes (--method phash, ...): at most this many differing bits (default 10 per 64)."),
+    ] = None,
     as_json: JsonOutput = False,
 ) -> None:
     """Groups of near-duplicate images (union-find over range search; no N x N matrix)."""
     quiet_faiss()
     from ..console import print_json, say
-    from ..search.duplicates import find_duplicates
+    from ..search.duplicates import duplicate_threshold, find_duplicates
     from ..search.index import SearchIndex
 
     with SearchIndex.open(index) as idx:
+        threshold, rule = duplicate_threshold(idx.manifest, threshold, max_distance)
         groups = find_duplicates(idx, threshold)
     if as_json:
         print_json([{"min_score": g.min_score, "items": [h.__dict__ for h in g.items]} for g in groups])
         return
-    say(f"{len(groups)} groups of near-duplicates (cosine >= {threshold}) in {index}", markup=False)
+    say(f"{len(groups)} groups of near-duplicates ({rule}) in {index}", markup=False)
     for n, g in enumerate(groups, 1):
         say(f"[bold]group {n}[/] ({len(g.items)} images, weakest link {g.min_score:.3f})")
         for h in g.items:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ReslabError
 from .index import Hit, SearchIndex
 
 
@@ -30,6 +31,29 @@ class UnionFind:
         for x in self.parent:
             out.setdefault(self.find(x), []).append(x)
         return [sorted(g) for g in out.values() if len(g) > 1]
+
+
+DEFAULT_COSINE = 0.95
+DEFAULT_BITS_PER_64 = 10  # perceptual hashes: <= 10 of 64 bits apart is a near-duplicate (Krawetz's rule of thumb)
+
+
+def duplicate_threshold(manifest: dict, threshold: float | None = None, max_distance: int | None = None) -> tuple[float, str]:
+    """(cosine threshold, the rule in words) for an index: hash indexes count differing bits."""
+    if manifest.get("metric") == "hamming":
+        bits = int(manifest["dim"])
+        if threshold is not None and max_distance is not None:
+            raise ReslabError("give --threshold (cosine of the hash rows) or --max-distance (bits), not both")
+        if threshold is None:
+            max_distance = round(DEFAULT_BITS_PER_64 * bits / 64) if max_distance is None else max_distance
+            return 1.0 - 2.0 * max_distance / bits, f"Hamming distance <= {max_distance} of {bits} bits"
+        return threshold, f"cosine >= {threshold} (Hamming <= {(1 - threshold) * bits / 2:g} of {bits} bits)"
+    if max_distance is not None:
+        raise ReslabError(
+            f"--max-distance counts bits of a perceptual hash, but this index holds {manifest.get('method')} vectors; "
+            "use --threshold (cosine similarity), or build a hash index with `reslab embed --method phash`"
+        )
+    threshold = DEFAULT_COSINE if threshold is None else threshold
+    return threshold, f"cosine >= {threshold}"
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,7 @@ def finalize(store: VectorStore, out: Path, manifest: dict, options: EmbedOption
     dim = int(manifest["dim"])
     kind = faiss_index.resolve_kind(options.index_kind, len(ids))
     params = faiss_index.FaissParams(kind=kind, nprobe=options.nprobe, ef_search=options.ef_search)
-    index = faiss_index.build_faiss(ids, vectors.reshape(-1, dim), params, dim)
+    index = faiss_index.build_faiss(ids, vectors.reshape(-1, dim), params, dim, manifest.get("metric", "inner_product"))
     atomic_write_bytes(out / FAISS_FILE, faiss_index.serialize(index))
     manifest = {
         **manifest,
@@ -190,7 +190,8 @@ def _base_manifest(embedder: Embedder, root: Path, options: EmbedOptions) -> dic
     return {
         **m,
         "dim": int(embedder.dim),
-        "metric": "inner_product",  # on L2-normalised rows: cosine similarity
+        # inner product on L2-normalised rows (cosine similarity); hashes: Hamming distance on their bits
+        "metric": getattr(embedder, "metric", "inner_product"),
         "root": str(root),
         "reslab_version": __version__,
         "format": 1,

@@ -22,7 +22,8 @@ from ..errors import ReslabError
 log = logging.getLogger(__name__)
 
 CLASSICAL_METHODS = ("hog", "hist", "sift", "orb")
-METHODS = ("cnn",) + CLASSICAL_METHODS
+HASH_METHODS = ("ahash", "dhash", "phash", "whash")  # reslab.features.hashes: binary index, Hamming distance
+METHODS = ("cnn",) + CLASSICAL_METHODS + HASH_METHODS
 # manifest keys that must agree for two embedders to produce comparable vectors
 IDENTITY_KEYS = ("method", "model", "weights_sha256", "layer", "params")
 
@@ -296,10 +297,16 @@ def make_embedder(method: str = "cnn", *, model: str = "efficientnet_lite0", wei
     """
     if method == "cnn":
         return CnnEmbedder(model=model, weights=weights, run=run, layer=layer, **params)
-    classical = _classical_module(method)
-    # runtime options of the CNN path mean nothing to classical descriptors
+    # runtime options of the CNN path mean nothing to classical descriptors and hashes
     params = {k: v for k, v in params.items() if k not in ("device", "bf16", "channels_last", "onnx")}
-    return classical.make_classical_embedder(method, **params)
+    if method in HASH_METHODS:
+        from ..features.hashes import HashEmbedder
+
+        unknown = sorted(set(params) - {"hash_size"})
+        if unknown:
+            raise ReslabError(f"the {method} hash has no option {', '.join(unknown)}; its only option is hash_size (bits = hash_size^2)")
+        return HashEmbedder(method, **params)
+    return _classical_module(method).make_classical_embedder(method, **params)
 
 
 def embedder_from_manifest(manifest: dict, index_dir: Path, **runtime) -> Embedder:
@@ -307,6 +314,10 @@ def embedder_from_manifest(manifest: dict, index_dir: Path, **runtime) -> Embedd
     method = manifest.get("method")
     if method == "cnn":
         return CnnEmbedder.from_manifest(manifest, Path(index_dir), **runtime)
+    if method in HASH_METHODS:
+        from ..features.hashes import HashEmbedder
+
+        return HashEmbedder.from_manifest(manifest, Path(index_dir))
     return _classical_module(method).classical_from_manifest(manifest, Path(index_dir))
 
 
@@ -332,6 +343,8 @@ def describe(manifest: dict) -> str:
         layer = f", layer {manifest['layer']}" if manifest.get("layer") else ""
         return f"cnn {manifest.get('model')} ({src}{layer})"
     params = manifest.get("params") or {}
+    if "hash_size" in params:
+        return f"{manifest.get('method')} ({params['hash_size'] ** 2} bits)"
     return f"{manifest.get('method')}" + (f" (vocab {params['vocab_size']})" if "vocab_size" in params else "")
 
 

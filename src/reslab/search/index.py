@@ -48,7 +48,7 @@ class SearchIndex:
         if not (path / FAISS_FILE).exists():
             raise ReslabError(f"the index {path} is incomplete (its first `reslab embed` run did not finish); rerun it to resume")
         try:
-            obj = faiss_index.deserialize((path / FAISS_FILE).read_bytes())
+            obj = faiss_index.deserialize((path / FAISS_FILE).read_bytes(), manifest.get("metric", "inner_product"))
         except Exception as e:  # FAISS raises RuntimeError with a C++ message
             raise ReslabError(f"the FAISS index {path / FAISS_FILE} is corrupt ({str(e).splitlines()[0]}); rerun `reslab embed` to rebuild it") from None
         faiss_index.set_search_params(obj, faiss_index.FaissParams(nprobe=manifest.get("nprobe", 16), ef_search=manifest.get("ef_search", 64)))
@@ -102,8 +102,25 @@ class SearchIndex:
             prepared.append(emb.preprocess(image))
         return emb.embed(prepared)
 
-    def search_image(self, image: Image.Image | str | Path, k: int = 10) -> list[Hit]:
-        return self.search_vectors(self.embed_images([image]), k)[0]
+    def search_image(self, image: Image.Image | str | Path, k: int = 10, mirror: bool | None = None) -> list[Hit]:
+        """The k nearest items to an image. mirror (default: for hash indexes, whose bits are not
+        flip-invariant): also search its horizontal mirror and keep each item's better score."""
+        if mirror is None:
+            mirror = self.manifest.get("metric") == "hamming"
+        if not mirror:
+            return self.search_vectors(self.embed_images([image]), k)[0]
+        from PIL import ImageOps
+
+        from ..imageio import load_image
+
+        if not isinstance(image, Image.Image):
+            image = load_image(image, min_size=getattr(self.embedder(), "min_size", None))
+        best: dict[int, Hit] = {}
+        for hits in self.search_vectors(self.embed_images([image, ImageOps.mirror(image)]), k):
+            for h in hits:
+                if h.id not in best or h.score > best[h.id].score:
+                    best[h.id] = h
+        return sorted(best.values(), key=lambda h: (-h.score, h.id))[:k]
 
     def search_item(self, item_id: int, k: int = 10) -> list[Hit]:
         """The k nearest items to an indexed item, the item itself excluded."""
@@ -118,17 +135,17 @@ class SearchIndex:
         k = max(1, min(int(k), len(self)))
         if len(self) == 0:
             return [[] for _ in q]
-        scores, ids = self._faiss.search(np.ascontiguousarray(q, dtype=np.float32), k)
+        scores, ids = faiss_index.search(self._faiss, q, k)
         items = self.store.items_by_ids(i for i in np.unique(ids) if i >= 0)
         # an id missing from the table belongs to a file removed by an unfinished update: skip it
         return [[Hit(int(i), float(s), items[i].path, items[i].label) for s, i in zip(srow, irow) if i in items] for srow, irow in zip(scores, ids)]
 
     def range_search(self, q: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """FAISS range search (lims, scores, ids); exact and IVF indexes only."""
-        return self._faiss.range_search(np.ascontiguousarray(q, dtype=np.float32), float(threshold))
+        return faiss_index.range_search(self._faiss, q, threshold)
 
     def raw_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._faiss.search(np.ascontiguousarray(q, dtype=np.float32), k)
+        return faiss_index.search(self._faiss, q, k)
 
     # -- items ---------------------------------------------------------------------------------
     def item(self, item_id: int) -> Item:

@@ -85,7 +85,7 @@ class TrainSection:
     early_stop_metric: str = "val_top1"  # the metric that picks best.pt and early stopping
     early_stop_patience: int = 0  # stop after this many evaluations without a better metric (0 = never)
     dist_timeout: int = 600  # seconds a process waits for the others before failing (DDP)
-    bn: str = "train"  # train | frozen | auto: frozen keeps BatchNorm statistics fixed; auto freezes them for pretrained weights below batch 32
+    bn: str = "train"  # train | frozen | auto: frozen keeps BatchNorm statistics fixed; auto freezes them for pretrained weights below batch 64
     class_balance: str = "off"  # off | loss | auto: loss weights 1/count per class; auto when the largest class is > 1.5x the smallest
     keep_best: bool = False  # model.safetensors gets best.pt's weights (early stopping's pick), not the last ones
 

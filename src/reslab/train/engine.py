@@ -427,7 +427,7 @@ def train_one_epoch(ctx: _Context, tb: TensorBoard, progress: Progress) -> bool:
     """Train from the current position to the end of the epoch (or of training); True at an epoch end."""
     cfg, state = ctx.cfg, ctx.state
     ctx.train_model.train()
-    transfer.freeze_bn(ctx.model, only_frozen=not ctx.bn_frozen)
+    transfer.eval_frozen_parts(ctx.model, ctx.bn_frozen)
     if hasattr(ctx.data.train, "set_epoch"):
         ctx.data.train.set_epoch(state.epoch)
     epoch_batches = ctx.steps_per_epoch * ctx.accum

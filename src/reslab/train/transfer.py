@@ -27,7 +27,7 @@ from ..errors import ReslabError
 from .config import TrainConfig, replace
 
 log = logging.getLogger(__name__)
-BN_FREEZE_BELOW = 32  # bn = auto: a batch smaller than this keeps pretrained BatchNorm statistics fixed
+BN_FREEZE_BELOW = 64  # bn = auto: a batch smaller than this keeps pretrained BatchNorm statistics fixed
 IMBALANCE_RATIO = 1.5  # class_balance = auto: weigh the loss when the largest class has more than this x the smallest
 PROBE_DECAYS = (1e-4, 1e-3, 1e-2)  # L2 strengths tried by the probe; the one with the lowest validation loss wins
 
@@ -145,8 +145,10 @@ def freeze_stages(model: nn.Module, stages: int) -> list[str]:
     frozen = [n for n, _ in params[: cut + 1]]
     for _, p in params[: cut + 1]:
         p.requires_grad_(False)
-    prefixes = tuple(n.rsplit(".", 1)[0] for n in frozen)
-    model.frozen_modules = [m for name, m in model.named_modules() if name and name in prefixes]
+    # every module all of whose parameters are frozen runs in eval mode while training: BatchNorm
+    # keeps its statistics and stochastic depth (drop-path) stays off in blocks that do not learn
+    model.frozen_modules = [m for name, m in model.named_modules()
+                            if name and (ps := list(m.parameters())) and not any(p.requires_grad for p in ps)]  # fmt: skip
     return frozen
 
 
@@ -154,11 +156,21 @@ def freeze_bn(model: nn.Module, only_frozen: bool = False) -> None:
     """BatchNorm layers in eval mode: they normalise with their running (pretrained) statistics and
     leave them unchanged; their affine weights still train. A batch of 8-16 photos of one folder
     gives noisy statistics that would overwrite what ImageNet estimated over millions of images.
-    only_frozen: just the layers of frozen stages (`freeze_stages`), whose statistics must not move."""
-    modules = getattr(model, "frozen_modules", []) if only_frozen else model.modules()
-    for m in modules:
+    only_frozen: just the modules of frozen stages (`freeze_stages`), which run wholly in eval mode."""
+    if only_frozen:
+        for m in getattr(model, "frozen_modules", []):
+            m.eval()
+        return
+    for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
+
+
+def eval_frozen_parts(model: nn.Module, bn_statistics_frozen: bool) -> None:
+    """After `model.train()`: frozen stages wholly in eval mode, and every BatchNorm when its statistics are frozen."""
+    freeze_bn(model, only_frozen=True)
+    if bn_statistics_frozen:
+        freeze_bn(model)
 
 
 # ------------------------------------------------------------------------------- linear probe
