@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 from reslab.errors import ReslabError
 from reslab.search.embed import EmbedOptions, build_index
 from reslab.search.index import SearchIndex
+from tests.process_tools import kill_group, processes_in_group
 
 pytestmark = pytest.mark.data
 
@@ -183,7 +184,8 @@ def test_sigkilled_cli_run_resumes(photos, tmp_path):
 
     out = tmp_path / "index"
     cmd = [sys.executable, "-m", "reslab", "embed", str(photos), "--out", str(out), "--chunk-size", "4", "--batch-size", "4", "--workers", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a session of its own: its process group is exactly this run and its decode workers
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     committed = 0
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -199,6 +201,10 @@ def test_sigkilled_cli_run_resumes(photos, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 8 <= committed < 40, "the run should be killed midway"
+    # the decode workers die with it (issue 12, defect 4: they were reparented to PID 1 and stayed)
+    left = processes_in_group(proc.pid, wait=10)
+    kill_group(proc.pid)
+    assert left == [], f"processes left behind: {left}"
     result = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     import json

@@ -73,8 +73,29 @@ def main(argv: list[str] | None = None) -> None:
 
         note(f"[bold red]error:[/] {escape(str(e))}")
         sys.exit(1)
-    except KeyboardInterrupt:
-        from ..console import note
+    except KeyboardInterrupt as interrupt:
+        _exit_interrupted(interrupt)
+    except SystemExit as done:  # typer turns a KeyboardInterrupt into exit status 130, whatever the signal
+        interrupt = _cause_of_type(done, KeyboardInterrupt)
+        if interrupt is None:
+            raise
+        _exit_interrupted(interrupt)
 
-        note("interrupted")
-        sys.exit(130)
+
+def _exit_interrupted(interrupt: KeyboardInterrupt):
+    from ..console import note
+    from ..processes import exit_code_of, signal_name
+
+    # 128 + the signal's number, as a shell reports a process ended by it: 130 Ctrl-C, 143 SIGTERM
+    code = exit_code_of(interrupt)
+    note(f"interrupted ({signal_name(code - 128)})")
+    sys.exit(code)
+
+
+def _cause_of_type(error: BaseException, kind: type) -> BaseException | None:
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, kind):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None

@@ -13,6 +13,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..processes import WorkerInit, stop_signals_blocked
 from .batch_augment import BatchTrainAugment, finish, single_thread_on_cpu
 from .formats import ArraySplit, FileSplit
 from .guard import BadFileLog, TooManyBadFiles, decode_or_replace
@@ -198,7 +199,17 @@ def _make_dataloader(dataset, batch_sampler, workers: int, device: torch.device)
         # global torch generator, shifting the random draws of the model's dropout and drop-path;
         # the items are keyed by their own seeds, so this one only names the workers' seeds.
         generator=torch.Generator().manual_seed(0),
+        # Ctrl-C or SIGTERM to the process group is the main process's to handle (it checkpoints);
+        # a kill -9 of the main process takes the workers with it
+        worker_init_fn=WorkerInit() if workers > 0 else None,
     )
+
+
+def _iterate(loader) -> Iterator:
+    """Iterate a DataLoader, starting its workers (if it starts any) with stop signals held back."""
+    with stop_signals_blocked():
+        batches = iter(loader)
+    yield from batches
 
 
 class FileTrainLoader:
@@ -224,7 +235,7 @@ class FileTrainLoader:
 
     def batches(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         self.sampler.set(epoch, start_batch)
-        for batch in self.loader:
+        for batch in _iterate(self.loader):
             x, y = _checked(batch, self.bad_log)
             yield _to_device(x, y, self.device, self.channels_last)
 
@@ -259,7 +270,7 @@ class FileEvalLoader:
         return len(self.sampler)
 
     def batches(self) -> Iterator[Batch]:
-        for batch in self.loader:
+        for batch in _iterate(self.loader):
             x, y = _checked(batch, self.bad_log)
             if x.dim() == 5:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

@@ -10,12 +10,12 @@ import hashlib
 import json
 import logging
 import os
-import multiprocessing
 from pathlib import Path
 
 import numpy as np
 
 from ..fileio import atomic_open
+from ..processes import worker_pool
 from ..imageio import BadImageError, load_image
 from ..preprocess import center_crop, resize_shorter
 from .formats import ArraySplit, FileSplit
@@ -85,23 +85,15 @@ def decode_files(paths, size: int, mode: str, workers: int, description: str = "
     parts, bad = [], []
     with image_progress() as progress:
         task = progress.add_task(description, total=len(paths))
-        if workers <= 1:
-            results = (_decode_chunk(c, size, mode) for c in chunks)
-            pool = None
-        else:
-            # multiprocessing.Pool: on an error it terminates its workers, where cancelling a
-            # ProcessPoolExecutor's pending futures can hang (CPython gh-94440)
-            pool = multiprocessing.Pool(workers)
-            results = pool.imap(_decode_chunk_args, [(c, size, mode) for c in chunks])
-        try:
+        with worker_pool(workers) as pool:
+            if pool is None:
+                results = (_decode_chunk(c, size, mode) for c in chunks)
+            else:
+                results = pool.imap(_decode_chunk_args, [(c, size, mode) for c in chunks])
             for k, (arr, chunk_bad) in enumerate(results):
                 parts.append(arr)
                 bad += [(k * CHUNK + i, p, r) for i, p, r in chunk_bad]
                 progress.advance(task, len(arr))
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
     c = 1 if mode == "L" else 3
     images = np.concatenate(parts) if parts else np.zeros((0, c, size, size), np.uint8)
     return images, bad

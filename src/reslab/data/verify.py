@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..imageio import BadImageError, load_image
+from ..processes import worker_pool
 from .formats import ArraySplit, open_source
 from .progress import image_progress, resolve_workers
 
@@ -71,16 +71,9 @@ def _decode_all(paths, workers: int, what: str, show: bool) -> list[tuple[str, s
     bad = []
     with image_progress() as progress:
         task = progress.add_task(f"verifying {what}", total=len(paths), visible=show)
-        # multiprocessing.Pool rather than ProcessPoolExecutor: on an error or Ctrl-C it terminates its
-        # workers, where cancelling an executor's pending futures can hang (CPython gh-94440)
-        pool = multiprocessing.Pool(workers) if workers > 1 else None
-        try:
+        with worker_pool(workers) as pool:
             results = pool.imap(_verify_chunk, chunks) if pool else map(_verify_chunk, chunks)
             for chunk, chunk_bad in zip(chunks, results):
                 bad += [(chunk[i], reason) for i, reason in chunk_bad]
                 progress.advance(task, len(chunk))
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
     return bad

@@ -15,6 +15,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +27,7 @@ from typing import Callable, Iterator
 from .. import __version__
 from ..errors import ReslabError
 from ..fileio import atomic_write_bytes, atomic_write_text
+from ..processes import StopRequests, WorkerInit, signal_name, stop_on_signals, stop_signals_blocked
 from . import faiss_index
 from .embedders import Embedder, describe, describe_difference, embedder_from_manifest, identity
 from .store import NewItem, VectorStore
@@ -145,12 +147,21 @@ def build_index(
             _fit(embedder, root, options, out)
         manifest = _base_manifest(embedder, root, options)
         out.mkdir(parents=True, exist_ok=True)
-        write_manifest(out, {**manifest, "status": "building"})
+    # what a reader finds if this run never finishes (even after a kill -9): not "complete"
+    write_manifest(out, {**manifest, "status": "building" if existing is None else "updating"})
 
     store = VectorStore(out, create=True)
     report = EmbedReport()
     try:
-        _embed_new_files(store, embedder, root, options, report, on_commit)
+        try:
+            with stop_on_signals() as stop:
+                _embed_new_files(store, embedder, root, options, report, on_commit, stop)
+        except KeyboardInterrupt as interrupt:
+            cause = signal_name(getattr(interrupt, "signum", signal.SIGINT))
+            write_manifest(out, {**(read_manifest(out) or manifest), "status": "interrupted", "signal": cause})
+            log.warning("%s: stopped with %d items committed; run the same command again to finish the index",
+                        cause, len(store))
+            raise
         report.removed = store.delete_unseen()
         store.compact()
         finalize(store, out, {**manifest, **_base_manifest(embedder, root, options), "created": manifest.get("created")}, options)
@@ -276,11 +287,14 @@ def _decoded_stream(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOp
     window = max(4, options.workers * 4 + options.batch_size // group)
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     pending: deque = deque()
-    pool = ProcessPoolExecutor(options.workers, mp_context=context, initializer=_worker_init)
+    # workers leave Ctrl-C/SIGTERM to this process (it commits, then stops) and die with it
+    pool = ProcessPoolExecutor(options.workers, mp_context=context, initializer=WorkerInit(then=_worker_init))
     try:
         for tasks_group in _grouped(tasks, group):
             work = [(t.path, t.known_sha256) for t in tasks_group]
-            pending.append((tasks_group, pool.submit(decode_many, work, embedder.preprocess, min_size)))
+            with stop_signals_blocked():  # a submit may start the workers
+                future = pool.submit(decode_many, work, embedder.preprocess, min_size)
+            pending.append((tasks_group, future))
             while len(pending) > window:
                 yield from _ready(pending.popleft())
         while pending:
@@ -298,10 +312,6 @@ def _ready(entry) -> Iterator[tuple[_Task, Decoded]]:
 
 
 def _worker_init() -> None:
-    import signal
-
-    # Ctrl-C is the main process's to handle (it stops the run cleanly); workers just end with it
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # decode workers must not fight the main process's model for the cores
     os.environ["OMP_NUM_THREADS"] = "1"
     # No cv2.setNumThreads here: in a forked child whose parent already ran OpenMP code (faiss
@@ -323,7 +333,9 @@ def _grouped(items: Iterator, n: int) -> Iterator[list]:
         yield group
 
 
-def _embed_new_files(store, embedder, root, options, report, on_commit) -> None:
+def _embed_new_files(store, embedder, root, options, report, on_commit, stop: StopRequests) -> None:
+    """Embed and commit, chunk by chunk. On Ctrl-C or SIGTERM the items embedded so far are
+    committed before the run stops, so a rerun starts after them."""
     store.start_walk()
     with _progress(root, options) as progress:
         batch: list[tuple[_Task, Decoded]] = []
@@ -341,32 +353,43 @@ def _embed_new_files(store, embedder, root, options, report, on_commit) -> None:
 
         def commit():
             nonlocal commits
-            store.commit(chunk, bad, touched)
-            report.embedded += len(chunk)
-            chunk.clear(), bad.clear(), touched.clear()
-            commits += 1
+            with stop.critical():  # a signal waits for the chunk's transaction (and is not committed twice)
+                store.commit(chunk, bad, touched)
+                report.embedded += len(chunk)
+                chunk.clear(), bad.clear(), touched.clear()
+                commits += 1
             if on_commit is not None:
                 on_commit(commits)
+            stop.check()
 
-        for task, decoded in _decoded_stream(_candidates(store, root, options, report, progress), embedder, options):
-            if decoded.unchanged:
-                touched.append((task.path, task.size, task.mtime))
-                report.unchanged += 1
-                progress(1)
-            elif decoded.error is not None:
-                bad.append((task.path, task.size, task.mtime, decoded.error))
-                report.bad.append((task.path, decoded.error))
-                progress(1)
-            else:
-                batch.append((task, decoded))
-                if len(batch) >= options.batch_size:
-                    run_batch()
-            if len(chunk) >= options.chunk_size:
+        try:
+            for task, decoded in _decoded_stream(_candidates(store, root, options, report, progress), embedder, options):
+                if decoded.unchanged:
+                    touched.append((task.path, task.size, task.mtime))
+                    report.unchanged += 1
+                    progress(1)
+                elif decoded.error is not None:
+                    bad.append((task.path, task.size, task.mtime, decoded.error))
+                    report.bad.append((task.path, decoded.error))
+                    progress(1)
+                else:
+                    batch.append((task, decoded))
+                    if len(batch) >= options.batch_size:
+                        with stop.critical():
+                            run_batch()
+                        stop.check()
+                if len(chunk) >= options.chunk_size:
+                    commit()
+            if batch:
+                run_batch()
+            if chunk or bad or touched:
                 commit()
-        if batch:
-            run_batch()
-        if chunk or bad or touched:
-            commit()
+        except KeyboardInterrupt as interrupt:
+            if getattr(interrupt, "safe", True) and (chunk or bad or touched):
+                with stop.critical():
+                    store.commit(chunk, bad, touched)
+                    report.embedded += len(chunk)
+            raise
 
 
 class _progress:

@@ -14,8 +14,8 @@ import contextlib
 import json
 import logging
 import math
+import os
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from torch import nn
 from ..data.loaders import derive_seed
 from ..errors import ReslabError
 from ..fileio import atomic_write_text
+from ..processes import StopRequests, signal_name, stop_on_signals
 from . import checkpoint as ckpt_io
 from . import transfer
 from .config import TrainConfig, config_to_toml, replace
@@ -145,24 +146,6 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a cluster scheduler's preemption, torchrun stopping its group) ends the run as Ctrl-C
-    does: the last full step is checkpointed and `--resume` continues from it exactly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be installed from the main thread
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_step=None) -> History:
     """Train as `config` says; returns the metric history, the run directory and the best metric.
 
@@ -259,8 +242,6 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
         atomic_write_text(run_dir / "split.json", json.dumps(
             {"split_seed": cfg.data.split_seed, "fraction": cfg.data.val_fraction or cfg.data.auto_holdout,
              "val": sorted(data.holdout_files)}, indent=1) + "\n")  # fmt: skip
-    if info.is_main:
-        write_meta(run_dir, {**meta, "status": "running", "resumed_from": str(resume) if resume else None})
 
     train_model = model
     if info.enabled:
@@ -269,60 +250,91 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
         train_model = torch.compile(train_model)
 
     preprocess = preprocess_for(cfg_dict, data.mean, data.std)
-    ctx = _Context(cfg, info, device, amp, data, model, train_model, optimizer, schedule, scaler, ema, state,
-                   run_dir, classes, total_steps, steps_per_epoch, accum, preprocess, on_step,
-                   class_weights=weights, bn_frozen=bn_frozen)
     history = History(run_dir=run_dir)
-    tb = TensorBoard(run_dir / "tb" if info.is_main and cfg.run.tensorboard else None)
-    progress = Progress(info.is_main and cfg.run.progress, total_steps, state.step)
-    if resume_state is not None:  # last: building the model and optimizer above consumed random numbers
-        ckpt_io.restore_rng_state(resume_state["rng"])
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", resume, state.step, state.epoch + 1, state.batch)
-    try:
-        with _sigterm_as_interrupt():
+    # From here on Ctrl-C and SIGTERM stop the run at the next safe point, with a checkpoint.
+    with stop_on_signals() as stop:
+        ctx = _Context(cfg, info, device, amp, data, model, train_model, optimizer, schedule, scaler, ema, state,
+                       run_dir, classes, total_steps, steps_per_epoch, accum, preprocess, on_step,
+                       class_weights=weights, bn_frozen=bn_frozen, stop=stop,
+                       saved_step=state.step if resume_state is not None else None)
+        tb = TensorBoard(run_dir / "tb" if info.is_main and cfg.run.tensorboard else None)
+        progress = Progress(info.is_main and cfg.run.progress, total_steps, state.step)
+        if resume_state is not None:  # last: building the model and optimizer above consumed random numbers
+            ckpt_io.restore_rng_state(resume_state["rng"])
+            log.info("resumed from %s at step %d (epoch %d, batch %d)", resume, state.step, state.epoch + 1, state.batch)
+        try:
+            if info.is_main:
+                write_meta(run_dir, {**meta, "status": "running", "pid": os.getpid(),
+                                     "resumed_from": str(resume) if resume else None})
             while state.step < total_steps and not history.stopped_early:
                 finished = train_one_epoch(ctx, tb, progress)
                 if finished:
                     history.stopped_early = end_of_epoch(ctx, tb)
-    except KeyboardInterrupt:
-        # Save where the last full step left off, so `--resume` continues exactly from there.
-        if info.is_main:
-            ckpt_io.save_checkpoint(run_dir / "checkpoints" / "last.pt", ctx.checkpoint_state(ctx.step_start_rng))
-            write_meta(run_dir, {**meta, "status": "interrupted", "step": state.step})
-            log.warning("interrupted at step %d; resume with --resume %s", state.step, run_dir)
-        history.interrupted = True
-        progress.close()
-        tb.close()
-        raise
-    except NonFiniteLossError:
-        if info.is_main:
-            write_meta(run_dir, {**meta, "status": "non-finite loss", "step": state.step})
-        progress.close()
-        tb.close()
-        raise
-    progress.close()
-
-    if cfg.train.keep_best and state.best_metric is not None and (run_dir / "checkpoints" / "best.pt").is_file():
-        model.load_state_dict(ckpt_io.load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"])
-        log.info("keeping the best weights (epoch %s, %s %.2f)", state.best_epoch, cfg.train.early_stop_metric, state.best_metric)
-    if cfg.train.eval_tta and data.eval is not None:
-        tta = evaluate(model, data.eval_tta(cfg.train.eval_tta), device, num_classes=cfg.model.num_classes,
-                       amp=amp, channels_last=cfg.train.channels_last, dist_info=info, keep_predictions=False)
-        history.final_eval = {k: tta[k] for k in ("loss", "top1", "top5", "count")}
-        if state.rows:
-            state.rows[-1].update({f"{cfg.train.eval_tta}_{k}": v for k, v in history.final_eval.items() if k != "count"})
-        log.info("%s evaluation: top-1 %.2f%%, top-5 %.2f%%", cfg.train.eval_tta, tta["top1"], tta["top5"])
-    if info.is_main:
-        write_metrics(run_dir, state.rows)
-        export_safetensors(run_dir / "model.safetensors", model, cfg_dict, classes, preprocess)
-        write_meta(run_dir, {**meta, "status": "finished", "end_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                             "best_metric": state.best_metric, "best_epoch": state.best_epoch})
-    tb.close()
+            progress.close()
+            ctx.trained = True
+            finish(ctx, history, meta)
+        except KeyboardInterrupt as interrupt:
+            save_interrupted(ctx, meta, interrupt)
+            history.interrupted = True
+            raise
+        except NonFiniteLossError:
+            if info.is_main:
+                write_meta(run_dir, {**meta, "status": "non-finite loss", "step": state.step})
+            raise
+        finally:
+            progress.close()
+            tb.close()
     barrier(info)
     history.rows, history.best_metric, history.best_epoch = state.rows, state.best_metric, state.best_epoch
     history.model = model
     history.probe = probe
     return history
+
+
+def finish(ctx: "_Context", history: History, meta: dict) -> None:
+    """After the last step: the final test-time-augmented evaluation, the safetensors export, `finished`."""
+    cfg, state, data = ctx.cfg, ctx.state, ctx.data
+    best = ctx.run_dir / "checkpoints" / "best.pt"
+    if cfg.train.keep_best and state.best_metric is not None and best.is_file():
+        ctx.model.load_state_dict(ckpt_io.load_checkpoint(best)["model"])
+        log.info("keeping the best weights (epoch %s, %s %.2f)", state.best_epoch, cfg.train.early_stop_metric, state.best_metric)
+    if cfg.train.eval_tta and data.eval is not None:
+        tta = evaluate(ctx.model, data.eval_tta(cfg.train.eval_tta), ctx.device, num_classes=cfg.model.num_classes,
+                       amp=ctx.amp, channels_last=cfg.train.channels_last, dist_info=ctx.info, keep_predictions=False)
+        history.final_eval = {k: tta[k] for k in ("loss", "top1", "top5", "count")}
+        if state.rows:
+            state.rows[-1].update({f"{cfg.train.eval_tta}_{k}": v for k, v in history.final_eval.items() if k != "count"})
+        log.info("%s evaluation: top-1 %.2f%%, top-5 %.2f%%", cfg.train.eval_tta, tta["top1"], tta["top5"])
+    if ctx.info.is_main:
+        with ctx.stop.critical():
+            write_metrics(ctx.run_dir, state.rows)
+            export_safetensors(ctx.run_dir / "model.safetensors", ctx.model, cfg.to_dict(), ctx.classes, ctx.preprocess)
+            write_meta(ctx.run_dir, {**meta, "status": "finished", "end_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                     "best_metric": state.best_metric, "best_epoch": state.best_epoch})
+    ctx.stop.check()
+
+
+def save_interrupted(ctx: "_Context", meta: dict, interrupt: KeyboardInterrupt) -> None:
+    """On Ctrl-C or SIGTERM: checkpoint where the last full step left off (so `--resume` continues
+    exactly from there) and say so in meta.json. A stop forced halfway through a step (a second
+    signal) keeps the previous checkpoint instead: the half-done step has no consistent state."""
+    if not ctx.info.is_main:
+        return
+    state, last = ctx.state, ctx.run_dir / "checkpoints" / "last.pt"
+    cause = signal_name(getattr(interrupt, "signum", signal.SIGINT))
+    if ctx.trained:  # stopped after the last step: last.pt is the end of training already
+        log.warning("%s: stopped after training, before the export; --resume %s finishes it", cause, ctx.run_dir)
+    elif getattr(interrupt, "safe", True):
+        ckpt_io.save_checkpoint(last, ctx.checkpoint_state(ctx.step_start_rng))
+        ctx.saved_step = state.step
+        log.warning("%s: stopped at step %d, checkpointed; resume with --resume %s", cause, state.step, ctx.run_dir)
+    elif ctx.saved_step is not None:
+        log.warning("%s: stopped during step %d; kept the checkpoint of step %d; resume with --resume %s",
+                    cause, state.step + 1, ctx.saved_step, ctx.run_dir)
+    else:
+        log.warning("%s: stopped during step %d, before any checkpoint; start the run again", cause, state.step + 1)
+    write_meta(ctx.run_dir, {**meta, "status": "interrupted", "signal": cause, "step": state.step,
+                             "checkpoint_step": ctx.saved_step})
 
 
 def _run_dir_of(resume) -> Path:
@@ -353,6 +365,9 @@ class _Context:
     accum: int
     preprocess: object
     on_step: object = None
+    stop: StopRequests = field(default_factory=StopRequests)
+    saved_step: int | None = None  # the step of checkpoints/last.pt on disk
+    trained: bool = False  # every step done (and checkpointed): only the final evaluation and export remain
     step_start_rng: dict | None = None
     class_weights: torch.Tensor | None = None  # per-class loss weights (train.class_balance)
     bn_frozen: bool = False  # BatchNorm statistics fixed while training (train.bn)
@@ -437,43 +452,95 @@ def train_one_epoch(ctx: _Context, tb: TensorBoard, progress: Progress) -> bool:
     wall_start = time.perf_counter() - state.wall_time
     while index < epoch_batches and state.step < ctx.total_steps:
         ctx.step_start_rng = ckpt_io.rng_state()
-        seed_step(cfg.train.seed, state.step, ctx.info.rank)
-        micro = []
-        for _ in range(ctx.accum):
-            images, labels = next(batches)
-            micro.append((index, images, labels))
-            index += 1
-        loss_sum, correct, count = train_step(ctx, micro)
-        ctx.step_start_rng = None  # the step is complete: an interrupt from here on saves the current RNG state
-        state.step += 1
-        state.batch = index
-        sums = state.epoch_sums
-        state.epoch_sums = [sums[0] + loss_sum, sums[1] + correct, sums[2] + count]
-        state.epoch_time = time.perf_counter() - t_start
-        state.wall_time = time.perf_counter() - wall_start
-        if ctx.ema is not None and state.step % cfg.train.ema_every == 0:
-            ctx.ema.update(ctx.model)
-        if cfg.schedule.warmup_until_error > 0 and state.step % ERROR_RULE_EVERY == 0:
-            error = 100.0 * (1.0 - state.epoch_sums[1] / max(state.epoch_sums[2], 1))
-            if ctx.schedule.on_train_error(error):
-                log.info("training error %.1f%% < %.0f%% at step %d: lr back to %.3g", error,
-                         cfg.schedule.warmup_until_error, state.step, ctx.schedule.lr_at(state.step))
-        if ctx.on_step is not None:
-            ctx.on_step(state.step, loss_sum / max(count, 1))
-        speed = state.epoch_sums[2] / max(state.epoch_time, 1e-9)
-        progress.update(state.step, state.epoch + 1, loss_sum / max(count, 1), speed)
-        if cfg.run.log_every and state.step % cfg.run.log_every == 0:
-            tb.scalars({"loss": loss_sum / max(count, 1), "lr": ctx.optimizer.param_groups[0]["lr"],
-                        "images_per_s": speed}, state.step, prefix="train_step/")
-        if cfg.train.save_every and state.step % cfg.train.save_every == 0 and index < epoch_batches:
-            _save(ctx, "last")
+        # waiting for data can be cut short (nothing has changed since the last step), except
+        # across processes, which stop after the same step
+        with ctx.stop.critical() if ctx.info.enabled else contextlib.nullcontext():
+            micro = []
+            for _ in range(ctx.accum):
+                images, labels = next(batches)
+                micro.append((index, images, labels))
+                index += 1
+        with ctx.stop.critical():
+            index = advance_one_step(ctx, micro, index, epoch_batches, t_start, wall_start, tb, progress)
+        stop_if_requested(ctx)
     return index >= epoch_batches or state.step >= ctx.total_steps
 
 
+def advance_one_step(ctx: _Context, micro: list, index: int, epoch_batches: int, t_start: float, wall_start: float,
+          tb: TensorBoard, progress: Progress) -> int:
+    """One optimizer step and its bookkeeping: a signal waits for the end of it."""
+    cfg, state = ctx.cfg, ctx.state
+    seed_step(cfg.train.seed, state.step, ctx.info.rank)
+    loss_sum, correct, count = train_step(ctx, micro)
+    ctx.step_start_rng = None  # the step is complete: an interrupt from here on saves the current RNG state
+    state.step += 1
+    state.batch = index
+    sums = state.epoch_sums
+    state.epoch_sums = [sums[0] + loss_sum, sums[1] + correct, sums[2] + count]
+    state.epoch_time = time.perf_counter() - t_start
+    state.wall_time = time.perf_counter() - wall_start
+    if ctx.ema is not None and state.step % cfg.train.ema_every == 0:
+        ctx.ema.update(ctx.model)
+    if cfg.schedule.warmup_until_error > 0 and state.step % ERROR_RULE_EVERY == 0:
+        error = 100.0 * (1.0 - state.epoch_sums[1] / max(state.epoch_sums[2], 1))
+        if ctx.schedule.on_train_error(error):
+            log.info("training error %.1f%% < %.0f%% at step %d: lr back to %.3g", error,
+                     cfg.schedule.warmup_until_error, state.step, ctx.schedule.lr_at(state.step))
+    if ctx.on_step is not None:
+        ctx.on_step(state.step, loss_sum / max(count, 1))
+    speed = state.epoch_sums[2] / max(state.epoch_time, 1e-9)
+    progress.update(state.step, state.epoch + 1, loss_sum / max(count, 1), speed)
+    if cfg.run.log_every and state.step % cfg.run.log_every == 0:
+        tb.scalars({"loss": loss_sum / max(count, 1), "lr": ctx.optimizer.param_groups[0]["lr"],
+                    "images_per_s": speed}, state.step, prefix="train_step/")
+    if cfg.train.save_every and state.step % cfg.train.save_every == 0 and index < epoch_batches:
+        _save(ctx, "last")
+    return index
+
+
+def stop_if_requested(ctx: _Context) -> None:
+    """At a step boundary: stop if a signal came during the step. Data-parallel processes agree
+    first (a signal to one process stops them all after the same step)."""
+    if ctx.info.enabled:
+        flag = torch.tensor([0.0 if ctx.stop.pending is None else 1.0], device=ctx.device)
+        if all_reduce_sum(flag, ctx.info).item() == 0:
+            return
+        if ctx.stop.pending is None:
+            ctx.stop.pending = signal.SIGTERM  # another process got it
+    ctx.stop.check()
+
+
 def end_of_epoch(ctx: _Context, tb: TensorBoard) -> bool:
-    """Evaluate, log a row, checkpoint, move to the next epoch; True when early stopping says stop."""
+    """Evaluate, log a row, checkpoint, move to the next epoch; True when early stopping says stop.
+
+    A signal during the evaluation stops at once (nothing has changed since the last step: a
+    resumed run evaluates again); the bookkeeping and the checkpoints after it finish first."""
+    wall_start = time.perf_counter() - ctx.state.wall_time
+    with ctx.stop.critical() if ctx.info.enabled else contextlib.nullcontext():
+        average_buffers(ctx.model, ctx.info)
+        results = evaluate_epoch(ctx)
+    with ctx.stop.critical():
+        stop = record_epoch(ctx, tb, results, wall_start)
+    stop_if_requested(ctx)
+    return stop
+
+
+def evaluate_epoch(ctx: _Context) -> tuple[dict, dict | None] | None:
+    """(model, EMA model) results on the evaluation split when this epoch evaluates, else None."""
     cfg, state, t = ctx.cfg, ctx.state, ctx.cfg.train
-    average_buffers(ctx.model, ctx.info)
+    last_epoch = state.step >= ctx.total_steps
+    if ctx.data.eval is None or not (last_epoch or (t.eval_every and (state.epoch + 1) % t.eval_every == 0)):
+        return None
+    kw = dict(num_classes=cfg.model.num_classes, amp=ctx.amp, channels_last=t.channels_last,
+              dist_info=ctx.info, keep_predictions=False)
+    res = evaluate(ctx.model, ctx.data.eval, ctx.device, **kw)
+    ema_res = evaluate(ctx.ema.module, ctx.data.eval, ctx.device, **kw) if ctx.ema is not None else None
+    return res, ema_res
+
+
+def record_epoch(ctx: _Context, tb: TensorBoard, results: tuple[dict, dict | None] | None, wall_start: float) -> bool:
+    """The epoch's row, best metric, schedule and early-stopping updates, and its checkpoints."""
+    cfg, state, t = ctx.cfg, ctx.state, ctx.cfg.train
     loss_sum, correct, count = state.epoch_sums
     row = {
         "epoch": state.epoch + 1,
@@ -482,17 +549,11 @@ def end_of_epoch(ctx: _Context, tb: TensorBoard) -> bool:
         "train_loss": loss_sum / max(count, 1),
         "train_top1": 100.0 * correct / max(count, 1),
     }
-    last_epoch = state.step >= ctx.total_steps
     stop = False
-    eval_now = ctx.data.eval is not None and (last_epoch or (t.eval_every and (state.epoch + 1) % t.eval_every == 0))
-    wall_start = time.perf_counter() - state.wall_time
-    if eval_now:
-        kw = dict(num_classes=cfg.model.num_classes, amp=ctx.amp, channels_last=t.channels_last,
-                  dist_info=ctx.info, keep_predictions=False)
-        res = evaluate(ctx.model, ctx.data.eval, ctx.device, **kw)
+    if results is not None:
+        res, ema_res = results
         row.update(val_loss=res["loss"], val_top1=res["top1"], val_top5=res["top5"])
-        if ctx.ema is not None:
-            ema_res = evaluate(ctx.ema.module, ctx.data.eval, ctx.device, **kw)
+        if ema_res is not None:
             row.update(ema_val_loss=ema_res["loss"], ema_val_top1=ema_res["top1"], ema_val_top5=ema_res["top5"])
         if ctx.schedule.on_eval(100.0 - res["top1"]):
             log.info("validation error plateaued: lr divided by %g", 1 / cfg.schedule.gamma)
