@@ -33,6 +33,19 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that `atomic_open` left in `folder` when its process was killed
+    mid-write (kill -9, power loss); returns them. Only for a folder no other process is writing to."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        parts = path.name[1:-len(".tmp")].rsplit(".", 1)
+        if len(parts) == 2 and len(parts[1]) == 12 and all(c in "0123456789abcdef" for c in parts[1]):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..data.loaders import derive_seed
 from ..errors import ReslabError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, remove_stale_temporaries
 from ..processes import StopRequests, signal_name, stop_on_signals
 from . import checkpoint as ckpt_io
 from . import transfer
@@ -228,6 +228,8 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
         else:
             run_dir = new_run_dir(cfg.run.dir, cfg.run.name, cfg.model.name)
         atomic_write_text(run_dir / "config.toml", config_to_toml(cfg))
+        if resume_state is not None:  # a kill -9 during a checkpoint write leaves its temporary file
+            remove_stale_temporaries(run_dir / "checkpoints")
     run_dir = broadcast_object(str(run_dir) if run_dir else None, info)
     run_dir = Path(run_dir)
     meta = base_meta(cfg.train.seed, info.world_size, device)
