@@ -1,4 +1,5 @@
-"""Look inside a network: feature maps of one image at a named stage, first-layer filters.
+"""Look inside a network: feature maps of one image at a named stage, first-layer filters, and
+where networks look (attention rollout for ViTs beside Grad-CAM for CNNs).
 
 `resolve_model` accepts either a zoo name (optionally with weights) or a trained run (a run
 folder, a .pt checkpoint, a model.safetensors), so the same commands work on both.
@@ -51,8 +52,13 @@ def top_channel_maps(model: nn.Module, x: torch.Tensor, layer: str, top: int = 1
     names = list(getattr(model, "feature_names", []))
     if names and layer not in names:
         raise ReslabError(f"the model has no stage '{layer}'; its stages are: {', '.join(names)}")
+    from .models.vit import patch_grid_map
+
     with torch.no_grad():
-        maps = feature_maps(model.eval(), x[None] if x.ndim == 3 else x, names=[layer])[layer][0]
+        out = feature_maps(model.eval(), x[None] if x.ndim == 3 else x, names=[layer])[layer]
+        if out.ndim == 3 and hasattr(model, "patch_grid"):  # a ViT's tokens: its patches on their grid
+            out = patch_grid_map(model, out)
+        maps = out[0]
     if maps.ndim != 3:
         raise ReslabError(f"stage '{layer}' has no spatial output (shape {tuple(maps.shape)}); pick an earlier stage")
     order = maps.mean(dim=(1, 2)).argsort(descending=True)[:top].tolist()
@@ -94,3 +100,36 @@ def plot_first_layer_filters(model: nn.Module, path, max_filters: int = 64) -> P
     k = weight.shape[-1]
     return plot_image_grid(tiles, path, columns=min(16, len(tiles)), cmap="gray",
                            title=f"first-layer filters ({len(tiles)} of {first_conv(model).out_channels}, {k}x{k})")
+
+
+def plot_saliency(models: list[tuple[str, nn.Module, object, list[str] | None]], images: list, path,
+                  device: str | torch.device = "cpu") -> Path:
+    """One row per image: the image, then each model's map over it, attention rollout for a ViT
+    and Grad-CAM (for its predicted class) for a CNN.
+
+    models: (label, model in eval mode, its EvalPreprocess, its class names or None).
+    images: PIL images; each model sees them through its own preprocessing (size, normalisation).
+    """
+    from .plots import plot_image_grid
+    from .report.attention import saliency
+    from .report.evaluation import display_image
+    from .report.gradcam import overlay_heatmap
+
+    if not models or not images:
+        raise ReslabError("give at least one model and one image")
+    columns = [[] for _ in images]  # per image: (tile, caption) pairs
+    for label, model, preprocess, classes in models:
+        x = torch.stack([preprocess(img) for img in images]).to(device)
+        maps, method = saliency(model, x)
+        with torch.no_grad():
+            predicted = model(x).argmax(dim=1).tolist()
+        for row, (xi, cam, p) in enumerate(zip(x, maps, predicted)):
+            shown = display_image(xi.cpu(), preprocess.mean, preprocess.std)
+            if not columns[row]:
+                columns[row].append((shown, "input"))
+            guess = classes[p] if classes else f"class {p}"
+            columns[row].append((overlay_heatmap(shown, cam), f"{label}\n{method}: {guess}"))
+    tiles = [t for row in columns for t, _ in row]
+    captions = [c for row in columns for _, c in row]
+    return plot_image_grid(tiles, path, captions=captions, columns=len(models) + 1,
+                           title="where each network looks: attention rollout (ViT), Grad-CAM (CNN)")

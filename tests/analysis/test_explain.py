@@ -57,3 +57,26 @@ def test_every_formula_matches_its_count():
     for section in explain.explain_all():
         for fact in section.facts:
             assert fact.matches in (True, None), (section.title, fact)
+
+
+def test_attention_against_a_3x3_conv(sections):
+    s = sections["attention_vs_convolution"](dim=64, heads=2, sizes=(4, 16))
+    assert all(f.matches is not False for f in s.facts)
+    # counted on the modules: Q K^T and weights x V are 2 N^2 D, the rest 4 N D^2
+    assert s.fact("N=16 (4x4): attention MACs").counted == 4 * 16 * 64**2 + 2 * 16**2 * 64
+    assert s.fact("N=256: of which Q K^T and weights x V").counted == 2 * 256**2 * 64
+    assert s.fact("N=256: 3x3 conv MACs").counted == 9 * 256 * 64**2
+    assert s.fact("N=2.5 D=160: attention / conv MACs").counted == pytest.approx(1.0)
+    assert s.fact("attention receptive field (one layer, 0 = global)").counted == 0
+    assert s.fact("3x3 conv receptive field (one layer)").counted == 3
+
+
+def test_kernel_size_and_vit_budget(sections):
+    s = sections["kernel_size_vs_attention"](dim=32, side=8, kernels=(3, 5))
+    assert all(f.matches for f in s.facts)
+    assert s.fact("5x5 conv receptive field").counted == 5
+    v = sections["vit_mac_budget"]()
+    assert round(v.fact("224 px (197 tokens): GMACs").counted, 3) == 17.564  # torchvision's published figure
+    assert round(v.fact("384 px (577 tokens): GMACs").counted, 3) == 55.484
+    assert 0.03 < v.fact("224 px: attention's share").counted < v.fact("384 px: attention's share").counted < 0.15
+    assert v.fact("224 px: Q K^T and weights x V (GMACs)").matches

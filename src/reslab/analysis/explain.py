@@ -1,4 +1,5 @@
-"""The design arithmetic behind ResNets and their neighbours, every figure counted on real modules.
+"""The design arithmetic behind ResNets and their neighbours (and what attention changes), every
+figure counted on real modules.
 
 Each section builds the `nn.Module`s it talks about, counts their parameters, MACs and receptive
 fields with `profile_model`, and sets the count beside the closed-form formula, so the prose can
@@ -180,7 +181,132 @@ def resnet50_variants() -> Section:
     )
 
 
-SECTIONS = [conv_cost, bottleneck_vs_basic, stacked_3x3_vs_7x7, depthwise_separable, shortcut_options, resnet50_variants]
+class TokenAttention(nn.Module):
+    """One self-attention layer over the positions of a (B, D, H, W) map: each position is a token."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        from ..models.vit import SelfAttention
+
+        self.attention = SelfAttention(dim, num_heads)
+
+    def forward(self, x):
+        tokens = x.flatten(2).transpose(1, 2)  # (B, H*W, D)
+        return self.attention(tokens)
+
+
+def attention_vs_convolution(dim: int = 768, heads: int = 12, sizes: tuple[int, ...] = (14, 56)) -> Section:
+    """Cost as a function of tokens: a self-attention layer against a 3x3 conv of the same width.
+
+    Attention: 4 D^2 weights (Q, K, V and output projections, whatever the image size) and
+    4 N D^2 + 2 N^2 D MACs on N tokens; a 3x3 conv: 9 D^2 weights and 9 N D^2 MACs. The N^2 term
+    (Q K^T and weights x V) is what makes attention global, and what makes it expensive on many tokens.
+    """
+    facts = []
+    attention = TokenAttention(dim, heads).to("meta")
+    conv = nn.Conv2d(dim, dim, 3, padding=1, bias=False, device="meta")
+    for side in sizes:
+        n = side * side
+        pa, ma, rfa = count(attention, (dim, side, side))
+        pc, mc, rfc = count(conv, (dim, side, side))
+        products = sum(r.macs for r in profile_model(attention, (dim, side, side)).layers if r.type == "bmm")
+        facts += [
+            Fact(f"N={n} ({side}x{side}): attention MACs", ma, 4 * n * dim**2 + 2 * n * n * dim, "4 N D^2 + 2 N^2 D"),
+            Fact(f"N={n}: of which Q K^T and weights x V", products, 2 * n * n * dim, "2 N^2 D"),
+            Fact(f"N={n}: 3x3 conv MACs", mc, 9 * n * dim**2, "9 N D^2"),
+            Fact(f"N={n}: attention / conv MACs", ma / mc, (4 * dim + 2 * n) / (9 * dim), "(4 D + 2 N) / 9 D"),
+        ]
+    # where the two cost the same: 4 N D^2 + 2 N^2 D = 9 N D^2 at N = 2.5 D tokens (a 1 x N row of them)
+    even = int(2.5 * dim)
+    _, ma_even, _ = count(attention, (dim, 1, even))
+    _, mc_even, _ = count(conv, (dim, 1, even))
+    facts += [
+        Fact(f"N=2.5 D={even}: attention / conv MACs", ma_even / mc_even, 1.0, "equal at N = 2.5 D"),
+        Fact("attention weights (+ biases)", pa, 4 * dim**2 + 4 * dim, "4 D^2 + 4 D, for any N"),
+        Fact("3x3 conv weights", pc, 9 * dim**2, "9 D^2"),
+        Fact("3x3 conv receptive field (one layer)", rfc.size[0], 3, "K"),
+        Fact("attention receptive field (one layer, 0 = global)", 0 if rfa is None else rfa.size[0], 0, "the whole image"),
+    ]
+    return Section(
+        f"Self-attention vs a 3x3 conv, width D={dim} ({heads} heads), as a function of the tokens N",
+        facts,
+        "Attention's weights are computed from the input and reach every position after one layer; a conv's are "
+        "learned constants that see 3x3. Its cost is linear in N up to N ~ 2D, then quadratic: ViT-B's 196 tokens "
+        "are cheap, a 56x56 ResNet stage (3136 tokens) is not, which is why ViTs cut the image into 16x16 patches.",
+    )
+
+
+def kernel_size_vs_attention(dim: int = 64, side: int = 32, kernels: tuple[int, ...] = (1, 3, 5, 7)) -> Section:
+    """Cost as a function of kernel size: a conv's weights and MACs grow with K^2, its field by K - 1 per layer."""
+    facts = []
+    n = side * side
+    for k in kernels:
+        conv = nn.Conv2d(dim, dim, k, padding=k // 2, bias=False, device="meta")
+        p, m, rf = count(conv, (dim, side, side))
+        facts += [
+            Fact(f"{k}x{k} conv weights", p, k * k * dim**2, "K^2 D^2"),
+            Fact(f"{k}x{k} conv MACs", m, n * k * k * dim**2, "N K^2 D^2"),
+            Fact(f"{k}x{k} conv receptive field", rf.size[0], k, "K"),
+        ]
+    pa, ma, _ = count(TokenAttention(dim, max(1, dim // 64)).to("meta"), (dim, side, side))
+    facts += [
+        Fact("attention weights (+ biases)", pa, 4 * dim**2 + 4 * dim, "4 D^2 + 4 D"),
+        Fact("attention MACs", ma, 4 * n * dim**2 + 2 * n * n * dim, "4 N D^2 + 2 N^2 D"),
+        Fact(f"conv kernel with attention's MACs on {side}x{side}", (ma / (n * dim**2)) ** 0.5,
+             ((4 * dim + 2 * n) / dim) ** 0.5, "K = sqrt(4 + 2 N / D)"),
+    ]
+    return Section(
+        f"Kernel size: a KxK conv against attention, width D={dim} on {side}x{side} ({n} tokens)",
+        facts,
+        "A conv buys a wider view with K^2 more weights and MACs; attention's view is the whole image for 4 D^2 "
+        "weights, paid for in MACs that grow with the number of tokens. With few channels and many positions (a "
+        "CIFAR ResNet's first stage) attention costs as much as a very large kernel.",
+    )
+
+
+def vit_mac_budget() -> Section:
+    """Where ViT-B/16's 17.56 GMACs go, counted by the profiler, and how the attention share grows with the image."""
+    from .zoo import profile_by_name
+
+    def split(profile):
+        attention = sum(r.macs for r in profile.layers if r.type == "bmm")
+        return attention, profile.macs - attention
+
+    facts, shares = [], []
+    for size in (224, 384):
+        p = profile_by_name("vit_b_16", image_size=size)
+        n = (size // 16) ** 2 + 1
+        attention, rest = split(p)
+        shares.append(attention / p.macs)
+        facts += [
+            Fact(f"{size} px ({n} tokens): GMACs", p.macs / 1e9, None, "torchvision: 17.56 at 224, 55.48 at 384"),
+            Fact(f"{size} px: Q K^T and weights x V (GMACs)", attention / 1e9, 12 * 2 * n * n * 768 / 1e9, "L 2 N^2 D"),
+            Fact(f"{size} px: attention's share", attention / p.macs, None, "of all MACs"),
+            Fact(f"{size} px: linear layers and patch embedding (GMACs)", rest / 1e9, None),
+        ]
+    r50 = profile_by_name("resnet50")
+    vit = profile_by_name("vit_b_16")
+    facts.append(Fact("ResNet-50 at 224 (GMACs)", r50.macs / 1e9, None, "for scale"))
+    return Section(
+        "ViT-B/16's compute: the linear layers dominate at 224 px; the N^2 attention grows with the image",
+        facts,
+        f"At 224 px only {shares[0]:.0%} of ViT-B/16's MACs are attention's products; at 384 px (577 tokens) "
+        f"{shares[1]:.0%}. Its {vit.macs / 1e9:.1f} GMACs are {vit.macs / r50.macs:.1f}x ResNet-50's for about 5 points "
+        "more ImageNet top-1 (81.1% vs 76.1%, torchvision's published weights).",
+    )
+
+
+SECTIONS = [
+    conv_cost,
+    bottleneck_vs_basic,
+    stacked_3x3_vs_7x7,
+    depthwise_separable,
+    shortcut_options,
+    resnet50_variants,
+    attention_vs_convolution,
+    kernel_size_vs_attention,
+    vit_mac_budget,
+]
 
 
 def explain_all() -> list[Section]:

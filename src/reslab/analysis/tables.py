@@ -37,10 +37,11 @@ def summary_table(profile: Profile, title: str | None = None) -> Table:
         table.add_row("parameters (all)", f"{profile.params_total:,}", "including modules the eval forward skips")
     table.add_row("MACs", f"{profile.macs:,}", f"{profile.macs / 1e9:.3f} G: conv + linear (+ attention) multiply-accumulates")
     table.add_row("FLOPs", f"{profile.flops:,}", "2 x MACs")
-    table.add_row("other FLOPs", f"{profile.other_flops:,}", "batch norm, activations, pools, additions")
+    table.add_row("other FLOPs", f"{profile.other_flops:,}", "norms, activations, pools, additions")
     table.add_row("activations", human_bytes(profile.activation_bytes), "sum of layer outputs (in-place ones free)")
     if profile.global_from is not None:
-        table.add_row("receptive field", "global", f"attention: every token sees the whole image from {profile.global_from}")
+        where = profile.global_from.rsplit(".", 1)[0]  # the module, without the op's name
+        table.add_row("receptive field", "global", f"every token sees the whole image after {where}")
     else:
         table.add_row("receptive field", f"{rf.size[0]}x{rf.size[1]}" if rf else "-", "of the last feature map, input pixels")
         table.add_row("stride", f"{rf.jump[0]:g}" if rf else "-", "input pixels between its positions")

@@ -23,12 +23,14 @@ def profile_by_name(
 ) -> Profile:
     """Build zoo model `name` (with architecture `options`, e.g. variant="v1") on meta and profile it.
 
-    input_size defaults to the model's own (3x224x224 for ImageNet nets, 3x32x32 for CIFAR ones).
+    input_size defaults to the model's own (3x224x224 for ImageNet nets, 3x32x32 for CIFAR ones, a
+    ViT's image_size).
     """
     entry = model_entry(name)
     with torch.device("meta"), skip_meta_init():
         model = create_model(name, **options)
-    size = tuple(input_size or entry.input_size)
+    own = getattr(model, "image_size", None)  # a ViT built for another size (image_size=384) takes only that
+    size = tuple(input_size or ((entry.input_size[0], own, own) if own else entry.input_size))
     if size[0] != entry.input_size[0]:
         raise ReslabError(f"{name} takes {entry.input_size[0]}-channel images, not {size[0]}; use an input like {entry.input_size[0]}x{size[1]}x{size[2]}")
     profile = profile_model(model, size, batch=batch, cross_check=cross_check)

@@ -33,7 +33,7 @@ def _group(name: str, help: str) -> typer.Typer:
 data_app = _group("data", "Datasets: check every image, write ready-made folders, preview augmentation.")
 bench_app = _group("bench", "Benchmarks: speed and memory as ratios against a baseline measured in the same process.")
 experiment_app = _group("experiment", "The ResNet paper's experiments, quick on a CPU (--quick) or the full recipe on GPUs.")
-viz_app = _group("viz", "Look inside a network: feature maps and first-layer filters.")
+viz_app = _group("viz", "Look inside a network: feature maps, first-layer filters, attention rollout beside Grad-CAM.")
 
 
 def alias(group: typer.Typer, old_name: str, command: Callable, new_name: str) -> None:

@@ -70,7 +70,7 @@ def profile(
     from ..tomlio import parse_assignments
 
     entry = model_entry(model)
-    size = parse_input_size(input, channels=entry.input_size[0]) if input else entry.input_size
+    size = parse_input_size(input, channels=entry.input_size[0]) if input else None  # None: the model's own
     options = parse_assignments(option or [], option="--option", example="variant=v1")
     result = profile_by_name(model, size, batch=batch_size, cross_check=True, **options)
     if as_json:

@@ -1,4 +1,4 @@
-"""Look inside a network: `reslab viz features | filters`."""
+"""Look inside a network: `reslab viz features | filters | attention`."""
 
 from __future__ import annotations
 
@@ -49,3 +49,34 @@ def filters(
 
     net, _, _ = resolve_model(model, weights)
     say(f"wrote {plot_first_layer_filters(net, out)}", markup=False)
+
+
+@viz_app.command("attention")
+def attention(
+    model: ModelOrRun,
+    images: Annotated[list[Path], typer.Argument(help="One or more images to look at.")],
+    compare: Annotated[
+        Optional[list[str]],
+        typer.Option("--compare", "-c", help="Another model or run to draw beside it (repeatable), e.g. a CNN's run."),
+    ] = None,
+    weights: Weights = None,
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("attention.png"),
+    device: Device = "auto",
+) -> None:
+    """Where networks look: attention rollout for a ViT, Grad-CAM for a CNN, side by side.
+
+    `--weights` applies to MODEL when it is a zoo name; runs given to --compare carry their own.
+    """
+    from ..console import say
+    from ..devices import resolve_device
+    from ..imageio import load_image
+    from ..viz import plot_saliency, resolve_model
+
+    dev = resolve_device(device)
+    nets = []
+    for i, spec in enumerate([model, *(compare or [])]):
+        net, preprocess, classes = resolve_model(spec, weights if i == 0 else None, device=dev)
+        nets.append((Path(spec).name if Path(spec).exists() else spec, net, preprocess, classes))
+    biggest = max(p.resize for _, _, p, _ in nets)
+    pictures = [load_image(path, mode="RGB", min_size=biggest) for path in images]
+    say(f"wrote {plot_saliency(nets, pictures, out, device=dev)}", markup=False)

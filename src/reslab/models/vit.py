@@ -230,6 +230,12 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(self.heads.head.bias)
 
     @property
+    def gradcam_layer(self) -> str:
+        """Grad-CAM's layer: the last block's normalised input. The final patch tokens do not reach a
+        class-token head (their gradient is zero); entering the last block, they still do through attention."""
+        return f"encoder.layers.encoder_layer_{len(self.encoder.layers) - 1}.ln_1"
+
+    @property
     def patch_grid(self) -> tuple[int, int]:
         side = self.image_size // self.patch_size
         return side, side
@@ -237,10 +243,13 @@ class VisionTransformer(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[-2:] != (self.image_size, self.image_size):
             name = getattr(self, "model_name", "this ViT")
+            p = self.patch_size
+            other = max(p, round(x.shape[-1] / p) * p) if x.ndim == 4 else None
+            rebuild = f", or build the model with image_size={other} (a multiple of its patch size {p}; position " \
+                      "embeddings are interpolated when its weights are loaded)" if other and other != self.image_size else ""
             raise InputSizeError(
                 f"{name} takes {self.image_size}x{self.image_size} images and got shape {tuple(x.shape)}; resize the "
-                f"images to {self.image_size}, or build the model with image_size={x.shape[-1]} (position embeddings "
-                f"are interpolated when its weights are loaded)"
+                f"images to {self.image_size}{rebuild}"
             )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,9 @@
 The heatmap is ReLU(sum_c alpha_c A_c) with A the activations of a convolutional layer and
 alpha_c the spatial mean of d(class score)/dA_c, upsampled to the input and scaled to [0, 1].
 By default A is the model's last feature map (`forward_features`), the layer the original paper
-recommends: late enough to be class-specific, still spatial.
+recommends: late enough to be class-specific, still spatial. For a ViT, A is the patch tokens
+entering its last block (`model.gradcam_layer`: only there do they still reach the class token that
+the head reads), laid out on the patch grid; `attention.py` has attention rollout.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def grad_cam_batch(
     """
     if x.ndim != 4:
         raise ValueError(f"expected a batch (B, C, H, W), got shape {tuple(x.shape)}")
+    if layer is None:
+        # a ViT's final patch tokens do not reach its class-token head: it names an earlier layer
+        layer = getattr(model, "gradcam_layer", None)
     was_training = model.training
     model.eval()
     # the input needs a gradient so the graph exists even when every parameter is frozen
@@ -64,7 +69,7 @@ def grad_cam_batch(
                 if not captured:
                     raise ReslabError(f"layer '{layer}' was not used in the forward pass; pick a layer on the data path")
                 activations = captured[-1]
-            if activations.ndim != 4:
+            if activations.ndim != 4 and not (activations.ndim == 3 and hasattr(model, "patch_grid")):
                 raise ReslabError("Grad-CAM needs a spatial (B, C, H, W) activation; pick a convolutional layer")
             if target_classes is None:
                 classes = logits.argmax(dim=1)
@@ -76,6 +81,10 @@ def grad_cam_batch(
             (grads,) = torch.autograd.grad(score, activations)
     finally:
         model.train(was_training)
+    if activations.ndim == 3:  # a ViT's tokens (B, 1 + h*w, D): the patch tokens laid out on their grid
+        from ..models.vit import patch_grid_map
+
+        activations, grads = patch_grid_map(model, activations), patch_grid_map(model, grads)
     weights = grads.mean(dim=(2, 3), keepdim=True)  # alpha_c: (B, C, 1, 1)
     cam = F.relu((weights * activations.detach()).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

@@ -2,7 +2,7 @@
 
 Curves from metrics.jsonl; then, when the model and its validation data can be loaded, the
 confusion matrix, per-class accuracy, most-confused pairs, sample predictions, Grad-CAM heatmaps
-and a 2-D map of validation embeddings. Every image is a PNG embedded as a base64 data URI, so
+(and attention rollout beside them for a ViT) and a 2-D map of validation embeddings. Every image is a PNG embedded as a base64 data URI, so
 the page can be mailed or attached as one file.
 """
 
@@ -182,6 +182,7 @@ def _evaluation_sections(model, classes, preprocess, batches, device, embedding,
     from .. import plots
     from .embedding_map import embedding_map_2d, plot_embedding_map
     from .evaluation import display_image, evaluate_for_report, most_confused_pairs
+    from .attention import attention_rollout, has_attention
     from .gradcam import grad_cam_batch, overlay_heatmap
 
     ev = evaluate_for_report(model, batches, len(classes), device=device, max_images=max_images)
@@ -215,14 +216,27 @@ def _evaluation_sections(model, classes, preprocess, batches, device, embedding,
 
     picks = (wrong[: gradcam_images // 2] + right)[:gradcam_images]
     if picks:
-        cams, _ = grad_cam_batch(model, ev.kept_images[picks].to(device), target_classes=[int(kept_pred[i]) for i in picks])
+        x = ev.kept_images[picks].to(device)
+        cams, _ = grad_cam_batch(model, x, target_classes=[int(kept_pred[i]) for i in picks])
+        # a ViT: attention rollout beside Grad-CAM on its patch tokens
+        rollouts = attention_rollout(model, x) if has_attention(model) else None
         tiles, captions = [], []
-        for cam, i in zip(cams, picks):
+        for k, (cam, i) in enumerate(zip(cams, picks)):
             tiles += [shown[i], overlay_heatmap(shown[i], cam)]
             captions += [f"true {classes[kept_true[i]]}", f"Grad-CAM: {classes[kept_pred[i]]}"]
-        plots.plot_image_grid(tiles, tmp / "gradcam.png", captions=captions, columns=8, cmap="gray")
-        out.append("<h3>Grad-CAM</h3><p class='note'>where the evidence for the predicted class lies (last feature map)</p>"
-                   + _img(tmp / "gradcam.png", "Grad-CAM heatmaps"))
+            if rollouts is not None:
+                tiles.append(overlay_heatmap(shown[i], rollouts[k]))
+                captions.append("attention rollout")
+        per_image = 2 if rollouts is None else 3
+        plots.plot_image_grid(tiles, tmp / "gradcam.png", captions=captions, columns=4 * per_image, cmap="gray")
+        if rollouts is None:
+            out.append("<h3>Grad-CAM</h3><p class='note'>where the evidence for the predicted class lies (last feature map)</p>"
+                       + _img(tmp / "gradcam.png", "Grad-CAM heatmaps"))
+        else:
+            out.append("<h3>Attention rollout and Grad-CAM</h3><p class='note'>attention rollout: the image patches the "
+                       "class token draws on through every block (Abnar &amp; Zuidema 2020, class-agnostic); Grad-CAM: "
+                       "the evidence for the predicted class in the last block's patch tokens</p>"
+                       + _img(tmp / "gradcam.png", "attention rollout and Grad-CAM heatmaps"))
 
     if n >= 3:
         points = embedding_map_2d(ev.embeddings, method=embedding)
