@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +166,20 @@ def test_cli_unknown_model_and_missing_weights(tmp_path, capsys):
     assert code == 1 and "--weights" in err
     code, _, err = run_cli(["predict", "resnet20", "--weights", "x.pth", str(tmp_path / "nope.png")], capsys)
     assert code == 1 and "nope.png" in err
+
+
+def test_cli_folder_with_a_bad_file_classifies_the_others(tmp_path, capsys, resnet20_weights):
+    # issue 12, defect 7: predict on a folder stopped at the first bad file
+    _, weights = resnet20_weights
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "c.png"):
+        solid((200, 10, 10)).resize((40, 40)).save(folder / name)
+    (folder / "b.jpg").write_bytes(b"<html>not found</html>")
+    code, out, err = run_cli(["predict", "resnet20", "--weights", str(weights), str(folder), "--json"], capsys)
+    assert code == 1 and "Traceback" not in err
+    results = {Path(r["image"]).name: r for r in json.loads(out)["results"]}
+    assert len(results["a.png"]["predictions"]) == len(results["c.png"]["predictions"]) == 5
+    assert results["b.jpg"]["error"] and "b.jpg" in err and "1 of 3 images" in err
+    code, out, err = run_cli(["predict", "resnet20", "--weights", str(weights), str(folder)], capsys)
+    assert code == 1 and out.count("probability") == 2 and "skipped" in out

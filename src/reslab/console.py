@@ -12,6 +12,7 @@ Library code that reports progress uses `stderr()`; commands use the rest.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -24,6 +25,28 @@ FIRST_COLUMN_MAX = 48  # characters: a first column is kept whole up to this wid
 # file=None: each print goes to the current sys.stdout / sys.stderr (a redirect, pytest's capture)
 _stdout = Console(highlight=False)
 _stderr = Console(stderr=True, highlight=False)
+
+
+def printable(name: Any) -> str:
+    """A file name, path or label as text that prints, and goes into markup and JSON, anywhere:
+    bytes that are not UTF-8 (a disk written by another system) become \\xNN and control
+    characters (a newline in a name) their escapes. For display only: the name itself is kept
+    exactly where it is stored. Still escape it for rich markup (`rich.markup.escape`)."""
+    text = os.fspath(name) if isinstance(name, os.PathLike) else str(name)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, held by Python as surrogate escapes
+        text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def shown(name: Any) -> str:
+    """`printable(name)` with rich markup escaped, for `say`, `note` and table cells."""
+    from rich.markup import escape
+
+    return escape(printable(name))
 
 
 def stdout() -> Console:

@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import ReslabError
-from .imageio import load_image
+from .imageio import BadImageError, load_image
 from .preprocess import EvalPreprocess
 
 ImageLike = Image.Image | str | os.PathLike
@@ -33,10 +33,13 @@ def iter_predictions(
     labels: Sequence[str],
     top_k: int = 5,
     batch_size: int = 32,
-) -> Iterator[list[list[tuple[str, float]]]]:
+    bad_files: list | None = None,
+) -> Iterator[list[list[tuple[str, float]] | None]]:
     """Like `predict`, but yields the results one batch at a time (for progress bars and long lists).
 
     Images are decoded batch by batch, so memory stays bounded however many paths are given.
+    bad_files: a list to collect (path, reason) of files that cannot be decoded, whose results are
+    then None, and the others go on; without it such a file raises `BadImageError`.
     """
     if top_k < 1:
         raise ReslabError(f"top_k must be at least 1, got {top_k}")
@@ -48,7 +51,12 @@ def iter_predictions(
     model.eval()
     try:
         for start in range(0, len(images), batch_size):
-            batch = torch.stack([preprocess(_as_pil(im, preprocess)) for im in images[start : start + batch_size]])
+            chunk = images[start : start + batch_size]
+            decoded = _decode(chunk, preprocess, bad_files)
+            if not decoded:
+                yield [None] * len(chunk)
+                continue
+            batch = torch.stack(list(decoded.values()))
             if device.type == "cuda":
                 batch = batch.pin_memory()  # lets the copy overlap with the previous batch's compute
             with torch.inference_mode():
@@ -60,10 +68,12 @@ def iter_predictions(
                 )
             probs = logits.float().softmax(dim=1)
             values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-            yield [
+            top = [
                 [(labels[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
                 for row_p, row_i in zip(values.cpu(), indices.cpu())
             ]
+            by_position = dict(zip(decoded, top))
+            yield [by_position.get(i) for i in range(len(chunk))]
     finally:
         model.train(was_training)  # leave the model as we found it
 
@@ -87,6 +97,19 @@ def predict(
     for batch in iter_predictions(model, images, preprocess, labels, top_k, batch_size):
         results.extend(batch)
     return results
+
+
+def _decode(images: Sequence[ImageLike], preprocess: EvalPreprocess, bad_files: list | None) -> dict[int, torch.Tensor]:
+    """Position in `images` -> preprocessed tensor; a bad file is collected in `bad_files` (or raises)."""
+    out = {}
+    for i, image in enumerate(images):
+        try:
+            out[i] = preprocess(_as_pil(image, preprocess))
+        except BadImageError as e:
+            if bad_files is None:
+                raise
+            bad_files.append((str(image), e.reason))
+    return out
 
 
 def _as_pil(image: ImageLike, preprocess: EvalPreprocess) -> Image.Image:

@@ -38,3 +38,19 @@ def test_version_names_reslab_and_torch():
 def test_import_reslab_is_light_and_the_model_api_still_there():
     code = "import sys, reslab; assert 'torch' not in sys.modules; reslab.create_model; assert 'torch' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+QUIET_LIBRARIES = """
+import logging
+from reslab.cli import _setup_logging
+_setup_logging()
+import faiss  # logs which CPU build it loads, at INFO
+logging.getLogger("reslab.anything").info("a reslab line")
+"""
+
+
+def test_library_info_chatter_is_not_shown_but_reslab_info_is():
+    # issue 12, defect 7: every `reslab serve` start printed FAISS's nine INFO lines about AVX builds
+    done = subprocess.run([sys.executable, "-c", QUIET_LIBRARIES], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "faiss" not in done.stderr.lower() and "a reslab line" in done.stderr

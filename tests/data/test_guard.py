@@ -1,5 +1,6 @@
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,6 +76,19 @@ def test_too_many_bad_files_abort_with_a_clear_error(bad_zoo, in_memory):
     with pytest.raises(TooManyBadFiles, match="reslab data verify"):
         data = build_data(cfg, batch_size=46, seed=0)
         list(data.train.batches(0))
+
+
+@pytest.mark.parametrize("in_memory", ["no", "yes"])
+def test_the_abort_counts_every_bad_file_before_it_decides(bad_zoo, in_memory):
+    # issue 12, defect 7: the first bad file past the threshold aborted with "1 of 66" when 4 were bad
+    root, files = bad_zoo
+    cfg = DataConfig(path=str(root), max_bad_fraction=0.01, in_memory=in_memory, workers=0)  # one bad is too many
+    with pytest.raises(TooManyBadFiles) as aborted:
+        data = build_data(cfg, batch_size=46, seed=0)
+        list(data.train.batches(0))
+    message = str(aborted.value)
+    assert f"{len(files['bad'])} of 46 images" in message
+    assert all(Path(p).name in message for p in files["bad"])
 
 
 def test_bad_file_log_threshold_is_exclusive():

@@ -120,7 +120,7 @@ def test_truncated_file(tmp_path, trained, suffix):
 def test_random_bytes(tmp_path, suffix):
     path = tmp_path / f"noise{suffix}"
     path.write_bytes(os.urandom(4096))
-    with pytest.raises(ReslabError, match="not a readable weights checkpoint") as err:
+    with pytest.raises(ReslabError, match="not a weights file that loads safely") as err:
         create_model("resnet20", weights=str(path))
     assert str(path) in str(err.value)
 

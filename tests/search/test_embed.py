@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 import shutil
 
 import numpy as np
@@ -233,3 +235,37 @@ def test_mass_deletion_compacts_the_vector_shards(photos, thumb, tmp_path):
     for path, v in after.items():
         np.testing.assert_array_equal(v, before[path])
     assert len(list((out / "vectors").iterdir())) == 1  # dead rows dominated: rewritten into one shard
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS file systems refuse names that are not UTF-8")
+def test_names_that_are_not_utf8_or_hold_a_newline_are_indexed_found_and_served(tmp_path):
+    # issue 12, defect 3: `reslab embed` crashed (UnicodeEncodeError into SQLite) on such a name
+    from fastapi.testclient import TestClient
+
+    from reslab.search.embedders import make_embedder
+    from reslab.web.app import create_app
+
+    folder = tmp_path / "photos" / "caf\udce9"  # a folder (label) that is not UTF-8 either
+    folder.mkdir(parents=True)
+    names = ["plain.png", "latin1-caf\udce9.png", "\udcff\udcfe.png", "new\nline.png", "[red]markup.png"]
+    rng = np.random.default_rng(0)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / name, format="PNG")
+    index = tmp_path / "index"
+    report = build_index(tmp_path / "photos", index, make_embedder("hist"), FAST)
+    assert report.count == 5 and not report.bad
+    with SearchIndex.open(index) as idx:
+        stored = {Path(it.path).name: it for it in idx.items()}
+        assert set(stored) == set(names)  # exactly the names on disk
+        assert all(it.label == "caf\udce9" for it in stored.values())
+        assert idx.item_by_path(folder / "\udcff\udcfe.png").id == stored["\udcff\udcfe.png"].id
+    again = build_index(tmp_path / "photos", index, make_embedder("hist"), FAST)  # found unchanged, not re-embedded
+    assert again.unchanged == 5 and again.embedded == 0 and again.count == 5
+    with TestClient(create_app(index)) as client:
+        listed = client.get("/api/items").json()["items"]
+        assert sorted(it["name"] for it in listed) == sorted(["plain.png", "latin1-caf\\xe9.png", "\\xff\\xfe.png",
+                                                              "new\\nline.png", "[red]markup.png"])
+        for it in listed:
+            served = client.get(f"/api/image/{it['id']}")
+            assert served.status_code == 200 and served.content[:4] == b"\x89PNG"
+            assert client.get(f"/api/items/{it['id']}/similar").status_code == 200

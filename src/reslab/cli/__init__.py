@@ -56,9 +56,11 @@ def _setup_logging() -> None:
 
     from ..console import stderr
 
-    # Logs on stderr, so that `--json` output on stdout can be piped.
+    # Logs on stderr, so that `--json` output on stdout can be piped. INFO for reslab's own loggers
+    # only: libraries' INFO chatter (FAISS reporting which CPU build it imported) is not for users.
     handler = RichHandler(console=stderr(), show_path=False, show_time=False, markup=False)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
+    logging.getLogger("reslab").setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,9 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     except ReslabError as e:
         from rich.markup import escape
 
-        from ..console import note
+        from ..console import note, printable
 
-        note(f"[bold red]error:[/] {escape(str(e))}")
+        note(f"[bold red]error:[/] {escape(printable(str(e)))}")
         sys.exit(1)
     except KeyboardInterrupt as interrupt:
         _exit_interrupted(interrupt)

@@ -40,7 +40,7 @@ def verify(
     as_json: JsonOutput = False,
 ) -> None:
     """Decode every image; list each bad file with the reason; count per split and class. Exit 1 if any is bad."""
-    from ..console import new_table, print_json, print_table, say
+    from ..console import new_table, print_json, print_table, say, shown
     from ..data.verify import verify_data
 
     report = verify_data(path, format.value, workers, progress=not as_json)
@@ -55,7 +55,7 @@ def verify(
         table.add_row("[bold]total", *(f"[bold]{sum(report.counts[s].values())}" for s in splits))
         print_table(table)
         for b in report.bad:
-            say(f"[red]bad[/] {b['path']}: {b['reason']}")
+            say(f"[red]bad[/] {shown(b['path'])}: {shown(b['reason'])}")
         if report.bad:
             say(f"[bold red]{len(report.bad)} bad file(s)[/] of {report.total}; fix or remove them")
         else:

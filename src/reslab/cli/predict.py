@@ -34,7 +34,7 @@ def predict(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..console import new_table, print_json, print_table, say, stderr
+    from ..console import new_table, print_json, print_table, printable, say, shown, stderr
     from ..devices import resolve_device
     from ..predict import iter_predictions
 
@@ -51,33 +51,43 @@ def predict(
     paths = expand_images(images)
     net, labels, preprocess, source = load_predictor(model, weights, resolve_device(device))
 
-    results: list[list[tuple[str, float]]] = []
+    results: list[list[tuple[str, float]] | None] = []
+    bad: list[tuple[str, str]] = []  # a file that cannot be read is reported, and the others go on
     with Progress(
         TextColumn("classifying"), BarColumn(), TextColumn("{task.completed}/{task.total} images"),
         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
         console=stderr(), transient=True, disable=as_json or len(paths) <= batch_size,
     ) as progress:  # fmt: skip
         task = progress.add_task("predict", total=len(paths), rate="")
-        for batch in iter_predictions(net, paths, preprocess, labels, top_k=top_k, batch_size=batch_size):
+        for batch in iter_predictions(net, paths, preprocess, labels, top_k=top_k, batch_size=batch_size, bad_files=bad):
             results.extend(batch)
             elapsed = progress.tasks[0].elapsed or 0.0
             rate = f"{len(results) / elapsed:.1f} images/s" if elapsed > 0 else ""
             progress.update(task, completed=len(results), rate=rate)
 
+    reasons = dict(bad)
     if as_json:
         out = [
             {"image": str(p), "predictions": [{"label": label, "probability": prob} for label, prob in preds]}
+            if preds is not None else {"image": str(p), "error": reasons.get(str(p), "cannot be decoded")}
             for p, preds in zip(paths, results)
         ]
         print_json({"model": source, "results": out})
-        return
-    say(f"[dim]{source}[/]")
-    for path, preds in zip(paths, results):
-        say(str(path), style="bold", markup=False)  # a long path stays whole
-        table = new_table("#", "class", "probability", right=("#", "probability"))
-        for rank, (label, prob) in enumerate(preds, start=1):
-            table.add_row(str(rank), label, f"{prob:.4f}")
-        print_table(table)
+    else:
+        say(f"[dim]{source}[/]")
+        for path, preds in zip(paths, results):
+            say(printable(path), style="bold", markup=False)  # a long path stays whole
+            if preds is None:
+                say(f"  [red]skipped[/]: {shown(reasons.get(str(path), 'cannot be decoded'))}")
+                continue
+            table = new_table("#", "class", "probability", right=("#", "probability"))
+            for rank, (label, prob) in enumerate(preds, start=1):
+                table.add_row(str(rank), shown(label), f"{prob:.4f}")
+            print_table(table)
+    if bad:
+        listed = "; ".join(f"{printable(p)} ({printable(r)})" for p, r in bad[:5]) + ("; ..." if len(bad) > 5 else "")
+        raise ReslabError(f"{len(bad)} of {len(paths)} images could not be read and were skipped: {listed}; "
+                          "fix or remove them (the others were classified)")
 
 
 def expand_images(images: list[Path]) -> list[Path]:

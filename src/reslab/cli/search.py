@@ -111,14 +111,14 @@ def embed(
 
 
 def _print_report(report, out: Path, as_json: bool) -> None:
-    from ..console import print_json, say
+    from ..console import print_json, printable, say, shown
 
     if as_json:
         print_json({**report.__dict__, "index": str(out)})
         return
     say(f"[bold]{out}[/]: {report.summary()}")
     for path, reason in report.bad[:20]:
-        say(f"  [yellow]skipped[/] {path}: {reason}")
+        say(f"  [yellow]skipped[/] {shown(path)}: {shown(reason)}")
     if len(report.bad) > 20:
         say(f"  ... and {len(report.bad) - 20} more bad files")
 
@@ -135,7 +135,7 @@ def search(
 ) -> None:
     """The k most similar indexed images to a query image or item."""
     quiet_faiss()
-    from ..console import new_table, print_json, print_table
+    from ..console import new_table, print_json, print_table, shown
     from ..search.index import SearchIndex
 
     with SearchIndex.open(index) as idx:
@@ -148,7 +148,7 @@ def search(
     table = new_table("rank", "score", "id", "label", "path", title=f"{query} in {index} ({len(idx)} items)",
                       right=("rank", "score", "id"))  # fmt: skip
     for rank, h in enumerate(hits, 1):
-        table.add_row(str(rank), f"{h.score:.4f}", str(h.id), h.label, h.path)
+        table.add_row(str(rank), f"{h.score:.4f}", str(h.id), shown(h.label), shown(h.path))
     print_table(table)
 
 
@@ -167,7 +167,7 @@ def duplicates(
 ) -> None:
     """Groups of near-duplicate images (union-find over range search; no N x N matrix)."""
     quiet_faiss()
-    from ..console import print_json, say
+    from ..console import print_json, printable, say, shown
     from ..search.duplicates import duplicate_threshold, find_duplicates
     from ..search.index import SearchIndex
 
@@ -181,7 +181,7 @@ def duplicates(
     for n, g in enumerate(groups, 1):
         say(f"[bold]group {n}[/] ({len(g.items)} images, weakest link {g.min_score:.3f})")
         for h in g.items:
-            say(f"  {h.id:>6}  {h.path}", markup=False)
+            say(f"  {h.id:>6}  {printable(h.path)}", markup=False)
 
 
 @app.command("eval-retrieval", rich_help_panel=SEARCH)

@@ -162,16 +162,19 @@ def build_data(
             "lower the batch size or use more data"
         )
     total_files = len(train) + (len(evaluation) if evaluation is not None else 0)
-    bad_log = BadFileLog(total_files, cfg.max_bad_fraction, str(source.root))
     in_memory = _decide_in_memory(cfg, train)
+    workers = resolve_workers(cfg.workers)
+    files = [p for split in (train, evaluation) if isinstance(split, FileSplit) for p in split.paths]
+    bad_log = BadFileLog(total_files, cfg.max_bad_fraction, str(source.root), paths=files or None, workers=workers)
     holdout_files = tuple(str(p) for p in evaluation.paths) if eval_name == "holdout" and isinstance(evaluation, FileSplit) else None
     eval_bs = cfg.eval_batch_size or batch_size
-    workers = resolve_workers(cfg.workers)
 
     if in_memory:
         train = _to_array(train, cfg, bad_log, "train")
         if evaluation is not None:
             evaluation = _to_array(evaluation, cfg, bad_log, eval_name)
+        bad_log.complete = True  # every file is decoded: decide on all of them at once
+        bad_log.check()
         stored_channels = train.images.shape[1]
         mean, std = cfg.mean, cfg.std
         if not mean or not std:

@@ -136,7 +136,7 @@ def decode_split(split: FileSplit, size: int, channels: int, workers: int, bad_l
 
 
 def _drop_bad(split: FileSplit, images: np.ndarray, bad, bad_log: BadFileLog) -> ArraySplit:
-    bad_log.record_all((p, r) for _i, p, r in bad)
+    bad_log.record_all(((p, r) for _i, p, r in bad), check=False)  # the caller decides once every split is decoded
     keep = np.ones(len(images), dtype=bool)
     keep[[i for i, _p, _r in bad]] = False
     return ArraySplit(images[keep] if not keep.all() else images, split.labels[keep])

@@ -60,11 +60,11 @@ def verify_data(path: str | Path, format: str = "auto", workers: int = -1, progr
                         "reason": f"label {labels[i]} outside 0..{len(source.classes) - 1}"})  # fmt: skip
         if isinstance(split, ArraySplit):
             continue
-        bad += [{"split": split_name, "path": p, "reason": r} for p, r in _decode_all(split.paths, workers, split_name, progress)]
+        bad += [{"split": split_name, "path": p, "reason": r} for p, r in decode_all(split.paths, workers, split_name, progress)]
     return VerifyReport(source.format, str(source.root), list(source.classes), counts, bad)
 
 
-def _decode_all(paths, workers: int, what: str, show: bool) -> list[tuple[str, str]]:
+def decode_all(paths, workers: int, what: str, show: bool) -> list[tuple[str, str]]:
     paths = [str(p) for p in paths]
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
     workers = min(resolve_workers(workers), len(chunks))

@@ -89,27 +89,53 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             obj = load_file(str(path), device="cpu")
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found:  # a readable pickle holding more than tensors, e.g. a whole nn.Module
-            raise ReslabError(
-                f"{path} holds Python objects ({found.group(1)}) besides tensors and is not loaded, as they "
-                f"could run code; re-save only the weights with torch.save(model.state_dict(), path)"
-            ) from None
-        raise ReslabError(
-            f"{path} is not a readable weights checkpoint; it may be truncated: download or save it again"
-        ) from None
-    except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError, KeyError) as e:
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise ReslabError(
-            f"{path} is not a readable weights checkpoint ({reason}); it may be truncated or of another format: "
-            f"download or save it again (torch.save(model.state_dict(), ...) or safetensors)"
-        ) from None
-    except Exception as e:  # safetensors raises its own SafetensorError; torch.load others on odd bytes
-        raise ReslabError(
-            f"{path} is not a readable weights checkpoint ({type(e).__name__}); download or save it again"
-        ) from None
+    except Exception as e:  # noqa: BLE001 - torch, zipfile, pickle and safetensors each raise their own
+        reason, fix = why_unloadable(path, e)
+        raise ReslabError(f"{path} is not a weights file that loads safely: {reason}; {fix}") from None
     return _as_state_dict(obj, str(path))
+
+
+def why_unloadable(path: Path, error: Exception) -> tuple[str, str]:
+    """(why `path` did not load, what to do) for an exception of torch.load or safetensors."""
+    text = str(error)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:  # the safe unpickler met a reference to a Python callable or class
+        return (f"it holds Python objects ({found.group(1)}) besides tensors, and unpickling them could run code "
+                "(a malicious file, or a whole model object rather than its weights), so it was not loaded",
+                "re-save only the weights, torch.save(model.state_dict(), path), or use .safetensors")
+    head = _head(path)
+    if not head:
+        return "the file is empty", "download or save it again"
+    if isinstance(error, pickle.UnpicklingError):
+        if _is_text(head):
+            return "it is text, not a checkpoint (an error page saved under this name?)", "download it again"
+        operand = re.search(r"Unsupported operand (\d+)", text)
+        what = f" (pickle opcode {operand.group(1)})" if operand else ""
+        return (f"its pickle uses instructions{what} that a PyTorch weights file never holds (a plain Python pickle "
+                "or another program's format), so it was not loaded, as such a pickle could run code",
+                "save the weights with torch.save(model.state_dict(), path) or as .safetensors")
+    if type(error).__name__ == "SafetensorError":
+        return f"its safetensors data are truncated or damaged ({text.strip().splitlines()[0]})", "download or save it again"
+    if isinstance(error, (zipfile.BadZipFile, EOFError)) or "zip archive" in text or "central directory" in text:
+        return "it is truncated or damaged (its archive ends early)", "download or save it again"
+    first = text.strip().splitlines()[0][:120] if text.strip() else type(error).__name__
+    return f"it is damaged or in another format ({first})", "download or save it again (torch.save or .safetensors)"
+
+
+def _head(path: Path, n: int = 64) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c >= 32 or c in b"\t\r\n" for c in head)
 
 
 def _as_state_dict(obj, source: str) -> dict[str, torch.Tensor]:

@@ -10,10 +10,15 @@ Layout of an index directory:
 Crash safety: a shard file is written atomically *before* the SQLite transaction that refers to
 it, so a kill at any moment leaves either a committed chunk or an orphan shard file that the next
 open deletes. Nothing is ever half-committed.
+
+File names are kept exactly: a path (or folder label) that is valid UTF-8 is stored as TEXT, one
+that is not (a disk written by another system) as the file system's own bytes, a BLOB, so that
+the file can be found and opened again. Display them with `reslab.console.printable`.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +87,24 @@ ITEM_COLUMNS = "id, path, size, mtime, sha256, label, width, height"
 SQLITE_INT_RANGE = range(-(2**63), 2**63)  # what an SQLite INTEGER holds; a larger id can name no item
 
 
+def to_db(name: str) -> str | bytes:
+    """A path or label as SQLite keeps it: text when it is valid UTF-8, else its bytes on disk."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:  # undecodable bytes, held by Python as surrogate escapes
+        return os.fsencode(name)
+
+
+def from_db(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _item(row) -> Item:
+    item_id, path, size, mtime, sha256, label, width, height = row
+    return Item(item_id, from_db(path), size, mtime, sha256, from_db(label), width, height)
+
+
 def _storable_id(item_id) -> int | None:
     """`item_id` as an int SQLite can bind, or None when it is out of range (so it names no item)."""
     item_id = int(item_id)
@@ -115,24 +138,24 @@ class VectorStore:
 
     def lookup(self, path: str) -> tuple[int, int, float, str] | None:
         """(id, size, mtime, sha256) of an indexed path, or None."""
-        return self.db.execute("SELECT id, size, mtime, sha256 FROM items WHERE path = ?", (path,)).fetchone()
+        return self.db.execute("SELECT id, size, mtime, sha256 FROM items WHERE path = ?", (to_db(path),)).fetchone()
 
     def bad_entry(self, path: str) -> tuple[int, float, str] | None:
-        return self.db.execute("SELECT size, mtime, reason FROM bad WHERE path = ?", (path,)).fetchone()
+        return self.db.execute("SELECT size, mtime, reason FROM bad WHERE path = ?", (to_db(path),)).fetchone()
 
     def bad_files(self) -> list[tuple[str, str]]:
-        return self.db.execute("SELECT path, reason FROM bad ORDER BY path").fetchall()
+        return [(from_db(p), from_db(r)) for p, r in self.db.execute("SELECT path, reason FROM bad ORDER BY path")]
 
     def item(self, item_id: int) -> Item | None:
         item_id = _storable_id(item_id)
         if item_id is None:
             return None
         row = self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
-        return Item(*row) if row else None
+        return _item(row) if row else None
 
     def item_by_path(self, path: str) -> Item | None:
-        row = self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE path = ?", (path,)).fetchone()
-        return Item(*row) if row else None
+        row = self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE path = ?", (to_db(path),)).fetchone()
+        return _item(row) if row else None
 
     def items_by_ids(self, ids: Iterable[int]) -> dict[int, Item]:
         ids = [i for i in map(_storable_id, ids) if i is not None]
@@ -141,12 +164,12 @@ class VectorStore:
             part = ids[start : start + 500]
             marks = ",".join("?" * len(part))
             for row in self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN ({marks})", part):
-                out[row[0]] = Item(*row)
+                out[row[0]] = _item(row)
         return out
 
     def items(self) -> Iterator[Item]:
         for row in self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items ORDER BY id"):
-            yield Item(*row)
+            yield _item(row)
 
     def vector(self, item_id: int) -> np.ndarray:
         storable = _storable_id(item_id)
@@ -202,14 +225,15 @@ class VectorStore:
                     "INSERT INTO items (path, size, mtime, sha256, label, width, height, shard, row) VALUES (?,?,?,?,?,?,?,?,?) "
                     "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, sha256=excluded.sha256, "
                     "label=excluded.label, width=excluded.width, height=excluded.height, shard=excluded.shard, row=excluded.row",
-                    [(n.path, n.size, n.mtime, n.sha256, n.label, n.width, n.height, shard_id, r) for r, n in enumerate(new)],
+                    [(to_db(n.path), n.size, n.mtime, n.sha256, to_db(n.label), n.width, n.height, shard_id, r) for r, n in enumerate(new)],
                 )
-                self.db.executemany("DELETE FROM bad WHERE path = ?", [(n.path,) for n in new])
+                self.db.executemany("DELETE FROM bad WHERE path = ?", [(to_db(n.path),) for n in new])
             if bad:
-                self.db.executemany("INSERT OR REPLACE INTO bad (path, size, mtime, reason) VALUES (?,?,?,?)", bad)
-                self.db.executemany("DELETE FROM items WHERE path = ?", [(b[0],) for b in bad])
+                self.db.executemany("INSERT OR REPLACE INTO bad (path, size, mtime, reason) VALUES (?,?,?,?)",
+                                    [(to_db(p), size, mtime, to_db(reason)) for p, size, mtime, reason in bad])
+                self.db.executemany("DELETE FROM items WHERE path = ?", [(to_db(b[0]),) for b in bad])
             if touched:
-                self.db.executemany("UPDATE items SET size = ?, mtime = ? WHERE path = ?", [(s, m, p) for p, s, m in touched])
+                self.db.executemany("UPDATE items SET size = ?, mtime = ? WHERE path = ?", [(s, m, to_db(p)) for p, s, m in touched])
 
     def start_walk(self) -> None:
         """Begin recording the paths a walk sees (a temporary table: memory stays bounded)."""
@@ -219,7 +243,7 @@ class VectorStore:
 
     def mark_seen(self, paths: list[str]) -> None:
         with self.db:
-            self.db.executemany("INSERT OR IGNORE INTO seen (path) VALUES (?)", [(p,) for p in paths])
+            self.db.executemany("INSERT OR IGNORE INTO seen (path) VALUES (?)", [(to_db(p),) for p in paths])
 
     def delete_unseen(self) -> int:
         """After a complete walk: drop items and bad-file records of files that are gone; returns the items dropped."""

@@ -50,7 +50,8 @@ def label_of(path: Path, root: Path) -> str:
 
 def shard_of(relpath: str, world_size: int) -> int:
     """A stable shard number for a path (the same on every machine and Python run, unlike hash())."""
-    digest = hashlib.blake2b(relpath.encode("utf-8"), digest_size=8).digest()
+    # surrogateescape: a name that is not UTF-8 hashes as its bytes on disk (the same on every machine)
+    digest = hashlib.blake2b(relpath.encode("utf-8", "surrogateescape"), digest_size=8).digest()
     return int.from_bytes(digest, "little") % world_size
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from ..console import printable
 from ..errors import ReslabError
 from ..imageio import _convert as convert_decoded
 
@@ -46,13 +47,15 @@ UPLOAD_ERRORS = {
 }
 
 
+# Names and labels are shown as `printable` text (a name that is not UTF-8 as \xNN escapes);
+# the file itself is always reached by id, through the exact path the index stored.
 def hit_json(hit) -> dict:
-    return {"id": hit.id, "score": round(float(hit.score), 6), "label": hit.label, "name": Path(hit.path).name,
-            "url": f"/api/image/{hit.id}"}  # fmt: skip
+    return {"id": hit.id, "score": round(float(hit.score), 6), "label": printable(hit.label),
+            "name": printable(Path(hit.path).name), "url": f"/api/image/{hit.id}"}  # fmt: skip
 
 
 def item_json(item) -> dict:
-    return {"id": item.id, "label": item.label, "name": Path(item.path).name, "width": item.width,
+    return {"id": item.id, "label": printable(item.label), "name": printable(Path(item.path).name), "width": item.width,
             "height": item.height, "url": f"/api/image/{item.id}"}  # fmt: skip
 
 

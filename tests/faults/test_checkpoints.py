@@ -1,0 +1,142 @@
+"""Checkpoint attacks: malicious pickles of several shapes, foreign and damaged files, and a crash
+between a checkpoint's temporary write and its rename.
+
+Every file is refused with one sentence that says what it is (issue 12, defect 7: a malicious
+pickle was reported as "may be truncated"); no payload ever runs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reslab.errors import ReslabError
+from reslab.fileio import remove_stale_temporaries
+from reslab.models import create_model
+from reslab.train.checkpoint import load_checkpoint, save_checkpoint
+
+from .cli_runs import environment
+
+
+class _RunsCommand:
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+class _Evaluates:
+    def __init__(self, code: str):
+        self.code = code
+
+    def __reduce__(self):
+        return (eval, (self.code,))
+
+
+def _write_attacks(folder: Path, sentinel: Path) -> dict[str, str]:
+    """file name -> the words its refusal must contain."""
+    touch = f"touch {sentinel}"
+    files = {}
+
+    def add(name, data, words):
+        (folder / name).write_bytes(data)
+        files[name] = words
+
+    add("raw_reduce.pth", pickle.dumps(_RunsCommand(touch), protocol=2), "posix.system")
+    for name, obj in [("zip_reduce.pth", {"state_dict": {"w": torch.ones(2)}, "extra": _RunsCommand(touch)}),
+                      ("zip_eval.pt", _Evaluates(f"__import__('os').system('{touch}')")),
+                      ("numpy_objects.pth", {"w": np.array([1, "x"], dtype=object)}),
+                      ("whole_module.pth", create_model("resnet20"))]:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        add(name, buffer.getvalue(), "Python objects")
+    add("plain_pickle.pkl", pickle.dumps({"w": [1.0, 2.0]}, protocol=4), "plain Python pickle")
+    add("html.pth", b"<html><body>404 Not Found</body></html>\n", "text")
+    add("empty.pth", b"", "empty")
+    good = io.BytesIO()
+    torch.save({"w": torch.ones(1000)}, good)
+    add("truncated.pth", good.getvalue()[: len(good.getvalue()) // 2], "truncated")
+    from safetensors.torch import save
+
+    tensors = save({"w": torch.ones(1000)})
+    add("truncated.safetensors", tensors[: len(tensors) // 2], "truncated")
+    add("huge_header.safetensors", (10**12).to_bytes(8, "little") + b"{}", "safetensors")
+    return files
+
+
+@pytest.fixture(scope="module")
+def attacks(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("attacks")
+    sentinel = folder / "PAYLOAD-RAN"
+    return folder, _write_attacks(folder, sentinel), sentinel
+
+
+def test_every_attack_is_refused_as_what_it_is_and_never_runs(attacks):
+    folder, files, sentinel = attacks
+    for name, words in files.items():
+        path = folder / name
+        with pytest.raises(ReslabError) as refused:
+            create_model("resnet20", weights=str(path))
+        message = str(refused.value)
+        assert str(path) in message and words in message and "\n" not in message, message
+        if words in ("Python objects", "plain Python pickle"):
+            assert "truncated" not in message and "could run" in message and "not loaded" in message, message
+        if not name.endswith(".safetensors"):  # what `reslab train --resume FILE` loads
+            with pytest.raises(ReslabError, match=words):
+                load_checkpoint(path)
+    assert not sentinel.exists(), "a payload ran"
+
+
+def test_weights_given_to_resume_say_what_resume_needs(attacks, tmp_path):
+    from reslab.fileio import atomic_save_safetensors
+
+    path = tmp_path / "model.safetensors"
+    atomic_save_safetensors({"w": torch.ones(2)}, path)
+    with pytest.raises(ReslabError, match="holds weights only; resuming needs a training checkpoint"):
+        load_checkpoint(path)
+
+
+def test_the_cli_refuses_a_malicious_weights_file_in_one_line(attacks, tmp_path):
+    folder, _, sentinel = attacks
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(image)
+    out = subprocess.run([sys.executable, "-m", "reslab", "predict", "resnet20", "--weights", str(folder / "zip_reduce.pth"),
+                          str(image)], capture_output=True, text=True, env=environment(), timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "posix.system" in out.stderr
+    assert not sentinel.exists()
+
+
+CRASH_BEFORE_RENAME = textwrap.dedent("""
+    import os, sys, torch
+    from reslab.train.checkpoint import save_checkpoint
+
+    def die(*args):  # the process is killed after the temporary file is written, before it replaces the old one
+        os._exit(9)
+
+    os.replace = die
+    save_checkpoint(sys.argv[1], {"model": {"w": torch.zeros(3)}, "config": {}})
+""")
+
+
+def test_a_crash_between_write_and_rename_leaves_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "checkpoints" / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(3)}, "config": {}})
+    crashed = subprocess.run([sys.executable, "-c", CRASH_BEFORE_RENAME, str(path)], env=environment(), timeout=300)
+    assert crashed.returncode == 9
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    (leftover,) = list(path.parent.glob(".last.pt.*.tmp"))  # the whole new checkpoint, never renamed
+    assert leftover.stat().st_size > 0
+    assert remove_stale_temporaries(path.parent) == [leftover] and [p.name for p in path.parent.iterdir()] == ["last.pt"]
