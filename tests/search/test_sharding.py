@@ -18,6 +18,15 @@ from reslab.search.walk import shard_of, walk_images
 pytestmark = pytest.mark.data
 
 
+def free_port() -> int:
+    """A port nobody listens on now (a fixed one collides with other test runs on the same machine)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def items_and_vectors(index_dir):
     with SearchIndex.open(index_dir) as idx:
         return {it.id: (it.path, it.label) for it in idx.items()}, {it.path: idx.vector(it.id) for it in idx.items()}
@@ -34,7 +43,7 @@ def test_torchrun_two_ranks_then_merge_equals_single_process(hymenoptera_root, t
     out = tmp_path / "sharded"
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", "29517", "-m", "reslab", "embed", str(photos), "--out", str(out), "--workers", "0", "--device", "cpu"]
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(free_port()), "-m", "reslab", "embed", str(photos), "--out", str(out), "--workers", "0", "--device", "cpu"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     sizes = [len(SearchIndex.open(shard_dir(out, r))) for r in (0, 1)]

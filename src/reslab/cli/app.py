@@ -34,6 +34,7 @@ data_app = _group("data", "Datasets: check every image, write ready-made folders
 bench_app = _group("bench", "Benchmarks: speed and memory as ratios against a baseline measured in the same process.")
 experiment_app = _group("experiment", "The ResNet paper's experiments, quick on a CPU (--quick) or the full recipe on GPUs.")
 viz_app = _group("viz", "Look inside a network: feature maps, first-layer filters, attention rollout beside Grad-CAM.")
+index_app = _group("index", "Similarity-search indexes: what one holds; copy one between stores (local folder, Milvus).")
 
 
 def alias(group: typer.Typer, old_name: str, command: Callable, new_name: str) -> None:

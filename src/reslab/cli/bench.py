@@ -103,11 +103,16 @@ def search(
     nprobe: Annotated[int, typer.Option(min=1, help="IVF cells searched per query.")] = 16,
     ef_search: Annotated[int, typer.Option(min=1, help="HNSW candidate list per query.")] = 64,
     kinds: Annotated[
-        str, typer.Option(help="Index kinds to measure, comma-separated (flat is always measured: it is the baseline).")
+        str, typer.Option(help="Index kinds to measure, comma-separated: flat, ivf, hnsw, ivfpq (FAISS only); flat is always measured: it is the baseline.")
     ] = "flat,ivf,hnsw",
+    store: Annotated[
+        Optional[str],
+        typer.Option("--store", help="Also measure Milvus beside FAISS: milvus (a temporary Milvus Lite file) or a server URI (milvus://host:19530)."),
+    ] = None,
     out: ResultsDir = None,
 ) -> None:
-    """Recall@k against exact search and ms/query (batch and single) of flat, IVF and HNSW on clustered vectors."""
+    """Recall@k against exact search, ms/query (batch and single), build time and bytes per vector of flat, IVF and HNSW
+    on clustered vectors: FAISS, and with --store Milvus beside it, in one process."""
     from ..console import say
     from ..provenance import save_benchmark
     from ..search.bench import bench_search
@@ -116,20 +121,31 @@ def search(
     quiet_faiss()
     chosen = ["flat"] + [x.strip() for x in kinds.split(",") if x.strip() and x.strip() != "flat"]
     for kind in chosen:
-        if kind not in INDEX_KINDS:
-            raise ReslabError(f"--kinds: unknown index kind '{kind}'; choose from {', '.join(INDEX_KINDS)}")
-    r = bench_search(n=n, dim=dim, queries=queries, k=k, kinds=tuple(chosen), nprobe=nprobe, ef_search=ef_search)
+        if kind not in (*INDEX_KINDS, "ivfpq"):
+            raise ReslabError(f"--kinds: unknown index kind '{kind}'; choose from {', '.join(INDEX_KINDS)}, ivfpq")
+    if store is not None and store != "milvus":
+        from ..search.stores import parse_store
+
+        if parse_store(store) is None:
+            raise ReslabError(f"--store {store}: FAISS is always measured; give milvus or a Milvus URI to measure Milvus beside it")
+    r = bench_search(n=n, dim=dim, queries=queries, k=k, kinds=tuple(chosen), nprobe=nprobe, ef_search=ef_search, store=store)
     r["command"] = (f"reslab bench search --n {n} --dim {dim} --queries {queries} -k {k} --nprobe {nprobe} "
-                    f"--ef-search {ef_search} --kinds {','.join(chosen)}")  # fmt: skip
-    name = "bench_search" if n == 200_000 and dim == 512 else f"bench_search_{n}x{dim}"
+                    f"--ef-search {ef_search} --kinds {','.join(chosen)}" + (f" --store {store}" if store else ""))  # fmt: skip
+    name = "bench_search" if n == 200_000 and dim == 512 and store is None else f"bench_search{'_milvus' if store else ''}_{n}x{dim}"
     if chosen != list(INDEX_KINDS):
         name += "_" + "-".join(chosen)
     path = save_benchmark(name, r, out)
     say(f"{r['command']}\n  {n} x {dim} clustered vectors, {queries} queries, k={k}", markup=False)
-    say(f"  {'kind':>5}  {'recall@k':>8}  {'batch ms/q':>10}  {'single ms/q':>11}  {'vs flat':>7}  {'build s':>7}")
+    say(f"  {'store':>6}  {'kind':>5}  {'recall@k':>8}  {'batch ms/q':>10}  {'single ms/q':>11}  {'vs flat':>7}  {'build s':>7}  {'bytes/vec':>9}")
     for kind, v in r["kinds"].items():
-        say(f"  {kind:>5}  {v['recall_at_k']:8.3f}  {v['batch_ms_per_query']:10.3f}  {v['single_ms_per_query']:11.3f}  "
-            f"{v['single_speedup_vs_flat']:6.1f}x  {v['build_s']:7.1f}")  # fmt: skip
+        say(f"  {'faiss':>6}  {kind:>5}  {v['recall_at_k']:8.3f}  {v['batch_ms_per_query']:10.3f}  {v['single_ms_per_query']:11.3f}  "
+            f"{v['single_speedup_vs_flat']:6.1f}x  {v['build_s']:7.1f}  {v['bytes_per_vector']:9.0f}")  # fmt: skip
+    for kind, v in r.get("milvus", {}).get("kinds", {}).items():
+        say(f"  {'milvus':>6}  {kind:>5}  {v['recall_at_k']:8.3f}  {v['batch_ms_per_query']:10.3f}  {v['single_ms_per_query']:11.3f}  "
+            f"{v['single_speedup_vs_faiss_flat']:6.1f}x  {v['build_s']:7.1f}")  # fmt: skip
+    if "milvus" in r:
+        memory = ", ".join(f"{name.replace('_', ' ')} {value:.0f}" for name, value in r["milvus"]["memory"].items())
+        say(f"  milvus ({r['milvus']['store']}): {memory}; 'vs flat' is against FAISS flat", markup=False)
     say(f"saved {path}", markup=False)
 
 

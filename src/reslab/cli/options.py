@@ -46,12 +46,20 @@ Overrides = Annotated[
 
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 
+# --- where an index lives; recorded when `embed` creates it, so other commands need it only
+# where the index's folder is absent (a search server on another machine)
+STORE_HELP = (
+    "Where the index lives: local (a folder, the default), milvus:///path/photos.db (Milvus Lite, one machine) or "
+    "milvus://host:19530 (a Milvus server or cluster; http(s):// too); the collection is named after the index."
+)
+Store = Annotated[Optional[str], typer.Option("--store", help=STORE_HELP)]
+
 # --- arguments
 ModelName = Annotated[str, typer.Argument(help="A zoo model name (see `reslab models`).")]
 ModelOrRun = Annotated[
     str, typer.Argument(help="A zoo model name (see `reslab models`), or a run folder / checkpoint from `reslab train`.")
 ]
-IndexPath = Annotated[Path, typer.Argument(help="An index folder made by `reslab embed`.")]
+IndexPath = Annotated[Path, typer.Argument(help="An index made by `reslab embed`: its folder (or, with --store, its name).")]
 RunPath = Annotated[Path, typer.Argument(help="A run folder, a .pt checkpoint or a model.safetensors.")]
 
 # The option names above, for the vocabulary test and for readers: a new command reuses them.
@@ -64,4 +72,5 @@ SHARED_OPTIONS = {
     "--weights/-w": "tag or file",
     "--set": "key=value, repeatable",
     "--seed": "int",
+    "--store": "local | milvus:///file.db | milvus://host:port",
 }

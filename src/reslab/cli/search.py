@@ -1,4 +1,4 @@
-"""Similarity search over an index: `reslab embed`, `search`, `duplicates`, `eval-retrieval`."""
+"""Similarity search over an index: `reslab embed`, `search`, `duplicates`, `eval-retrieval`, `index copy|info`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import ReslabError
-from .app import SEARCH, app
-from .options import BatchSize, Device, IndexPath, JsonOutput, TopK, Weights, Workers
+from .app import SEARCH, app, index_app
+from .options import BatchSize, Device, IndexPath, JsonOutput, Store, TopK, Weights, Workers
 
 
 class EmbedMethod(StrEnum):  # reslab.search.embedders.METHODS
@@ -41,7 +41,7 @@ def quiet_faiss() -> None:
 @app.command(rich_help_panel=SEARCH)
 def embed(
     src: Annotated[Optional[Path], typer.Argument(help="Folder of images, walked recursively (labels: parent folder names).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Index folder: created, or updated incrementally.")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The index: created, or updated incrementally (a folder; with --store milvus..., its name).")] = ...,
     method: Annotated[Optional[EmbedMethod], typer.Option(help="How images become vectors (default cnn, or the index's own).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Zoo model for --method cnn (default efficientnet_lite0).")] = None,
     weights: Weights = None,
@@ -61,6 +61,7 @@ def embed(
     merge: Annotated[
         Optional[list[Path]], typer.Option(help="Merge these shard indexes (from torchrun ranks) into --out instead of embedding.")
     ] = None,
+    store: Store = None,
     as_json: JsonOutput = False,
 ) -> None:
     """Embed a folder of images into a similarity-search index (incremental and resumable).
@@ -70,15 +71,16 @@ def embed(
     quiet_faiss()
     from ..data.progress import resolve_workers
     from ..devices import resolve_device
-    from ..search.embed import EmbedOptions, build_index, check_requested, read_manifest
-    from ..search.embedders import embedder_from_manifest, make_embedder
-    from ..search.sharding import distributed_env, embed_distributed, merge_indexes
+    from ..search.embed import EmbedOptions, build_index, check_requested, load_index_embedder, read_manifest
+    from ..search.embedders import make_embedder
+    from ..search.sharding import distributed_env, embed_distributed, merge_indexes, shard_dir
+    from ..search.stores import parse_store, read_pointer
     from ..tomlio import parse_assignments
 
     options = EmbedOptions(batch_size=batch_size, workers=resolve_workers(workers), chunk_size=chunk_size,
                            index_kind=index_kind.value, nprobe=nprobe, ef_search=ef_search)  # fmt: skip
     if merge:
-        _print_report(merge_indexes(merge, out, options), out, as_json)
+        _print_report(merge_indexes(merge, out, options, store=store), out, as_json)
         return
     if src is None:
         raise ReslabError("give the folder of images to index: `reslab embed SRC --out INDEX` (or --merge SHARD... to merge shards)")
@@ -87,15 +89,17 @@ def embed(
     runtime = {k: v for k, v in {"device": chosen_device, "bf16": bf16, "channels_last": channels_last, "onnx": onnx}.items() if v}
     explicit = any(v is not None for v in (method, model, weights, run, layer)) or bool(params)
 
-    existing = read_manifest(out if distributed_env() is None else out / "shards" / "rank-0")
+    # under torchrun with the local store, each rank has its own shard index (rank 0's speaks for all)
+    local_shards = distributed_env() is not None and parse_store(store) is None and read_pointer(out) is None
+    index_dir, index_store = (shard_dir(out, 0), None) if local_shards else (out, store)
+    existing = read_manifest(index_dir, index_store)
     if existing is not None and explicit:
         check_requested(existing, out, method=method and method.value, model=model, layer=layer, run=run)
 
     def build_embedder(dev: str | None):
         rt = {**runtime, **({"device": dev} if dev else {})}
         if not explicit and existing is not None:  # an existing index: its own embedder, run the way asked
-            index_dir = out if distributed_env() is None else out / "shards" / "rank-0"
-            return embedder_from_manifest(existing, index_dir, **(rt if existing.get("method") == "cnn" else {}))
+            return load_index_embedder(index_dir, index_store, rt)
         chosen = method.value if method else "cnn"
         return make_embedder(
             chosen, model=model or "efficientnet_lite0", weights=weights if weights is not None or run else "imagenet",
@@ -103,11 +107,11 @@ def embed(
         )
 
     if distributed_env() is not None:
-        report = embed_distributed(src, out, build_embedder, options)
+        report = embed_distributed(src, out, build_embedder, options, store=store)
         if report is not None:
             _print_report(report, out, as_json)
         return
-    _print_report(build_index(src, out, build_embedder(None), options), out, as_json)
+    _print_report(build_index(src, out, build_embedder(None), options, store=store), out, as_json)
 
 
 def _print_report(report, out: Path, as_json: bool) -> None:
@@ -131,6 +135,7 @@ def search(
     method: Annotated[Optional[EmbedMethod], typer.Option(help="Only as a check: refused if the index was built with another method.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Only as a check: refused if the index was built with another model.")] = None,
     layer: Annotated[Optional[str], typer.Option(help="Only as a check: refused if the index was built from another layer.")] = None,
+    store: Store = None,
     as_json: JsonOutput = False,
 ) -> None:
     """The k most similar indexed images to a query image or item."""
@@ -138,14 +143,15 @@ def search(
     from ..console import new_table, print_json, print_table, shown
     from ..search.index import SearchIndex
 
-    with SearchIndex.open(index) as idx:
+    with SearchIndex.open(index, store) as idx:
         idx.check_query_options(method=method and method.value, model=model, layer=layer)
         item_id, path = idx.resolve_query(query)
         hits = idx.search_item(item_id, k) if item_id is not None else idx.search_image(path, k)
+        count = len(idx)
     if as_json:
         print_json({"query": query, "hits": [h.__dict__ for h in hits]})
         return
-    table = new_table("rank", "score", "id", "label", "path", title=f"{query} in {index} ({len(idx)} items)",
+    table = new_table("rank", "score", "id", "label", "path", title=f"{query} in {index} ({count} items)",
                       right=("rank", "score", "id"))  # fmt: skip
     for rank, h in enumerate(hits, 1):
         table.add_row(str(rank), f"{h.score:.4f}", str(h.id), shown(h.label), shown(h.path))
@@ -163,6 +169,7 @@ def duplicates(
         Optional[int],
         typer.Option(min=0, help="Hash indexes (--method phash, ...): at most this many differing bits (default 10 per 64)."),
     ] = None,
+    store: Store = None,
     as_json: JsonOutput = False,
 ) -> None:
     """Groups of near-duplicate images (union-find over range search; no N x N matrix)."""
@@ -171,7 +178,7 @@ def duplicates(
     from ..search.duplicates import duplicate_threshold, find_duplicates
     from ..search.index import SearchIndex
 
-    with SearchIndex.open(index) as idx:
+    with SearchIndex.open(index, store) as idx:
         threshold, rule = duplicate_threshold(idx.manifest, threshold, max_distance)
         groups = find_duplicates(idx, threshold)
     if as_json:
@@ -189,6 +196,7 @@ def eval_retrieval(
     indexes: Annotated[list[Path], typer.Argument(help="One or more indexes of the same images (e.g. one per method).")],
     cutoffs: Annotated[str, typer.Option("--cutoffs", help="The k of precision@k and recall@k, comma-separated.")] = "1,5,10",
     plot: Annotated[Optional[Path], typer.Option(help="Also draw precision@k per index to this PNG.")] = None,
+    store: Store = None,
     as_json: JsonOutput = False,
 ) -> None:
     """Retrieval quality of indexes: precision@k, recall@k and mAP with folder labels as relevance (leave-one-out).
@@ -204,7 +212,7 @@ def eval_retrieval(
     ks = _parse_cutoffs(cutoffs)
     rows = []
     for path in indexes:
-        with SearchIndex.open(path) as idx:
+        with SearchIndex.open(path, store) as idx:
             scores = evaluate_index(idx, ks)
             rows.append({"index": str(path), "method": describe(idx.manifest), "items": len(idx), **_flat_scores(scores)})
     if as_json:
@@ -239,3 +247,51 @@ def _flat_scores(scores) -> dict:
     out["mAP"] = scores.mean_ap
     out["queries"] = scores.queries
     return out
+
+
+@index_app.command("copy")
+def index_copy(
+    src: Annotated[Path, typer.Argument(help="The index to copy: its folder (or, with --from-store, its name).")],
+    dst: Annotated[Path, typer.Argument(help="The new index: a folder (or, with --store, the name of its collection).")],
+    store: Store = None,
+    from_store: Annotated[Optional[str], typer.Option("--from-store", help="Where SRC lives when its folder is absent (a Milvus URI).")] = None,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Items per streamed chunk (bounds the memory).")] = 4096,
+    sample: Annotated[int, typer.Option(min=0, help="Items whose metadata and vector are compared after the copy.")] = 256,
+    as_json: JsonOutput = False,
+) -> None:
+    """Copy an index to another store (local folder <-> Milvus), streamed; verifies counts and a sample of vectors.
+
+    --store says where DST goes, as for `reslab embed`.
+    """
+    quiet_faiss()
+    from ..console import print_json, say
+    from ..search.copy import copy_index
+
+    report = copy_index(src, dst, src_store=from_store, dst_store=store, chunk=chunk_size, sample=sample)
+    if as_json:
+        print_json(report.__dict__)
+    else:
+        say(report.summary(), markup=False)
+
+
+@index_app.command("info")
+def index_info(index: IndexPath, store: Store = None, as_json: JsonOutput = False) -> None:
+    """Where an index is stored, what built it, how many items and bad files it holds."""
+    quiet_faiss()
+    from ..console import print_json, say
+    from ..search.embedders import describe
+    from ..search.stores import open_store
+
+    with open_store(index, store) as st:
+        manifest = st.read_manifest() or {}
+        info = {
+            "index": str(index), "store": st.kind, "where": st.describe(), "items": len(st), "bad_files": len(st.bad_records()),
+            "embedder": describe(manifest) if manifest else None, "dim": manifest.get("dim"), "metric": manifest.get("metric"),
+            "index_kind": manifest.get("index_kind"), "status": manifest.get("status"), "root": manifest.get("root"),
+            "updated": manifest.get("updated"),
+        }  # fmt: skip
+    if as_json:
+        print_json(info)
+        return
+    for key, value in info.items():
+        say(f"{key:>10}: {value}", markup=False)

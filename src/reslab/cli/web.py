@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .app import SEARCH, app
-from .options import IndexPath
+from .options import IndexPath, Store
 
 
 @app.command(rich_help_panel=SEARCH)
@@ -16,6 +16,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 exposes it to the network).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest accepted upload, in MiB (413 past it).")] = 10.0,
+    store: Store = None,
 ) -> None:
     """Serve the similarity-search page for an index: upload or click an image, see its neighbours."""
     import uvicorn
@@ -23,6 +24,6 @@ def serve(
     from ..console import say
     from ..web.app import create_app
 
-    web_app = create_app(index, max_upload_bytes=int(max_upload_mb * 2**20))
+    web_app = create_app(index, max_upload_bytes=int(max_upload_mb * 2**20), store=store)
     say(f"serving {index} at http://{host}:{port}/  (API docs at /docs; Ctrl-C stops)", markup=False)
     uvicorn.run(web_app, host=host, port=port, log_level="info")

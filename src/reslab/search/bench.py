@@ -125,7 +125,16 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(f, t)) / k for f, t in zip(found, truth)]))
 
 
-def bench_search(n: int = 200_000, dim: int = 512, queries: int = 1000, k: int = 10, kinds=("flat", "ivf", "hnsw"), nprobe: int = 16, ef_search: int = 64) -> dict:
+def bench_search(
+    n: int = 200_000, dim: int = 512, queries: int = 1000, k: int = 10, kinds=("flat", "ivf", "hnsw"), nprobe: int = 16, ef_search: int = 64,
+    store: str | None = None,
+) -> dict:
+    """FAISS (and, with `store`, Milvus) on the same clustered vectors: build time, recall@k against exact
+    search, batch and single-query latency, and the bytes each structure takes per vector.
+
+    store: "milvus" (a temporary Milvus Lite file) or a Milvus URI (a server: the collection
+    reslab_bench_NxD is created there and dropped after).
+    """
     from . import faiss_index
 
     t0 = time.perf_counter()
@@ -136,7 +145,7 @@ def bench_search(n: int = 200_000, dim: int = 512, queries: int = 1000, k: int =
     results, truth = {}, None
     for kind in kinds:
         t_build = time.perf_counter()
-        index = faiss_index.build_faiss(ids, base, faiss_index.FaissParams(kind=kind, nprobe=nprobe, ef_search=ef_search), dim)
+        index = _build_faiss_kind(ids, base, kind, nprobe, ef_search, dim)
         build_s = time.perf_counter() - t_build
         t = time.perf_counter()
         _, found = index.search(q, k)
@@ -153,11 +162,12 @@ def bench_search(n: int = 200_000, dim: int = 512, queries: int = 1000, k: int =
             "batch_ms_per_query": batch_ms,
             "single_ms_per_query": single_ms,
             "build_s": build_s,
+            "bytes_per_vector": len(faiss_index.serialize(index)) / n,  # the serialised index: what it holds in memory
         }
         del index
     for r in results.values():
         r["single_speedup_vs_flat"] = results["flat"]["single_ms_per_query"] / r["single_ms_per_query"] if "flat" in results else None
-    return {
+    out = {
         "benchmark": "search",
         "n": n,
         "dim": dim,
@@ -167,5 +177,117 @@ def bench_search(n: int = 200_000, dim: int = 512, queries: int = 1000, k: int =
         "nprobe": nprobe,
         "ef_search": ef_search,
         "kinds": results,
-        "seconds": time.perf_counter() - t0,
     }
+    if store is not None:
+        out["milvus"] = bench_milvus(store, base, q, truth, [kd for kd in kinds if kd in ("flat", "ivf", "hnsw")], k, nprobe, ef_search)
+        for kind, r in out["milvus"]["kinds"].items():
+            r["single_speedup_vs_faiss_flat"] = results["flat"]["single_ms_per_query"] / r["single_ms_per_query"]
+            if kind in results:
+                r["single_ms_over_faiss_same_kind"] = r["single_ms_per_query"] / results[kind]["single_ms_per_query"]
+                r["batch_ms_over_faiss_same_kind"] = r["batch_ms_per_query"] / results[kind]["batch_ms_per_query"]
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _build_faiss_kind(ids, base, kind: str, nprobe: int, ef_search: int, dim: int):
+    """An index of an embed kind (flat/ivf/hnsw), or "ivfpq": IVF with 8-bit product codes, dim/8 bytes a vector."""
+    from . import faiss_index
+
+    if kind != "ivfpq":
+        return faiss_index.build_faiss(ids, base, faiss_index.FaissParams(kind=kind, nprobe=nprobe, ef_search=ef_search), dim)
+    import faiss
+
+    nlist = faiss_index.ivf_nlist(len(base))
+    quantizer = faiss.IndexFlatIP(dim)
+    ivfpq = faiss.IndexIVFPQ(quantizer, dim, nlist, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
+    sample = base[np.random.default_rng(0).choice(len(base), min(len(base), max(64 * nlist, 65536)), replace=False)]
+    ivfpq.train(sample)
+    ivfpq.nprobe = min(nprobe, nlist)
+    ivfpq.own_fields = True
+    quantizer.this.disown()
+    index = faiss.IndexIDMap2(ivfpq)
+    index.own_fields = True
+    ivfpq.this.disown()
+    index.add_with_ids(base, ids)
+    return index
+
+
+def _rss_bytes() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def bench_milvus(store: str, base: np.ndarray, q: np.ndarray, truth: np.ndarray, kinds: list[str], k: int, nprobe: int, ef_search: int) -> dict:
+    """The same measurements through the Milvus store: insert (the `index copy` path), index build, search."""
+    from .milvus_store import MilvusStore
+    from .store import Item
+    from .stores import parse_store
+
+    n, dim = base.shape
+    work = Path(tempfile.mkdtemp(prefix="reslab-bench-milvus-")) if store == "milvus" else None
+    address = parse_store(f"milvus://{work / 'bench.db'}" if work else store)
+    name = f"reslab_bench_{n}x{dim}"
+    results: dict = {}
+    rss0 = _rss_bytes()
+    st = MilvusStore(address, name, create=True)
+    try:
+        if st.read_manifest() is not None:  # a leftover of an interrupted run on a server: ours to drop
+            _drop(st)
+            st.close()
+            st = MilvusStore(address, name, create=True)
+        manifest = {"method": "bench", "model": None, "weights_sha256": None, "layer": None, "params": {}, "dim": dim, "status": "building"}
+        st.write_manifest(manifest)
+        t = time.perf_counter()
+        block = 8192
+        for start in range(0, n, block):
+            items = [Item(i, f"v{i}", 0, 0.0, "", "", 0, 0) for i in range(start, min(n, start + block))]
+            st.import_items(items, base[start : start + block])
+        insert_s = time.perf_counter() - t
+        single = q[: min(200, len(q))]
+        for kind in kinds:
+            t = time.perf_counter()
+            built = st.build_search(kind, nprobe, ef_search)
+            st.write_manifest({**manifest, "status": "complete", "index_kind": built, "nprobe": nprobe, "ef_search": ef_search})
+            st.search(single[:1], k)  # the first search loads what the index build left on disk
+            index_s = time.perf_counter() - t
+            t = time.perf_counter()
+            _, found = st.search(q, k)
+            batch_ms = (time.perf_counter() - t) * 1000 / len(q)
+            # single queries until 200 or a minute (Milvus Lite scans in Python: at a million rows a query takes seconds)
+            t, done = time.perf_counter(), 0
+            for row in single:
+                st.search(row[None, :], k)
+                done += 1
+                if done >= 5 and time.perf_counter() - t > 60:
+                    break
+            single_ms = (time.perf_counter() - t) * 1000 / done
+            results[kind] = {
+                "single_queries_timed": done,
+                "recall_at_k": recall_at_k(found, truth),
+                "batch_ms_per_query": batch_ms,
+                "single_ms_per_query": single_ms,
+                "insert_s": insert_s,
+                "index_s": index_s,
+                "build_s": insert_s + index_s,
+            }
+        memory = {"rss_growth_bytes_per_vector": (_rss_bytes() - rss0) / n}
+        if work is not None:
+            memory["disk_bytes_per_vector"] = sum(f.stat().st_size for f in (work / "bench.db").rglob("*") if f.is_file()) / n
+        return {"store": address.public_uri() if work is None else "milvus (a temporary Milvus Lite file)", "kinds": results, "memory": memory}
+    finally:
+        if work is None:
+            _drop(st)
+        st.close()
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _drop(st) -> None:
+    for name in (st.collection, st.meta):
+        if st.client.has_collection(name):
+            st.client.drop_collection(name)

@@ -65,14 +65,14 @@ class DuplicateGroup:
 def find_duplicates(index: SearchIndex, threshold: float = 0.95, block: int = 1024, k: int = 16) -> list[DuplicateGroup]:
     """Groups of items whose embeddings have cosine similarity >= threshold (transitively), largest first.
 
-    Exact and IVF indexes use range search; HNSW (no range search) uses the k nearest neighbours,
-    which can only miss members of groups larger than k.
+    Exact and IVF indexes use range search (in Milvus, at most 1024 neighbours per item); HNSW
+    (no range search) uses the k nearest neighbours, which can only miss members of groups larger than k.
     """
     uf, best, weakest = UnionFind(), {}, {}
-    use_range = index.manifest.get("index_kind") in ("flat", "ivf")
     for ids, vectors in index.store.iter_vectors(block):
-        if use_range:
-            lims, scores, found = index.range_search(vectors, threshold)
+        in_range = index.range_search(vectors, threshold)
+        if in_range is not None:
+            lims, scores, found = in_range
             pairs = ((int(ids[q]), int(found[j]), float(scores[j])) for q in range(len(ids)) for j in range(lims[q], lims[q + 1]))
         else:
             scores, found = index.raw_search(vectors, min(k + 1, len(index)))

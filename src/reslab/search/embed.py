@@ -1,7 +1,8 @@
 """The incremental, resumable indexing pipeline behind `reslab embed`.
 
     walk (generator) -> decode + preprocess in worker processes -> batches -> embedder
-        -> chunks committed to SQLite + vector shards -> (end of run) FAISS index + manifest
+        -> chunks committed to the index's store (local SQLite + vector shards, or Milvus)
+        -> (end of run) the search structure + manifest
 
 Only new or changed files are embedded: a file whose size and mtime match its row is skipped
 without being read; one whose stat changed is hashed, and re-embedded only if its bytes did.
@@ -11,7 +12,6 @@ bounded by the decode window and one chunk, whatever the size of the folder.
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import os
@@ -26,17 +26,15 @@ from typing import Callable, Iterator
 
 from .. import __version__
 from ..errors import ReslabError
-from ..fileio import atomic_write_bytes, atomic_write_text
 from ..processes import StopRequests, WorkerInit, signal_name, stop_on_signals, stop_signals_blocked
-from . import faiss_index
 from .embedders import Embedder, describe, describe_difference, embedder_from_manifest, identity
-from .store import NewItem, VectorStore
+from .store import NewItem
+from .stores import IndexMissing, IndexStore, open_store
 from .walk import Decoded, decode_file, decode_many, label_of, shard_of, walk_images
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-FAISS_FILE = "faiss.index"
+ARTIFACT_KEYS = ("vocabulary", "idf")  # manifest keys naming files an embedder keeps with its index (bag of visual words)
 
 
 @dataclass(frozen=True)
@@ -70,45 +68,51 @@ class EmbedReport:
         )
 
 
-def read_manifest(index_dir: str | Path) -> dict | None:
-    path = Path(index_dir) / MANIFEST
-    if not path.exists():
-        return None
+def read_manifest(index: str | Path, store: str | None = None) -> dict | None:
+    """The manifest of an index wherever it is stored, or None when there is no index yet."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ReslabError(f"the index manifest {path} is unreadable ({e}); rebuild the index with `reslab embed`") from None
+        with open_store(index, store) as st:
+            return st.read_manifest()
+    except IndexMissing:
+        return None
 
 
-def write_manifest(index_dir: str | Path, manifest: dict) -> None:
-    atomic_write_text(Path(index_dir) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+def load_index_embedder(index: str | Path, store: str | None = None, runtime: dict | None = None) -> Embedder:
+    """The embedder an existing index was built with, run the way `runtime` asks (device, bf16, ...)."""
+    with open_store(index, store) as st:
+        return index_embedder(st, st.read_manifest(), runtime)
 
 
-def check_same_embedder(existing: dict, requested: dict, index_dir: Path) -> None:
+def check_same_embedder(existing: dict, requested: dict, index_name) -> None:
     """Refuse to mix vectors of two embedders in one index (they are not comparable)."""
     # a bag of words compares its options here; its fitted vocabulary is the index's own
     if identity(existing) != identity(requested):
         was, now = describe_difference(existing, requested)
         raise ReslabError(
-            f"the index {index_dir} was built with {was}, not {now}; "
+            f"the index {index_name} was built with {was}, not {now}; "
             "use another --out for a new index, or drop the options to use the index's own embedder"
         )
 
 
-def check_requested(existing: dict, index_dir: Path, method=None, model=None, layer=None, run=None) -> None:
+def check_requested(existing: dict, index_name, method=None, model=None, layer=None, run=None) -> None:
     """Refuse, before loading anything, options that contradict the embedder an index was built with."""
     wanted = {"method": method, "model": model, "layer": layer, "run": str(run) if run is not None else None}
     wrong = [f"{k} '{v}'" for k, v in wanted.items() if v is not None and v != existing.get(k)]
     if wrong:
         raise ReslabError(
-            f"the index {index_dir} was built with {describe(existing)}, not {', '.join(wrong)}; "
+            f"the index {index_name} was built with {describe(existing)}, not {', '.join(wrong)}; "
             "use another --out for a new index, or drop the options to use the index's own embedder"
         )
 
 
-def prepare_embedder(out: Path, embedder: Embedder | None, runtime: dict | None = None) -> Embedder:
+def index_embedder(store: IndexStore, manifest: dict, runtime: dict | None = None) -> Embedder:
+    """The embedder an index was built with (runtime: device/bf16/... for a CNN)."""
+    return embedder_from_manifest(manifest, store.files_dir(), **((runtime or {}) if manifest.get("method") == "cnn" else {}))
+
+
+def prepare_embedder(store: IndexStore, embedder: Embedder | None, runtime: dict | None = None) -> Embedder:
     """The embedder for an index: the index's own when it exists (checked against `embedder`), else `embedder`."""
-    existing = read_manifest(out)
+    existing = store.read_manifest()
     if existing is None:
         if embedder is None:
             from .embedders import make_embedder
@@ -116,10 +120,10 @@ def prepare_embedder(out: Path, embedder: Embedder | None, runtime: dict | None 
             embedder = make_embedder("cnn", **(runtime or {}))
         return embedder
     if embedder is not None:
-        check_same_embedder(existing, {**embedder.manifest(), "needs_fit": embedder.needs_fit}, out)
+        check_same_embedder(existing, {**embedder.manifest(), "needs_fit": embedder.needs_fit}, store.describe())
         if not embedder.needs_fit:
             return embedder
-    return embedder_from_manifest(existing, out, **(runtime or {})) if existing.get("method") == "cnn" else embedder_from_manifest(existing, out)
+    return index_embedder(store, existing, runtime)
 
 
 def build_index(
@@ -128,63 +132,83 @@ def build_index(
     embedder: Embedder | None = None,
     options: EmbedOptions = EmbedOptions(),
     on_commit: Callable[[int], None] | None = None,
+    store: str | None = None,
 ) -> EmbedReport:
     """Create or update the index `out` from the images under `src`; returns what was done.
 
+    store: where the index lives: None (the local folder `out`, or what `out` records), or a
+    Milvus URI (milvus:///path/photos.db, milvus://host:19530), the collection named after `out`.
     on_commit(n_committed_chunks) runs after each committed chunk (progress hooks, tests).
     """
     t0 = time.perf_counter()
-    root, out = Path(src).expanduser().resolve(), Path(out)
-    if not root.is_dir():
-        raise ReslabError(f"{src} is not a folder; give the folder of images to index")
-    existing = read_manifest(out)
-    if existing is not None and existing.get("root") and existing["root"] != str(root):
-        raise ReslabError(f"the index {out} was built from {existing['root']}, not {root}; use another --out for another folder")
-    embedder = prepare_embedder(out, embedder)
-    manifest = existing or {}
-    if existing is None:
-        if embedder.needs_fit:
-            _fit(embedder, root, options, out)
-        manifest = _base_manifest(embedder, root, options)
-        out.mkdir(parents=True, exist_ok=True)
-    # what a reader finds if this run never finishes (even after a kill -9): not "complete"
-    write_manifest(out, {**manifest, "status": "building" if existing is None else "updating"})
-
-    store = VectorStore(out, create=True)
-    report = EmbedReport()
-    try:
-        try:
-            with stop_on_signals() as stop:
-                _embed_new_files(store, embedder, root, options, report, on_commit, stop)
-        except KeyboardInterrupt as interrupt:
-            cause = signal_name(getattr(interrupt, "signum", signal.SIGINT))
-            write_manifest(out, {**(read_manifest(out) or manifest), "status": "interrupted", "signal": cause})
-            log.warning("%s: stopped with %d items committed; run the same command again to finish the index",
-                        cause, len(store))
-            raise
-        report.removed = store.delete_unseen()
-        store.compact()
-        finalize(store, out, {**manifest, **_base_manifest(embedder, root, options), "created": manifest.get("created")}, options)
-        report.count = len(store)
-    finally:
-        store.close()
+    root = source_folder(src)
+    with open_store(out, store, create=True) as st:
+        embedder, manifest = prepare_index(st, root, embedder, options)
+        report = embed_files(st, embedder, root, options, on_commit)
+        finalize(st, manifest, options)
+        report.count = len(st)
     report.seconds = time.perf_counter() - t0
     for path, reason in report.bad:
         log.warning("skipped %s: %s", path, reason)
     return report
 
 
-def finalize(store: VectorStore, out: Path, manifest: dict, options: EmbedOptions) -> dict:
-    """Build the FAISS index from the committed vectors and write the final manifest."""
-    ids, vectors = store.all_vectors()
-    dim = int(manifest["dim"])
-    kind = faiss_index.resolve_kind(options.index_kind, len(ids))
-    params = faiss_index.FaissParams(kind=kind, nprobe=options.nprobe, ef_search=options.ef_search)
-    index = faiss_index.build_faiss(ids, vectors.reshape(-1, dim), params, dim, manifest.get("metric", "inner_product"))
-    atomic_write_bytes(out / FAISS_FILE, faiss_index.serialize(index))
+def source_folder(src: str | Path) -> Path:
+    root = Path(src).expanduser().resolve()
+    if not root.is_dir():
+        raise ReslabError(f"{src} is not a folder; give the folder of images to index")
+    return root
+
+
+def prepare_index(store: IndexStore, root: Path, embedder: Embedder | None, options: EmbedOptions, announce: bool = True) -> tuple[Embedder, dict]:
+    """Check `root` and `embedder` against an existing index, or create the index.
+
+    announce: mark the manifest "building" (a new index) or "updating": what a reader finds if this
+    run never finishes, even after a kill -9 (the other ranks of a sharded run leave that to rank 0).
+    """
+    existing = store.read_manifest()
+    if existing is not None and existing.get("root") and existing["root"] != str(root):
+        raise ReslabError(f"the index {store.describe()} was built from {existing['root']}, not {root}; use another --out for another folder")
+    embedder = prepare_embedder(store, embedder)
+    manifest = existing or {}
+    if existing is None:
+        if embedder.needs_fit:
+            _fit(embedder, root, options, store)
+        manifest = _base_manifest(embedder, root, options)
+    if announce:
+        store.write_manifest({**manifest, "status": "building" if existing is None else "updating"})
+    return embedder, {**manifest, **_base_manifest(embedder, root, options), "created": manifest.get("created")}
+
+
+def embed_files(store: IndexStore, embedder: Embedder, root: Path, options: EmbedOptions, on_commit=None) -> EmbedReport:
+    """Embed the new and changed files of this writer's share of `root`, drop the removed ones.
+
+    Ctrl-C or SIGTERM (to the process or its group) commits what was embedded, marks the manifest
+    "interrupted" and re-raises KeyboardInterrupt: a rerun continues after the committed items.
+    """
+    report = EmbedReport()
+    try:
+        with stop_on_signals() as stop:
+            _embed_new_files(store, embedder, root, options, report, on_commit, stop)
+    except KeyboardInterrupt as interrupt:
+        cause = signal_name(getattr(interrupt, "signum", signal.SIGINT))
+        store.write_manifest({**(store.read_manifest() or {}), "status": "interrupted", "signal": cause})
+        log.warning("%s: stopped with %d items committed; run the same command again to finish the index", cause, len(store))
+        raise
+    owns = None
+    if options.world_size > 1:
+        owns = lambda path: shard_of(Path(path).relative_to(root).as_posix(), options.world_size) == options.rank  # noqa: E731
+    report.removed = store.delete_unseen(owns)
+    store.compact()
+    return report
+
+
+def finalize(store: IndexStore, manifest: dict, options: EmbedOptions) -> dict:
+    """Make the search structure match the committed vectors and write the final manifest."""
+    kind = store.build_search(options.index_kind, options.nprobe, options.ef_search)
     manifest = {
         **manifest,
-        "count": len(ids),
+        "count": len(store),
         "index_kind": kind,
         "nprobe": options.nprobe,
         "ef_search": options.ef_search,
@@ -192,7 +216,7 @@ def finalize(store: VectorStore, out: Path, manifest: dict, options: EmbedOption
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     manifest["created"] = manifest.get("created") or manifest["updated"]
-    write_manifest(out, manifest)
+    store.write_manifest(manifest)
     return manifest
 
 
@@ -210,8 +234,10 @@ def _base_manifest(embedder: Embedder, root: Path, options: EmbedOptions) -> dic
     }
 
 
-def _fit(embedder: Embedder, root: Path, options: EmbedOptions, out: Path) -> None:
+def _fit(embedder: Embedder, root: Path, options: EmbedOptions, store: IndexStore) -> None:
     """Fit a bag-of-words vocabulary on an even spread of the collection (the first files would be one class)."""
+    import tempfile
+
     from ..imageio import BadImageError, load_image
 
     paths = _spread_sample(root, options.fit_samples)
@@ -226,8 +252,10 @@ def _fit(embedder: Embedder, root: Path, options: EmbedOptions, out: Path) -> No
 
     embedder.fit(images())
     if hasattr(embedder, "save"):
-        out.mkdir(parents=True, exist_ok=True)
-        embedder.save(out)  # the vocabulary lives in the index directory
+        with tempfile.TemporaryDirectory(prefix="reslab-embedder-") as folder:
+            embedder.save(Path(folder))  # the vocabulary is kept with the index
+            manifest = embedder.manifest()
+            store.save_files(Path(folder), [manifest[k] for k in ARTIFACT_KEYS if isinstance(manifest.get(k), str)])
 
 
 def _spread_sample(root: Path, want: int) -> list[Path]:
@@ -246,34 +274,38 @@ class _Task:
     known_sha256: str | None
 
 
-def _candidates(store: VectorStore, root: Path, options: EmbedOptions, report: EmbedReport, progress) -> Iterator[_Task]:
+def _candidates(store: IndexStore, root: Path, options: EmbedOptions, report: EmbedReport, progress) -> Iterator[_Task]:
     """Files to (re-)read: new, or with a changed stat. Records every path seen, for deletions."""
-    seen: list[str] = []
-    for path in walk_images(root):
-        rel = path.relative_to(root).as_posix()
-        if options.world_size > 1 and shard_of(rel, options.world_size) != options.rank:
-            continue
-        p = str(path)
-        seen.append(p)
-        if len(seen) >= 4096:
-            store.mark_seen(seen)
-            seen = []
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        row = store.lookup(p)
-        if row is not None and row[1] == st.st_size and row[2] == st.st_mtime:
-            report.unchanged += 1
-            progress(1)
-            continue
-        bad = store.bad_entry(p)
-        if bad is not None and bad[0] == st.st_size and bad[1] == st.st_mtime:
-            report.known_bad += 1
-            progress(1)
-            continue
-        yield _Task(p, st.st_size, st.st_mtime, label_of(path, root), row[3] if row else None)
-    store.mark_seen(seen)
+    mine = (p for p in walk_images(root) if options.world_size == 1 or shard_of(p.relative_to(root).as_posix(), options.world_size) == options.rank)
+    for group in _grouped(mine, 256):  # one lookup per group: a round trip to a server costs more than a file stat
+        paths = [str(p) for p in group]
+        store.mark_seen(paths)
+        known = store.lookup_many(paths)
+        stats = {}
+        for path, p in zip(group, paths):
+            try:
+                stats[p] = path.stat()
+            except OSError:
+                continue
+        changed = set()
+        for p, st in stats.items():
+            row = known.get(p)
+            if row is not None and row[1] == st.st_size and row[2] == st.st_mtime:
+                report.unchanged += 1
+                progress(1)
+            else:
+                changed.add(p)
+        bad = store.bad_entries(sorted(changed)) if changed else {}
+        for path, p in zip(group, paths):
+            if p not in changed:
+                continue
+            st, entry = stats[p], bad.get(p)
+            if entry is not None and entry[0] == st.st_size and entry[1] == st.st_mtime:
+                report.known_bad += 1
+                progress(1)
+                continue
+            row = known.get(p)
+            yield _Task(p, st.st_size, st.st_mtime, label_of(path, root), row[3] if row else None)
 
 
 def _decoded_stream(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOptions) -> Iterator[tuple[_Task, Decoded]]:

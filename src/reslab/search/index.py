@@ -1,4 +1,4 @@
-"""`SearchIndex`: open an index directory and query it by image, by item or by vector.
+"""`SearchIndex`: open an index (a folder, or a Milvus collection) and query it by image, by item or by vector.
 
 Queries are embedded with the embedder rebuilt from the index's own manifest, so a query can
 never be compared with vectors of another model or method.
@@ -15,12 +15,13 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ReslabError
-from . import faiss_index
-from .embed import FAISS_FILE, read_manifest
-from .embedders import Embedder, describe, embedder_from_manifest, l2_normalize
-from .store import Item, VectorStore
+from .embedders import Embedder, describe, l2_normalize
+from .store import Item
+from .stores import IndexStore, open_store
 
 __all__ = ["Hit", "Item", "SearchIndex"]
+
+MAX_K = 16384  # the most neighbours one query returns (Milvus's limit; more is a scan, not a search)
 
 
 @dataclass(frozen=True)
@@ -32,27 +33,34 @@ class Hit:
 
 
 class SearchIndex:
-    def __init__(self, path: Path, manifest: dict, store: VectorStore, faiss_obj, runtime: dict):
-        self.path, self.manifest, self.store, self._faiss, self._runtime = path, manifest, store, faiss_obj, runtime
+    def __init__(self, path: Path, manifest: dict, store: IndexStore, runtime: dict, store_uri: str | None = None):
+        self.path, self.manifest, self.store, self._runtime, self.store_uri = path, manifest, store, runtime, store_uri
         self._embedder: Embedder | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike, **runtime) -> "SearchIndex":
-        """Open an index built by `reslab embed`. runtime: device/bf16/channels_last/onnx for the query embedder."""
+    def open(cls, path: str | os.PathLike, store: str | None = None, **runtime) -> "SearchIndex":
+        """Open an index built by `reslab embed`.
+
+        store: None (the folder `path`, or the Milvus collection it points at) or a store URI
+        (milvus:///data/photos.db, milvus://host:19530): the index named `path` in that store.
+        runtime: device/bf16/channels_last/onnx for the query embedder.
+        """
         path = Path(path)
-        if not path.is_dir():
-            raise ReslabError(f"no index at {path}; build one with `reslab embed SRC --out {path}`")
-        manifest = read_manifest(path)
-        if manifest is None:
-            raise ReslabError(f"{path} is not a reslab index (no manifest.json); build one with `reslab embed SRC --out {path}`")
-        if not (path / FAISS_FILE).exists():
-            raise ReslabError(f"the index {path} is incomplete (its first `reslab embed` run did not finish); rerun it to resume")
+        st = open_store(path, store)
         try:
-            obj = faiss_index.deserialize((path / FAISS_FILE).read_bytes(), manifest.get("metric", "inner_product"))
-        except Exception as e:  # FAISS raises RuntimeError with a C++ message
-            raise ReslabError(f"the FAISS index {path / FAISS_FILE} is corrupt ({str(e).splitlines()[0]}); rerun `reslab embed` to rebuild it") from None
-        faiss_index.set_search_params(obj, faiss_index.FaissParams(nprobe=manifest.get("nprobe", 16), ef_search=manifest.get("ef_search", 64)))
-        return cls(path, manifest, VectorStore(path), obj, runtime)
+            manifest = st.read_manifest()
+            if manifest is None:
+                raise ReslabError(f"{st.describe()} is not a reslab index (no manifest); build one with `reslab embed SRC --out {path}`")
+            if "count" not in manifest:  # set when a run finishes; an update in progress still serves the last one
+                raise ReslabError(f"the index {st.describe()} is incomplete (its first `reslab embed` run did not finish); rerun it to resume")
+        except BaseException:
+            st.close()
+            raise
+        return cls(path, manifest, st, runtime, store)
+
+    def reopen(self) -> "SearchIndex":
+        """The same index opened again (a connection of the calling thread's own)."""
+        return type(self).open(self.path, self.store_uri, **self._runtime)
 
     def close(self) -> None:
         self.store.close()
@@ -64,14 +72,16 @@ class SearchIndex:
         self.close()
 
     def __len__(self) -> int:
-        return int(self._faiss.ntotal)
+        return len(self.store)
 
     def __repr__(self) -> str:
-        return f"SearchIndex({str(self.path)!r}, {len(self)} items, {describe(self.manifest)}, {self.manifest.get('index_kind')})"
+        return f"SearchIndex({self.store.describe()!r}, {len(self)} items, {describe(self.manifest)}, {self.manifest.get('index_kind')})"
 
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = embedder_from_manifest(self.manifest, self.path, **(self._runtime if self.manifest.get("method") == "cnn" else {}))
+            from .embed import index_embedder
+
+            self._embedder = index_embedder(self.store, self.manifest, self._runtime)
         return self._embedder
 
     def check_query_options(self, method: str | None = None, model: str | None = None, layer: str | None = None) -> None:
@@ -86,7 +96,7 @@ class SearchIndex:
             wrong.append(f"layer '{layer}' (the index uses '{m.get('layer')}')")
         if wrong:
             raise ReslabError(
-                f"the index {self.path} was built with {describe(m)}, so it cannot be queried with {' and '.join(wrong)}; "
+                f"the index {self.store.describe()} was built with {describe(m)}, so it cannot be queried with {' and '.join(wrong)}; "
                 "drop the option (queries are embedded the index's own way) or build another index"
             )
 
@@ -131,27 +141,25 @@ class SearchIndex:
     def search_vectors(self, q: np.ndarray, k: int) -> list[list[Hit]]:
         q = l2_normalize(np.atleast_2d(q))
         if q.shape[1] != self.manifest["dim"]:
-            raise ReslabError(f"query vectors have {q.shape[1]} dimensions but the index {self.path} holds {self.manifest['dim']}")
-        k = max(1, min(int(k), len(self)))
-        if len(self) == 0:
-            return [[] for _ in q]
-        scores, ids = faiss_index.search(self._faiss, q, k)
+            raise ReslabError(f"query vectors have {q.shape[1]} dimensions but the index {self.store.describe()} holds {self.manifest['dim']}")
+        # no count here: on a server it is a round trip per query; slots without an item come back as id -1
+        scores, ids = self.store.search(q, max(1, min(int(k), MAX_K)))
         items = self.store.items_by_ids(i for i in np.unique(ids) if i >= 0)
-        # an id missing from the table belongs to a file removed by an unfinished update: skip it
+        # an id missing from the items belongs to a file removed by an unfinished update: skip it
         return [[Hit(int(i), float(s), items[i].path, items[i].label) for s, i in zip(srow, irow) if i in items] for srow, irow in zip(scores, ids)]
 
-    def range_search(self, q: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """FAISS range search (lims, scores, ids); exact and IVF indexes only."""
-        return faiss_index.range_search(self._faiss, q, threshold)
+    def range_search(self, q: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(lims, scores, ids) of everything at or above `threshold`, FAISS-style; None where the structure has no range search (HNSW)."""
+        return self.store.range_search(q, threshold)
 
     def raw_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return faiss_index.search(self._faiss, q, k)
+        return self.store.search(q, k)
 
     # -- items ---------------------------------------------------------------------------------
     def item(self, item_id: int) -> Item:
         item = self.store.item(item_id)
         if item is None:
-            raise ReslabError(f"no item with id {item_id} in the index {self.path}; ids run from the `reslab search` output")
+            raise ReslabError(f"no item with id {item_id} in the index {self.store.describe()}; ids run from the `reslab search` output")
         return item
 
     def item_by_path(self, path: str | Path) -> Item | None:

@@ -67,9 +67,12 @@ def retrieval_scores(vectors: np.ndarray, labels: list[str], ks: list[int], bloc
 
 
 def evaluate_index(index: SearchIndex, ks: list[int]) -> RetrievalScores:
-    ids, vectors = index.store.all_vectors()
-    items = index.store.items_by_ids(ids)
-    return retrieval_scores(vectors, [items[int(i)].label for i in ids], ks)
+    labels, blocks = [], []
+    for items, vectors in index.store.iter_items():
+        labels += [it.label for it in items]
+        blocks.append(vectors)
+    vectors = np.concatenate(blocks) if blocks else np.zeros((0, index.manifest["dim"]), np.float32)
+    return retrieval_scores(vectors, labels, ks)
 
 
 def plot_precision_at_k(rows: list[dict], path: str | Path) -> Path:

@@ -84,10 +84,10 @@ class IndexThread:
     and the event loop stays free to serve thumbnails and the page meanwhile.
     """
 
-    def __init__(self, index):
+    def __init__(self, index, store: str | None = None):
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reslab-index")
         try:
-            self.index = self.executor.submit(_open_here, index).result()  # ReslabError surfaces here
+            self.index = self.executor.submit(_open_here, index, store).result()  # ReslabError surfaces here
         except BaseException:
             self.executor.shutdown(wait=False)
             raise
@@ -104,27 +104,27 @@ class IndexThread:
         self.executor.shutdown(wait=False)
 
 
-def _open_here(index):
-    """Open `index` in the calling thread: a path, or a `SearchIndex` (re-opened from its path, so
-    that its database connection belongs to this thread), or any object with the same methods."""
+def _open_here(index, store: str | None = None):
+    """Open `index` in the calling thread: a path (in `store`, a URI, when given), or a `SearchIndex`
+    (re-opened, so that its database connection belongs to this thread), or any object with the same methods."""
     if isinstance(index, (str, Path)):
         from ..search.index import SearchIndex
 
-        return SearchIndex.open(index)
-    reopen = getattr(type(index), "open", None)
-    if reopen is not None and isinstance(getattr(index, "path", None), Path):
-        return reopen(index.path, **getattr(index, "_runtime", {}))
+        return SearchIndex.open(index, store)
+    reopen = getattr(index, "reopen", None)
+    if reopen is not None:
+        return reopen()
     return index
 
 
-def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
-    """The FastAPI app for `index`: a path to an index made by `reslab embed`, or a `SearchIndex`."""
+def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, store: str | None = None):
+    """The FastAPI app for `index`: a path to an index made by `reslab embed` (in `store`, a URI, when given), or a `SearchIndex`."""
     from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
     from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
     from starlette.concurrency import run_in_threadpool
 
-    worker = IndexThread(index)
+    worker = IndexThread(index, store)
     manifest = dict(getattr(worker.index, "manifest", {}) or {})
     count = worker.call(len)
     has_classifier = worker.call(_has_classifier)
