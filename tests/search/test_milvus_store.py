@@ -214,6 +214,9 @@ def test_names_that_are_not_utf8_or_hold_newlines_are_indexed_losslessly(photos,
             assert idx.item_by_path(os.fsdecode(raw)).path == os.fsdecode(raw)
         assert paths[os.fsdecode(odd[2])].label == os.fsdecode(b"\xff-folder")
         assert idx.search_item(paths[os.fsdecode(odd[0])].id, 1)[0].path == str(src[0])  # the same bytes, the same vector
+    copy_index(out, tmp_path / "names-local")  # Milvus's text form -> SQLite's bytes, and back
+    copy_index(tmp_path / "names-local", tmp_path / "names-back.index", dst_store=milvus_uri)
+    assert snapshot(tmp_path / "names-local")[0] == snapshot(tmp_path / "names-back.index")[0] == snapshot(out)[0]
     os.unlink(odd[0])
     again = build_index(photos, out, thumb, FAST)
     assert (again.removed, again.unchanged, again.count) == (1, 42, 42)

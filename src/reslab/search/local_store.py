@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ReslabError
 from ..fileio import atomic_open, atomic_write_bytes, atomic_write_text
 from . import faiss_index
-from .store import ITEM_COLUMNS, Item, VectorStore
+from .store import ITEM_COLUMNS, Item, VectorStore, _item, _storable_id, from_db, to_db
 from .stores import MANIFEST, IndexMissing, IndexStore
 
 FAISS_FILE = "faiss.index"
@@ -69,13 +69,16 @@ class LocalStore(VectorStore, IndexStore):
 
     # -- reads ---------------------------------------------------------------------------------
     def lookup_many(self, paths: list[str]) -> dict[str, tuple[int, int, float, str]]:
-        return {r[0]: tuple(r[1:]) for r in self._select_in("SELECT path, id, size, mtime, sha256 FROM items WHERE path IN ({})", paths)}
+        rows = self._select_in("SELECT path, id, size, mtime, sha256 FROM items WHERE path IN ({})", [to_db(p) for p in paths])
+        return {from_db(r[0]): tuple(r[1:]) for r in rows}
 
     def bad_entries(self, paths: list[str]) -> dict[str, tuple[int, float, str]]:
-        return {r[0]: tuple(r[1:]) for r in self._select_in("SELECT path, size, mtime, reason FROM bad WHERE path IN ({})", paths)}
+        rows = self._select_in("SELECT path, size, mtime, reason FROM bad WHERE path IN ({})", [to_db(p) for p in paths])
+        return {from_db(r[0]): (r[1], r[2], from_db(r[3])) for r in rows}
 
     def bad_records(self) -> list[tuple[str, int, float, str]]:
-        return self.db.execute("SELECT path, size, mtime, reason FROM bad ORDER BY path").fetchall()
+        rows = self.db.execute("SELECT path, size, mtime, reason FROM bad ORDER BY path")
+        return [(from_db(p), size, mtime, from_db(reason)) for p, size, mtime, reason in rows]
 
     def _select_in(self, sql: str, values: list) -> Iterator[tuple]:
         for start in range(0, len(values), 500):  # SQLite caps the number of bound parameters
@@ -89,11 +92,12 @@ class LocalStore(VectorStore, IndexStore):
             if not rows:
                 return
             vectors = np.stack([self._shard(r[-2])[r[-1]] for r in rows]).astype(np.float32, copy=False)
-            yield [Item(*r[:-2]) for r in rows], vectors
+            yield [_item(r[:-2]) for r in rows], vectors
             self._shard_cache.clear()
 
     def vectors(self, ids: list[int]) -> np.ndarray:
-        where = {r[0]: (r[1], r[2]) for r in self._select_in("SELECT id, shard, row FROM items WHERE id IN ({})", [int(i) for i in ids])}
+        storable = [i for i in map(_storable_id, ids) if i is not None]
+        where = {r[0]: (r[1], r[2]) for r in self._select_in("SELECT id, shard, row FROM items WHERE id IN ({})", storable)}
         missing = [i for i in ids if int(i) not in where]
         if missing:
             raise ReslabError(f"no item with id {missing[0]} in the index {self.dir}")
@@ -111,12 +115,13 @@ class LocalStore(VectorStore, IndexStore):
             self.db.execute("INSERT INTO shards (id, file, rows) VALUES (?, ?, ?)", (shard_id, file, len(items)))
             self.db.executemany(
                 "INSERT OR REPLACE INTO items (id, path, size, mtime, sha256, label, width, height, shard, row) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(it.id, it.path, it.size, it.mtime, it.sha256, it.label, it.width, it.height, shard_id, r) for r, it in enumerate(items)],
+                [(it.id, to_db(it.path), it.size, it.mtime, it.sha256, to_db(it.label), it.width, it.height, shard_id, r) for r, it in enumerate(items)],
             )
 
     def record_bad(self, bad: list[tuple[str, int, float, str]]) -> None:
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO bad (path, size, mtime, reason) VALUES (?,?,?,?)", bad)
+            self.db.executemany("INSERT OR REPLACE INTO bad (path, size, mtime, reason) VALUES (?,?,?,?)",
+                                [(to_db(p), size, mtime, to_db(reason)) for p, size, mtime, reason in bad])
 
     def delete_unseen(self, owns: Callable[[str], bool] | None = None) -> int:
         # a local index holds one writer's files only (a sharded run gives each rank its own folder)

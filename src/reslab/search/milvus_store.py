@@ -44,6 +44,7 @@ META_SUFFIX = "__reslab"
 ITEM_FIELDS = ["id", "path", "size", "mtime", "sha256", "label", "width", "height"]
 BLOB_CHUNK = 48_000  # bytes per base64 chunk: 64,000 characters, under VARCHAR's 65,535
 ROWS_PER_CALL = 2048  # rows per insert/get: well under gRPC's message limit at 2048-d
+INT64 = range(-(2**63), 2**63)  # Milvus primary keys
 RANGE_LIMIT = 1024  # most neighbours a range search returns per query (Milvus caps range search by a limit)
 
 
@@ -252,7 +253,7 @@ class MilvusStore(IndexStore):
         return sorted((from_text(b["path"]), b["size"], b["mtime"], b["reason"]) for b in rows)
 
     def items_by_ids(self, ids: Iterable[int]) -> dict[int, Item]:
-        ids = [int(i) for i in ids]
+        ids = [int(i) for i in ids if INT64.start <= int(i) < INT64.stop]  # a larger number names no item
         out = {}
         if not ids or not self._has_items():
             return out
@@ -291,9 +292,10 @@ class MilvusStore(IndexStore):
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         ids = [int(i) for i in ids]
+        storable = [i for i in ids if INT64.start <= i < INT64.stop]
         found = {}
-        for start in range(0, len(ids), ROWS_PER_CALL):
-            for row in self._call(self.client.get, self.collection, ids=ids[start : start + ROWS_PER_CALL], output_fields=["vector"]):
+        for start in range(0, len(storable), ROWS_PER_CALL):
+            for row in self._call(self.client.get, self.collection, ids=storable[start : start + ROWS_PER_CALL], output_fields=["vector"]):
                 found[int(row["id"])] = row["vector"]
         missing = [i for i in ids if i not in found]
         if missing:

@@ -4,7 +4,8 @@ Python hands a name that is not valid UTF-8 to us as a `str` with lone surrogate
 `os.fsdecode`); that is the form the API uses (`Item.path`), because it opens the file again.
 A store whose text must be valid UTF-8 (Milvus VARCHAR) keeps such a name as a NUL followed by
 the base64 of its bytes: a POSIX name never contains NUL, so the marker cannot be mistaken for a
-real name, and every ordinary name is stored as it is.
+real name, and every ordinary name is stored as it is. (The local store's SQLite keeps such a
+name as a BLOB of its bytes instead: `store.to_db`; both give back the same `str`.)
 """
 
 from __future__ import annotations
