@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     import torch
 
 
-def resolve_device(name: "str | torch.device | None" = "auto") -> "torch.device":
+def resolve_device(name: "str | torch.device | None" = "auto", setting: str = "--device") -> "torch.device":
+    """The torch.device `name` stands for; `setting` names where it came from in error messages."""
     import torch
 
     if isinstance(name, torch.device):
@@ -26,14 +27,14 @@ def resolve_device(name: "str | torch.device | None" = "auto") -> "torch.device"
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ReslabError(f"device '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise ReslabError(f"{setting} '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ReslabError(f"device '{name}' asks for a CUDA GPU but none is available; use --device auto or cpu")
+            raise ReslabError(f"{setting} '{name}' needs a CUDA GPU but none is available; use auto or cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ReslabError(
-                f"device '{name}': this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0; pick one of them"
+                f"{setting} '{name}': this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0; pick one of them"
             )
     elif device.type not in ("cpu", "mps"):
-        raise ReslabError(f"device '{name}' is not supported; use auto, cpu, cuda or cuda:N")
+        raise ReslabError(f"{setting} '{name}' is not supported; use auto, cpu, cuda or cuda:N")
     return device

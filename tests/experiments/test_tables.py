@@ -8,7 +8,7 @@ import pytest
 
 from reslab.errors import ReslabError
 from reslab.experiments.common import QUICK, ExperimentSetup, RunResult, mean_std, parse_seeds
-from reslab.experiments.depths import PAPER_TABLE6, depth_overrides, summarise_cifar_depths
+from reslab.experiments.depths import PAPER_TABLE6, depth_changes, summarise_cifar_depths
 from reslab.experiments.shortcuts import summarise_shortcuts
 
 
@@ -35,8 +35,8 @@ def test_cifar_depths_table_beside_the_paper(tmp_path):
 
 
 def test_resnet110_warms_up_like_the_paper():
-    assert "schedule.warmup_until_error=80" in depth_overrides(110)
-    assert depth_overrides(56) == ["model.name=resnet56"]
+    assert depth_changes(110)["schedule"]["warmup_until_error"] == 80
+    assert depth_changes(56) == {"model": {"name": "resnet56"}}
 
 
 def test_shortcut_options_add_parameters_in_order(tmp_path):

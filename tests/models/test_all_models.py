@@ -140,3 +140,39 @@ def test_feature_maps_of_a_subset_and_unknown_names():
     with pytest.raises(ReslabError, match="no feature map named 'layer4'.*stem, layer1, layer2, layer3"):
         feature_maps(model, torch.randn(1, 3, 32, 32), ["layer4"])
     assert not model.relu._forward_hooks  # nothing left behind by the failed call
+
+
+def test_reset_classifier_gives_a_new_head_and_keeps_the_trunk(built):
+    name, model = built
+    model.eval()
+    x = small_input(name, "meta" if is_meta(model) else "cpu")
+    old = model.get_classifier()
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        embedding = model.forward_head(feats, pre_logits=True)
+        new = model.reset_classifier(7)
+        assert model.get_classifier() is new and new is not old and new.weight.device == old.weight.device
+        assert (new.in_features, new.out_features) == (old.in_features, 7)
+        assert model(x).shape == (2, 7)
+        after = model.forward_head(feats, pre_logits=True)
+        if not after.is_meta:  # (eval-mode activations of a random preact_resnet1001 overflow: NaN equals NaN here)
+            torch.testing.assert_close(after, embedding, equal_nan=True)
+    # the state dict keeps its torchvision names: only the head's shapes changed
+    with torch.device("meta"):
+        fresh = create_model(name, num_classes=7)
+    assert model.state_dict().keys() == fresh.state_dict().keys()
+    model.reset_classifier(model_entry(name).num_classes)  # the module-scoped fixture is shared
+
+
+def test_builders_of_one_family_share_one_signature():
+    import inspect
+
+    from reslab.models import cifar_resnet, resnet
+
+    for module, family, options in ((resnet, "resnet", ["variant", "shortcut", "zero_init_residual"]),
+                                    (cifar_resnet, "cifar_resnet", ["shortcut", "zero_init_residual", "shortcut_pad"])):
+        signatures = {inspect.signature(getattr(module, n)) for n in list_models(family)}
+        assert len(signatures) == 1, signatures
+        assert list(signatures.pop().parameters) == ["num_classes", *options]
+    assert resnet.resnet50.__name__ == "resnet50" and "25.6M" in resnet.resnet50.__doc__
+    assert model_entry("resnext50_32x4d").builder().layer1[0].conv2.groups == 32

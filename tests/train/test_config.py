@@ -77,3 +77,28 @@ def test_two_training_lengths_from_one_place_are_an_error(tmp_path):
 
     with pytest.raises(ReslabError, match=both):
         replace(load_config(None, ["train.steps=100"]), train={"epochs": 5})
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [("optim.name=adam", "optim.name is 'adam'; choose one of sgd, adamw"),
+     ("schedule.name=step", "schedule.name is 'step'"), ("schedule.unit=iter", "schedule.unit"),
+     ("train.amp=fp8", "train.amp is 'fp8'"), ("train.eval_tta=five_crop", "train.eval_tta"),
+     ("train.batch_size=-1", "train.batch_size"), ("train.bn=maybe", "train.bn"),
+     ("train.class_balance=on", "train.class_balance")],
+)  # fmt: skip
+def test_choices_are_checked_when_the_config_loads(override, words):
+    # before any data is read: load_config alone raises
+    with pytest.raises(ReslabError, match=words.replace(".", r"\.").replace("(", r"\(")):
+        load_config("cifar_quick", [override])
+
+
+def test_apply_overrides_after_replace():
+    from reslab.train.config import apply_overrides, replace
+
+    cfg = replace(load_config("cifar_quick"), model={"name": "resnet56"}, train={"seed": 3})
+    cfg = apply_overrides(cfg, ["train.seed=4", "model.options.shortcut=B"])
+    assert (cfg.model.name, cfg.train.seed, cfg.model.options) == ("resnet56", 4, {"shortcut": "B"})
+    assert apply_overrides(cfg, []) is cfg
+    with pytest.raises(ReslabError, match="optim.name"):
+        apply_overrides(cfg, ["optim.name=lion"])

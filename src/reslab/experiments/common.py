@@ -24,6 +24,7 @@ from ..fileio import atomic_write_text
 log = logging.getLogger(__name__)
 
 PAPER_RECIPE = "cifar_resnet_paper"
+Changes = dict[str, dict]  # config keys by section: {"model": {"name": "resnet56", "options": {}}}
 
 
 @dataclass(frozen=True)
@@ -173,18 +174,16 @@ def code_version() -> dict:
             "python": platform.python_version(), "host": platform.node()}
 
 
-def run_overrides(setup: ExperimentSetup, net_overrides: Sequence[str], name: str, seed: int) -> list[str]:
-    """Preset, then the network's own keys, then where the run goes, then the user's --set (wins)."""
-    return [
-        *setup.preset.overrides,
-        *net_overrides,
-        f"data.path={json.dumps(str(setup.data))}",
-        f"train.seed={seed}",
-        f"train.device={setup.device}",
-        f"run.dir={json.dumps(str(setup.runs_folder))}",
-        f"run.name={name}",
-        *setup.extra,
-    ]
+def run_config(setup: ExperimentSetup, net_changes: Changes, name: str, seed: int):
+    """The preset's recipe and overrides, then the network's own keys, then where the run goes,
+    then the user's --set (which wins)."""
+    from ..train.config import apply_overrides, load_config, replace
+
+    config = load_config(setup.preset.recipe, setup.preset.overrides)
+    config = replace(config, **net_changes)
+    config = replace(config, data={"path": str(setup.data)}, train={"seed": seed, "device": setup.device},
+                     run={"dir": str(setup.runs_folder), "name": name})  # fmt: skip
+    return apply_overrides(config, setup.extra)
 
 
 # keys that may change between the sessions of one experiment without changing its result
@@ -209,14 +208,17 @@ def config_differences(old: dict, new: dict) -> list[str]:
     return differ
 
 
-def train_net(setup: ExperimentSetup, net: str, net_overrides: Sequence[str], seed: int) -> RunResult:
-    """Train one network with one seed; reuse a finished run of the same config, resume a stopped one."""
+def train_net(setup: ExperimentSetup, net: str, net_changes: Changes, seed: int) -> RunResult:
+    """Train one network with one seed; reuse a finished run of the same config, resume a stopped one.
+
+    net_changes: the network's own config keys by section, e.g. {"model": {"name": "resnet56"}}.
+    """
     from ..report.html import read_config, read_metrics
-    from ..train import fit, load_config
+    from ..train import fit
 
     name = f"{net}-s{seed}"
     run_dir = setup.runs_folder / name
-    config = load_config(setup.preset.recipe, run_overrides(setup, net_overrides, name, seed))
+    config = run_config(setup, net_changes, name, seed)
     if run_dir.exists():
         differ = config_differences(read_config(run_dir), config.to_dict())
         if differ:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .common import ExperimentSetup, RunResult, by_net, fmt_mean_std, mean_curve, mean_std, train_net, write_results
+from .common import Changes, ExperimentSetup, RunResult, by_net, fmt_mean_std, mean_curve, mean_std, train_net, write_results
 
 PLAIN_DEPTHS = (20, 32, 44, 56, 110)
 
@@ -141,9 +141,9 @@ def plot_degradation(results: Sequence[RunResult], path: Path, depths: dict[str,
     return save_figure(fig, path)
 
 
-def net_overrides(net: str) -> list[str]:
+def net_changes(net: str) -> Changes:
     """Model keys for a plain or residual CIFAR net; plain nets take no shortcut option."""
-    return [f"model.name={net}", "model.options={}"] if net.startswith("plain") else [f"model.name={net}"]
+    return {"model": {"name": net, "options": {}}} if net.startswith("plain") else {"model": {"name": net}}
 
 
 def run_degradation(setup: ExperimentSetup, depths: Sequence[int] = (20, 56)) -> dict:
@@ -152,7 +152,7 @@ def run_degradation(setup: ExperimentSetup, depths: Sequence[int] = (20, 56)) ->
     results = []
     for seed in setup.seeds:
         for net in nets:
-            results.append(train_net(setup, net, net_overrides(net), seed))
+            results.append(train_net(setup, net, net_changes(net), seed))
     return summarise_degradation(setup, results, nets)
 
 

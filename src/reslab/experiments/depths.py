@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .common import ExperimentSetup, RunResult, by_net, fmt_mean_std, mean_std, train_net, write_results
+from .common import Changes, ExperimentSetup, RunResult, by_net, fmt_mean_std, mean_std, train_net, write_results
 
 # depth -> (parameters in millions, test error %) from the paper's Table 6 (110: best of 5 runs;
 # the paper gives 6.61 ± 0.16 as the mean).
@@ -18,12 +18,12 @@ PAPER_TABLE6 = {20: (0.27, 8.75), 32: (0.46, 7.51), 44: (0.66, 7.17), 56: (0.85,
 DEFAULT_DEPTHS = (20, 32, 44, 56, 110)
 
 
-def depth_overrides(depth: int) -> list[str]:
-    overrides = [f"model.name=resnet{depth}"]
+def depth_changes(depth: int) -> Changes:
+    changes: Changes = {"model": {"name": f"resnet{depth}"}}
     if depth >= 110:
         # "we use 0.01 to warm up the training until the training error is below 80% (about 400 iterations)"
-        overrides += ["schedule.warmup_until_error=80", "schedule.warmup_until_factor=0.1"]
-    return overrides
+        changes["schedule"] = {"warmup_until_error": 80.0, "warmup_until_factor": 0.1}
+    return changes
 
 
 def count_params(name: str) -> int:
@@ -33,7 +33,7 @@ def count_params(name: str) -> int:
 
 
 def run_cifar_depths(setup: ExperimentSetup, depths: Sequence[int] = DEFAULT_DEPTHS) -> dict:
-    results = [train_net(setup, f"resnet{d}", depth_overrides(d), seed) for seed in setup.seeds for d in depths]
+    results = [train_net(setup, f"resnet{d}", depth_changes(d), seed) for seed in setup.seeds for d in depths]
     return summarise_cifar_depths(setup, results, {f"resnet{d}": d for d in depths})
 
 

@@ -163,7 +163,7 @@ def run_layer_responses(setup, depths=(20, 56), runs: list | None = None, max_im
     from ..report.evaluation import eval_batches
     from ..train.runs import load_run_model
     from .common import train_net, write_results
-    from .degradation import net_overrides
+    from .degradation import net_changes
 
     out = Path(setup.out)
     if runs:
@@ -171,7 +171,7 @@ def run_layer_responses(setup, depths=(20, 56), runs: list | None = None, max_im
         trained = []
     else:
         seed = setup.seeds[0]
-        trained = [train_net(setup, f"{kind}{d}", net_overrides(f"{kind}{d}"), seed) for d in depths for kind in ("plain", "resnet")]
+        trained = [train_net(setup, f"{kind}{d}", net_changes(f"{kind}{d}"), seed) for d in depths for kind in ("plain", "resnet")]
         run_dirs = [r.run_dir for r in trained]
     curves: dict[str, list[LayerResponse]] = {}
     configs: dict[str, dict] = {}

@@ -21,7 +21,7 @@ PAPER_TABLE3 = {"A": (25.03, 7.76), "B": (24.52, 7.46), "C": (24.19, 7.40)}
 
 def run_shortcuts(setup: ExperimentSetup, model: str = "resnet20", options: Sequence[str] = OPTIONS) -> dict:
     nets = {f"{model}-{o}": o for o in options}
-    results = [train_net(setup, net, [f"model.name={model}", f'model.options={{shortcut = "{o}"}}'], seed)
+    results = [train_net(setup, net, {"model": {"name": model, "options": {"shortcut": o}}}, seed)
                for seed in setup.seeds for net, o in nets.items()]
     return summarise_shortcuts(setup, results, model, nets)
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .head import ClassifierHead
 from .registry import register_model
 
 
-class AlexNet(nn.Module):
+class AlexNet(ClassifierHead, nn.Module):
+    classifier_path = "classifier.6"
+
     # pooled stages plus conv3/conv4: one named map per conv layer, the last is forward_features
     feature_names = ["features.2", "features.5", "features.7", "features.9", "features.12"]
 
@@ -49,17 +52,8 @@ class AlexNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, 256, 6, 6) at 224
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)  # (B, 9216)
-        x = self.classifier[:-1](x)  # (B, 4096)
-        return x if pre_logits else self.classifier[-1](x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Linear:
-        return self.classifier[-1]
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[:-1](x)  # (B, 9216) -> fc6, fc7 -> (B, 4096)
 
 
 @register_model("alexnet")

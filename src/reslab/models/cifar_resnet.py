@@ -14,12 +14,14 @@ pad option A's new channels on both sides. `weights=PATH` recognises that layout
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import torch
 from torch import nn
 
 from ..errors import ReslabError
-from .registry import CIFAR_MEAN, CIFAR_STD, register_model
+from .head import ClassifierHead
+from .registry import CIFAR_MEAN, CIFAR_STD, register_builder
 from .resnet import BasicBlock, ZeroPadShortcut, check_options, check_shortcut_pad, init_resnet_weights, make_stage
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ def blocks_per_stage(depth: int) -> int:
     return (depth - 2) // 6
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ClassifierHead, nn.Module):
     """conv3x3(16) -> 3 stages of n basic blocks (16, 32, 64 channels) -> global pool -> FC."""
 
     feature_names = ["stem", "layer1", "layer2", "layer3"]
@@ -72,16 +74,6 @@ class CifarResNet(nn.Module):
         x = self.layer3(x)  # (B, 64, 8, 8)
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)  # (B, 64)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Linear:
-        return self.fc
 
     @property
     def shortcut_pad(self) -> str | None:
@@ -138,79 +130,34 @@ def akamaster_key(key: str) -> str:
     return key.replace(".shortcut.", ".downsample.")
 
 
-@register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet20(
-    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
-) -> CifarResNet:
-    """ResNet-20 for CIFAR (n=3): 0.27M parameters, 8.75% error in the paper."""
-    return CifarResNet(20, num_classes, shortcut, zero_init_residual, shortcut_pad)
+# One signature each for the residual nets and their plain twins, written once.
 
 
-@register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet32(
-    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
-) -> CifarResNet:
-    """ResNet-32 for CIFAR (n=5): 0.46M parameters, 7.51% error in the paper."""
-    return CifarResNet(32, num_classes, shortcut, zero_init_residual, shortcut_pad)
+def _cifar_resnet(depth: int, doc: str) -> Callable[..., CifarResNet]:
+    def builder(
+        num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
+    ) -> CifarResNet:
+        return CifarResNet(depth, num_classes, shortcut, zero_init_residual, shortcut_pad)
+
+    return register_builder(f"resnet{depth}", builder, doc, "cifar_resnet", **CIFAR_ENTRY)
 
 
-@register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet44(
-    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
-) -> CifarResNet:
-    """ResNet-44 for CIFAR (n=7): 0.66M parameters, 7.17% error in the paper."""
-    return CifarResNet(44, num_classes, shortcut, zero_init_residual, shortcut_pad)
+def _cifar_plain(depth: int, doc: str) -> Callable[..., CifarResNet]:
+    def builder(num_classes: int = 10) -> CifarResNet:
+        return CifarResNet(depth, num_classes, shortcut=None)
+
+    return register_builder(f"plain{depth}", builder, doc, "cifar_plain", **CIFAR_ENTRY)
 
 
-@register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet56(
-    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
-) -> CifarResNet:
-    """ResNet-56 for CIFAR (n=9): 0.85M parameters, 6.97% error in the paper."""
-    return CifarResNet(56, num_classes, shortcut, zero_init_residual, shortcut_pad)
+resnet20 = _cifar_resnet(20, "ResNet-20 for CIFAR (n=3): 0.27M parameters, 8.75% error in the paper.")
+resnet32 = _cifar_resnet(32, "ResNet-32 for CIFAR (n=5): 0.46M parameters, 7.51% error in the paper.")
+resnet44 = _cifar_resnet(44, "ResNet-44 for CIFAR (n=7): 0.66M parameters, 7.17% error in the paper.")
+resnet56 = _cifar_resnet(56, "ResNet-56 for CIFAR (n=9): 0.85M parameters, 6.97% error in the paper.")
+resnet110 = _cifar_resnet(110, "ResNet-110 for CIFAR (n=18): 1.7M parameters, 6.43% error in the paper (best of 5 runs).")
+resnet1202 = _cifar_resnet(1202, "ResNet-1202 for CIFAR (n=200): 19.4M parameters, 7.93% error in the paper (overfits).")
 
-
-@register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet110(
-    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
-) -> CifarResNet:
-    """ResNet-110 for CIFAR (n=18): 1.7M parameters, 6.43% error in the paper (best of 5 runs)."""
-    return CifarResNet(110, num_classes, shortcut, zero_init_residual, shortcut_pad)
-
-
-@register_model("cifar_resnet", **CIFAR_ENTRY)
-def resnet1202(
-    num_classes: int = 10, shortcut: str = "A", zero_init_residual: bool = False, shortcut_pad: str = "after"
-) -> CifarResNet:
-    """ResNet-1202 for CIFAR (n=200): 19.4M parameters, 7.93% error in the paper (overfits)."""
-    return CifarResNet(1202, num_classes, shortcut, zero_init_residual, shortcut_pad)
-
-
-@register_model("cifar_plain", **CIFAR_ENTRY)
-def plain20(num_classes: int = 10) -> CifarResNet:
-    """Plain-20 for CIFAR: resnet20 without shortcuts."""
-    return CifarResNet(20, num_classes, shortcut=None)
-
-
-@register_model("cifar_plain", **CIFAR_ENTRY)
-def plain32(num_classes: int = 10) -> CifarResNet:
-    """Plain-32 for CIFAR: resnet32 without shortcuts."""
-    return CifarResNet(32, num_classes, shortcut=None)
-
-
-@register_model("cifar_plain", **CIFAR_ENTRY)
-def plain44(num_classes: int = 10) -> CifarResNet:
-    """Plain-44 for CIFAR: resnet44 without shortcuts."""
-    return CifarResNet(44, num_classes, shortcut=None)
-
-
-@register_model("cifar_plain", **CIFAR_ENTRY)
-def plain56(num_classes: int = 10) -> CifarResNet:
-    """Plain-56 for CIFAR: resnet56 without shortcuts; higher training error than plain-20 (Fig. 6)."""
-    return CifarResNet(56, num_classes, shortcut=None)
-
-
-@register_model("cifar_plain", **CIFAR_ENTRY)
-def plain110(num_classes: int = 10) -> CifarResNet:
-    """Plain-110 for CIFAR: resnet110 without shortcuts; fails to converge well in the paper (>60% error)."""
-    return CifarResNet(110, num_classes, shortcut=None)
+plain20 = _cifar_plain(20, "Plain-20 for CIFAR: resnet20 without shortcuts.")
+plain32 = _cifar_plain(32, "Plain-32 for CIFAR: resnet32 without shortcuts.")
+plain44 = _cifar_plain(44, "Plain-44 for CIFAR: resnet44 without shortcuts.")
+plain56 = _cifar_plain(56, "Plain-56 for CIFAR: resnet56 without shortcuts; higher training error than plain-20 (Fig. 6).")
+plain110 = _cifar_plain(110, "Plain-110 for CIFAR: resnet110 without shortcuts; fails to converge well in the paper (>60% error).")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ReslabError
+from .head import ClassifierHead
 from .mobilenetv2 import last_index_per_stride
 from .registry import register_model
 
@@ -97,7 +98,9 @@ LITE0_STAGES = [
 ]
 
 
-class EfficientNetLite(nn.Module):
+class EfficientNetLite(ClassifierHead, nn.Module):
+    classifier_path = "classifier.1"
+
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2, drop_path_rate: float = 0.2):
         super().__init__()
         total_blocks = sum(n for *_, n in LITE0_STAGES)
@@ -135,16 +138,8 @@ class EfficientNetLite(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, 1280, 7, 7) at 224
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)  # (B, 1280)
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Linear:
-        return self.classifier[-1]
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x)  # dropout, then the Linear
 
 
 def block_positions() -> list[tuple[int, int, bool]]:

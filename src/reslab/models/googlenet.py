@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .head import ClassifierHead
 from .registry import register_model
 
 
@@ -76,7 +77,7 @@ class InceptionAux(nn.Module):
         return self.fc2(x)
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(ClassifierHead, nn.Module):
     feature_names = ["maxpool1", "maxpool2", "inception3b", "inception4e", "inception5b"]
     aux_loss_weight = 0.3  # loss = main + 0.3 (aux1 + aux2), as in the paper
 
@@ -157,13 +158,8 @@ class GoogLeNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._trunk(x, with_aux=False)[0]
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)  # (B, 1024)
-        if pre_logits:
-            return x
-        x = self.dropout(x)
-        return self.fc(x)
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | GoogLeNetOutputs:
         with_aux = self.training and self.aux1 is not None
@@ -172,9 +168,6 @@ class GoogLeNet(nn.Module):
         if with_aux:
             return GoogLeNetOutputs(logits, aux2, aux1)
         return logits
-
-    def get_classifier(self) -> nn.Linear:
-        return self.fc
 
 
 @register_model("googlenet")

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import InputSizeError
 from .googlenet import BasicConv2d
+from .head import ClassifierHead
 from .registry import register_model
 
 MIN_SIZE = 75  # the smallest input the trunk accepts
@@ -164,7 +165,7 @@ class InceptionAux(nn.Module):
         return self.fc(x)
 
 
-class Inception3(nn.Module):
+class Inception3(ClassifierHead, nn.Module):
     feature_names = ["maxpool2", "Mixed_5d", "Mixed_6e", "Mixed_7c"]
     aux_loss_weight = 0.4  # loss = main + 0.4 aux, as the TensorFlow (slim) training code that produced the weights
 
@@ -262,13 +263,8 @@ class Inception3(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._trunk(x, with_aux=False)[0]
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)  # (B, 2048)
-        if pre_logits:
-            return x
-        x = self.dropout(x)
-        return self.fc(x)
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(x))  # (B, 2048) -> (B, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | InceptionOutputs:
         with_aux = self.training and self.AuxLogits is not None
@@ -277,9 +273,6 @@ class Inception3(nn.Module):
         if with_aux:
             return InceptionOutputs(logits, aux)
         return logits
-
-    def get_classifier(self) -> nn.Linear:
-        return self.fc
 
 
 @register_model("inception", input_size=(3, 299, 299), resize=342)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .head import ClassifierHead
 from .registry import register_model
 
 
@@ -76,7 +77,9 @@ def last_index_per_stride(strides: list[int]) -> list[int]:
     return [last[k] for k in sorted(last) if k > 1]
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(ClassifierHead, nn.Module):
+    classifier_path = "classifier.1"
+
     def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2, round_nearest: int = 8):
         super().__init__()
         in_ch = make_divisible(32 * width_mult, round_nearest)
@@ -109,16 +112,11 @@ class MobileNetV2(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, 1280, 7, 7) at 224
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = F.adaptive_avg_pool2d(x, (1, 1))
-        x = torch.flatten(x, 1)  # (B, 1280)
-        return x if pre_logits else self.classifier(x)
+    def pool_features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1)  # (B, 1280); functional, as torchvision
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Linear:
-        return self.classifier[-1]
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x)  # dropout, then the Linear
 
 
 @register_model("mobilenet")

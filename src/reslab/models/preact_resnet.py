@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import ReslabError
 from .cifar_resnet import CIFAR_ENTRY
+from .head import ClassifierHead
 from .registry import register_model
 from .resnet import conv1x1, conv3x3, init_resnet_weights, make_stage
 
@@ -79,7 +80,7 @@ class PreActBottleneck(nn.Module):
         return out + shortcut if self.residual else out
 
 
-class PreActResNet(nn.Module):
+class PreActResNet(ClassifierHead, nn.Module):
     """conv3x3(16) -> 3 pre-activation stages -> BN-ReLU -> global pool -> FC."""
 
     feature_names = ["stem", "layer1", "layer2", "layer3", "final_act"]
@@ -110,16 +111,6 @@ class PreActResNet(nn.Module):
         x = self.final_act(x)
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)  # (B, 64e)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Linear:
-        return self.fc
 
 
 @register_model("preact_resnet", **CIFAR_ENTRY)

@@ -53,6 +53,13 @@ def register_model(family: str, **entry_fields) -> Callable:
     return wrap
 
 
+def register_builder(name: str, builder: Callable[..., nn.Module], doc: str, family: str, **entry_fields) -> Callable:
+    """Register a builder made by a factory (one signature shared by many depths) as `name`."""
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    return register_model(family, **entry_fields)(builder)
+
+
 def list_models(family: str | None = None) -> list[str]:
     _ensure_loaded()
     return sorted(n for n, e in _MODELS.items() if family is None or e.family == family)

@@ -15,12 +15,15 @@ The building blocks and `make_stage` are shared with the CIFAR ResNets (`cifar_r
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ReslabError
-from .registry import register_model
+from .head import ClassifierHead
+from .registry import register_builder
 
 SHORTCUTS = ("A", "B", "C")
 VARIANTS = ("v1", "v1.5")
@@ -247,7 +250,7 @@ def init_resnet_weights(model: nn.Module, zero_init_residual: bool = False) -> N
                 nn.init.constant_(m.bn2.weight, 0)
 
 
-class ResNet(nn.Module):
+class ResNet(ClassifierHead, nn.Module):
     """7x7 stem, max-pool, four stages (strides 1, 2, 2, 2), global average pool, one FC layer."""
 
     feature_names = ["stem", "layer1", "layer2", "layer3", "layer4"]
@@ -293,125 +296,63 @@ class ResNet(nn.Module):
         x = self.layer4(x)  # (B, 512e, 7, 7)
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)  # (B, 512e)
-        return x if pre_logits else self.fc(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+# ----------------------------------------------------------------------------- builders
+# One signature per kind of net, written once; each builder is a named, documented function in
+# this module (`from reslab.models.resnet import resnet50`), registered under its name.
 
-    def get_classifier(self) -> nn.Linear:
-        return self.fc
+
+def _resnet(name: str, block: type[BasicBlock | Bottleneck], layers: list[int], doc: str, **widths) -> Callable[..., ResNet]:
+    def builder(num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False) -> ResNet:
+        return ResNet(block, layers, num_classes, variant, shortcut, zero_init_residual, **widths)
+
+    return register_builder(name, builder, doc, "resnet")
+
+
+def _plain(name: str, block: type[BasicBlock | Bottleneck], layers: list[int], doc: str) -> Callable[..., ResNet]:
+    if block is BasicBlock:  # the v1/v1.5 stride placement exists only in bottlenecks
+
+        def builder(num_classes: int = 1000) -> ResNet:
+            return ResNet(block, layers, num_classes, shortcut=None)
+    else:
+
+        def builder(num_classes: int = 1000, variant: str = "v1.5") -> ResNet:
+            return ResNet(block, layers, num_classes, variant, shortcut=None)
+
+    return register_builder(name, builder, doc, "plain")
 
 
 # ----------------------------------------------------------------------------- residual nets
 
-
-@register_model("resnet")
-def resnet18(
-    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
-) -> ResNet:
-    """ResNet-18: basic blocks [2, 2, 2, 2], 11.7M parameters, 1.81 GMACs."""
-    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, variant, shortcut, zero_init_residual)
-
-
-@register_model("resnet")
-def resnet34(
-    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
-) -> ResNet:
-    """ResNet-34: basic blocks [3, 4, 6, 3], 21.8M parameters, 3.66 GMACs."""
-    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, variant, shortcut, zero_init_residual)
-
-
-@register_model("resnet")
-def resnet50(
-    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
-) -> ResNet:
-    """ResNet-50: bottleneck blocks [3, 4, 6, 3], 25.6M parameters, 4.09 GMACs."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, variant, shortcut, zero_init_residual)
-
-
-@register_model("resnet")
-def resnet101(
-    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
-) -> ResNet:
-    """ResNet-101: bottleneck blocks [3, 4, 23, 3], 44.5M parameters, 7.80 GMACs."""
-    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, variant, shortcut, zero_init_residual)
-
-
-@register_model("resnet")
-def resnet152(
-    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
-) -> ResNet:
-    """ResNet-152: bottleneck blocks [3, 8, 36, 3], 60.2M parameters, 11.5 GMACs."""
-    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, variant, shortcut, zero_init_residual)
-
-
-@register_model("resnet")
-def resnext50_32x4d(
-    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
-) -> ResNet:
-    """ResNeXt-50 32x4d: 32 groups of width 4 in the 3x3 convs, 25.0M parameters, 4.23 GMACs."""
-    return ResNet(
-        Bottleneck, [3, 4, 6, 3], num_classes, variant, shortcut, zero_init_residual, groups=32, width_per_group=4
-    )
-
-
-@register_model("resnet")
-def resnext101_32x8d(
-    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
-) -> ResNet:
-    """ResNeXt-101 32x8d: 32 groups of width 8, 88.8M parameters, 16.4 GMACs."""
-    return ResNet(
-        Bottleneck, [3, 4, 23, 3], num_classes, variant, shortcut, zero_init_residual, groups=32, width_per_group=8
-    )
-
-
-@register_model("resnet")
-def wide_resnet50_2(
-    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
-) -> ResNet:
-    """Wide ResNet-50-2: bottleneck 3x3 convs twice as wide, 68.9M parameters, 11.4 GMACs."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, variant, shortcut, zero_init_residual, width_per_group=128)
-
-
-@register_model("resnet")
-def wide_resnet101_2(
-    num_classes: int = 1000, variant: str = "v1.5", shortcut: str = "B", zero_init_residual: bool = False
-) -> ResNet:
-    """Wide ResNet-101-2: bottleneck 3x3 convs twice as wide, 126.9M parameters, 22.8 GMACs."""
-    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, variant, shortcut, zero_init_residual, width_per_group=128)
-
+resnet18 = _resnet("resnet18", BasicBlock, [2, 2, 2, 2], "ResNet-18: basic blocks [2, 2, 2, 2], 11.7M parameters, 1.81 GMACs.")
+resnet34 = _resnet("resnet34", BasicBlock, [3, 4, 6, 3], "ResNet-34: basic blocks [3, 4, 6, 3], 21.8M parameters, 3.66 GMACs.")
+resnet50 = _resnet("resnet50", Bottleneck, [3, 4, 6, 3], "ResNet-50: bottleneck blocks [3, 4, 6, 3], 25.6M parameters, 4.09 GMACs.")
+resnet101 = _resnet("resnet101", Bottleneck, [3, 4, 23, 3], "ResNet-101: bottleneck blocks [3, 4, 23, 3], 44.5M parameters, 7.80 GMACs.")
+resnet152 = _resnet("resnet152", Bottleneck, [3, 8, 36, 3], "ResNet-152: bottleneck blocks [3, 8, 36, 3], 60.2M parameters, 11.5 GMACs.")
+resnext50_32x4d = _resnet(
+    "resnext50_32x4d", Bottleneck, [3, 4, 6, 3],
+    "ResNeXt-50 32x4d: 32 groups of width 4 in the 3x3 convs, 25.0M parameters, 4.23 GMACs.", groups=32, width_per_group=4,
+)  # fmt: skip
+resnext101_32x8d = _resnet(
+    "resnext101_32x8d", Bottleneck, [3, 4, 23, 3],
+    "ResNeXt-101 32x8d: 32 groups of width 8, 88.8M parameters, 16.4 GMACs.", groups=32, width_per_group=8,
+)  # fmt: skip
+wide_resnet50_2 = _resnet(
+    "wide_resnet50_2", Bottleneck, [3, 4, 6, 3],
+    "Wide ResNet-50-2: bottleneck 3x3 convs twice as wide, 68.9M parameters, 11.4 GMACs.", width_per_group=128,
+)  # fmt: skip
+wide_resnet101_2 = _resnet(
+    "wide_resnet101_2", Bottleneck, [3, 4, 23, 3],
+    "Wide ResNet-101-2: bottleneck 3x3 convs twice as wide, 126.9M parameters, 22.8 GMACs.", width_per_group=128,
+)  # fmt: skip
 
 # ----------------------------------------------------------------------------- plain twins
 
-
-@register_model("plain")
-def plain18(num_classes: int = 1000) -> ResNet:
-    """Plain-18: ResNet-18's stack without shortcuts (the paper's plain baseline)."""
-    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, shortcut=None)
-
-
-@register_model("plain")
-def plain34(num_classes: int = 1000) -> ResNet:
-    """Plain-34: ResNet-34's stack without shortcuts; trains worse than plain-18 (the degradation problem)."""
-    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, shortcut=None)
-
-
-@register_model("plain")
-def plain50(num_classes: int = 1000, variant: str = "v1.5") -> ResNet:
-    """Plain-50: ResNet-50's bottleneck stack without shortcuts."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, variant, shortcut=None)
-
-
-@register_model("plain")
-def plain101(num_classes: int = 1000, variant: str = "v1.5") -> ResNet:
-    """Plain-101: ResNet-101's bottleneck stack without shortcuts."""
-    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, variant, shortcut=None)
-
-
-@register_model("plain")
-def plain152(num_classes: int = 1000, variant: str = "v1.5") -> ResNet:
-    """Plain-152: ResNet-152's bottleneck stack without shortcuts."""
-    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, variant, shortcut=None)
+plain18 = _plain("plain18", BasicBlock, [2, 2, 2, 2], "Plain-18: ResNet-18's stack without shortcuts (the paper's plain baseline).")
+plain34 = _plain(
+    "plain34", BasicBlock, [3, 4, 6, 3],
+    "Plain-34: ResNet-34's stack without shortcuts; trains worse than plain-18 (the degradation problem).",
+)  # fmt: skip
+plain50 = _plain("plain50", Bottleneck, [3, 4, 6, 3], "Plain-50: ResNet-50's bottleneck stack without shortcuts.")
+plain101 = _plain("plain101", Bottleneck, [3, 4, 23, 3], "Plain-101: ResNet-101's bottleneck stack without shortcuts.")
+plain152 = _plain("plain152", Bottleneck, [3, 8, 36, 3], "Plain-152: ResNet-152's bottleneck stack without shortcuts.")

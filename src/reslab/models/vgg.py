@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .head import ClassifierHead
 from .registry import register_model
 
 # configurations A, B, D, E of the paper's Table 1
@@ -36,7 +37,9 @@ def make_layers(config: list[int | str], batch_norm: bool = False) -> nn.Sequent
     return nn.Sequential(*layers)
 
 
-class VGG(nn.Module):
+class VGG(ClassifierHead, nn.Module):
+    classifier_path = "classifier.6"
+
     def __init__(self, features: nn.Sequential, num_classes: int = 1000, dropout: float = 0.5, init_weights: bool = True):
         super().__init__()
         self.features = features
@@ -68,17 +71,8 @@ class VGG(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, 512, 7, 7) at 224
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)  # (B, 25088)
-        x = self.classifier[:-1](x)  # (B, 4096)
-        return x if pre_logits else self.classifier[-1](x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Linear:
-        return self.classifier[-1]
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[:-1](x)  # (B, 25088) -> fc6, fc7 -> (B, 4096)
 
 
 def _vgg(config: str, batch_norm: bool, num_classes: int, dropout: float, init_weights: bool) -> VGG:

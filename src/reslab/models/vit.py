@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputSizeError, ReslabError
+from .head import ClassifierHead
 from .registry import CIFAR_MEAN, CIFAR_STD, register_model
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,10 @@ class Encoder(nn.Module):
         return self.ln(x)
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(ClassifierHead, nn.Module):
     """Patch embedding -> [class token] + patch tokens + position embeddings -> L blocks -> LN -> head."""
+
+    classifier_path = "heads.head"
 
     def __init__(
         self,
@@ -260,17 +263,13 @@ class VisionTransformer(nn.Module):
         x = torch.cat([self.class_token.expand(b, -1, -1), x], dim=1)  # (B, 1 + N, D)
         return self.encoder(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x[:, 0] if self.pool == "token" else x[:, 1:].mean(dim=1)  # (B, D)
-        if self.representation_size is not None:
+    def pool_features(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0] if self.pool == "token" else x[:, 1:].mean(dim=1)  # tokens (B, 1 + N, D) -> (B, D)
+
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.representation_size is not None:  # the original ViT's Linear + tanh
             x = self.heads.act(self.heads.pre_logits(x))
-        return x if pre_logits else self.heads.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Linear:
-        return self.heads.head
+        return x
 
     def adapt_checkpoint(self, state: dict, source: str):
         """Position embeddings made for another grid are interpolated to this model's (weights.py's hook)."""

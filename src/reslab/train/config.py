@@ -15,8 +15,26 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..errors import ReslabError
 from ..data import DataConfig
+from ..errors import ReslabError
+from ..tomlio import dumps as toml_dumps
+from ..tomlio import parse_assignments
+
+# The choices of each section, checked when a config is built (before any data is read).
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("multistep", "plateau", "cosine", "constant")
+SCHEDULE_UNITS = ("epoch", "step")
+AMP_MODES = ("off", "bf16", "fp16", "auto")
+TTA_VIEWS = ("", "flip", "ten_crop")
+BN_MODES = ("train", "frozen", "auto")
+CLASS_BALANCE = ("off", "loss", "auto")
+
+
+def check_choice(key: str, value, choices: tuple) -> None:
+    """One clear error for a config value that is not one of its choices."""
+    if value not in choices:
+        shown = ", ".join(repr(c) if c == "" else c for c in choices)
+        raise ReslabError(f"{key} is '{value}'; choose one of {shown}")
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +62,9 @@ class OptimConfig:
     no_decay_norm_bias: bool = False  # exempt BatchNorm weights and all biases from weight decay
     backbone_lr_scale: float = 1.0  # every parameter outside the classifier trains at lr * this (discriminative fine-tuning)
 
+    def __post_init__(self):
+        check_choice("optim.name", self.name, OPTIMIZERS)
+
 
 @dataclass(frozen=True)
 class ScheduleConfig:
@@ -59,6 +80,10 @@ class ScheduleConfig:
     max_reductions: int = 3  # plateau: stop decaying after this many reductions
     warmup_until_error: float = 0.0  # ResNet-110 rule: >0 trains at lr * warmup_until_factor until train error (%) < this
     warmup_until_factor: float = 0.1  # e.g. 0.1: lr 0.01 instead of 0.1 until the error drops below 80%
+
+    def __post_init__(self):
+        check_choice("schedule.name", self.name, SCHEDULES)
+        check_choice("schedule.unit", self.unit, SCHEDULE_UNITS)
 
 
 @dataclass(frozen=True)
@@ -90,6 +115,17 @@ class TrainSection:
     keep_best: bool = False  # model.safetensors gets best.pt's weights (early stopping's pick), not the last ones
 
     def __post_init__(self):
+        check_choice("train.amp", self.amp, AMP_MODES)
+        check_choice("train.eval_tta", self.eval_tta, TTA_VIEWS)
+        check_choice("train.bn", self.bn, BN_MODES)
+        check_choice("train.class_balance", self.class_balance, CLASS_BALANCE)
+        if self.epochs < 0 or self.steps < 0:
+            raise ReslabError(f"train.epochs and train.steps must be >= 0, got {self.epochs:g} and {self.steps}")
+        if self.batch_size < 0 or self.accum_steps < 1:
+            raise ReslabError(
+                f"train.batch_size must be >= 1 (0: fitted to the data) and train.accum_steps >= 1, "
+                f"got {self.batch_size} and {self.accum_steps}"
+            )
         if _positive(self.epochs) and _positive(self.steps):
             raise ReslabError(
                 f"train.epochs ({self.epochs:g}) and train.steps ({self.steps}) both set the training length; "
@@ -169,14 +205,22 @@ def load_config(recipe: str | Path | None = None, overrides: typing.Sequence[str
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ReslabError(f"recipe {path} is not valid TOML ({e}); fix the line it names") from None
-    overridden = set()
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ReslabError(f"override '{item}' is not of the form key=value, e.g. optim.lr=0.05")
-        _set_dotted(raw, key.strip(), _parse_value(value.strip()))
-        overridden.add(key.strip())
-    _one_training_length(raw, overridden)
+    assignments = parse_assignments(overrides)
+    for key, value in assignments.items():
+        _set_dotted(raw, key, value)
+    _one_training_length(raw, set(assignments))
+    return config_from_dict(raw)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: typing.Sequence[str]) -> TrainConfig:
+    """`cfg` with `key=value` overrides (the user's --set) applied, validated as at load."""
+    if not overrides:
+        return cfg
+    raw = config_to_dict(cfg)
+    assignments = parse_assignments(overrides)
+    for key, value in assignments.items():
+        _set_dotted(raw, key, value)
+    _one_training_length(raw, set(assignments))
     return config_from_dict(raw)
 
 
@@ -228,13 +272,7 @@ def config_to_dict(cfg) -> dict:
 
 def config_to_toml(cfg: TrainConfig) -> str:
     """The resolved config as TOML (every field), readable back by `load_config`."""
-    lines = []
-    for section, values in config_to_dict(cfg).items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
+    return toml_dumps(config_to_dict(cfg))
 
 
 def replace(cfg: TrainConfig, **sections: dict) -> TrainConfig:
@@ -286,14 +324,6 @@ def _coerce(value, hint, key: str):
     raise ReslabError(f"config key '{key}' must be a {name}, got {value!r}")
 
 
-def _parse_value(text: str):
-    """A TOML value (number, bool, string, array, inline table); bare words are strings."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def _set_dotted(raw: dict, key: str, value) -> None:
     parts = key.split(".")
     if len(parts) < 2:
@@ -312,16 +342,3 @@ def _did_you_mean(name: str, known, prefix: str = "") -> str:
         return f"; did you mean {', '.join(prefix + c for c in close)}?"
     return f"; known keys are {', '.join(prefix + k for k in sorted(known))}"
 
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value) if not (isinstance(value, float) and value != value) else "nan"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {value!r} as TOML")

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.loaders import derive_seed
+from ..devices import resolve_device
 from ..errors import ReslabError
 from ..fileio import atomic_write_text, remove_stale_temporaries
 from ..processes import StopRequests, signal_name, stop_on_signals
@@ -78,23 +79,17 @@ class TrainState:
     rows: list = field(default_factory=list)
 
 
-def resolve_device(name: str, info: DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ReslabError(f"train.device is '{name}' but no CUDA GPU is available; use train.device=auto or cpu")
-        if info.enabled:
-            device = torch.device("cuda", info.local_rank)
+def resolve_train_device(name: str, info: DistInfo) -> torch.device:
+    """train.device through the one device policy; under DDP each process takes its local GPU."""
+    device = resolve_device(name, setting="train.device")
+    if device.type == "cuda" and info.enabled:
+        device = torch.device("cuda", info.local_rank)
     return device
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
     if amp == "auto":
         return "bf16" if device.type == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
-    if amp not in ("off", "bf16", "fp16"):
-        raise ReslabError(f"train.amp is '{amp}'; choose off, bf16, fp16 or auto")
     if amp == "fp16" and device.type != "cuda":
         raise ReslabError("train.amp=fp16 needs a CUDA GPU; use train.amp=bf16 on CPU")
     return amp
@@ -152,29 +147,63 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
     data: a `reslab.data.Data` (default: `build_data(config.data, ...)`).
     resume: a run directory or a checkpoint to continue from (the config must be compatible).
     on_step: optional `fn(step, loss)` called after every optimizer step (custom logging, benchmarks).
+
+    The steps, in order: where to run (`setup_runtime`), the data (fitted to it when fine-tuning),
+    the checkpoint to resume from, the model, its head and optimizer (`build_training`), the run
+    folder (`open_run`), the loop and what a finished run leaves behind (`train_until_done`, `finish`).
     """
-    cfg = config
-    wants_cuda = cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available())
-    info = init_distributed("cuda" if wants_cuda else "cpu", cfg.train.dist_timeout)
-    device = resolve_device(cfg.train.device, info)
-    amp = resolve_amp(cfg.train.amp, device)
-    torch.manual_seed(cfg.train.seed)
+    info, device, amp = setup_runtime(config)
     adapted = {}
     if data is None:
-        from ..data import build_data
+        config, adapted = transfer.adapt_to_data(config, info.world_size)
+        data = build_training_data(config, info, device)
+    cfg = replace(config, model={"num_classes": config.model.num_classes or len(data.classes)})
+    resume_state = load_resume_state(resume, cfg)
+    ctx = build_training(cfg, info, device, amp, data, on_step, probe=resume_state is None)
+    ctx.adapted = adapted
+    if resume_state is not None:
+        restore_training(ctx, resume_state, resume)
+    meta = open_run(ctx, resume_state, resume)
+    history = History(run_dir=ctx.run_dir)
+    train_until_done(ctx, history, meta, resume_state, resume)
+    barrier(info)
+    state = ctx.state
+    history.rows, history.best_metric, history.best_epoch = state.rows, state.best_metric, state.best_epoch
+    history.model = ctx.model
+    history.probe = ctx.probe
+    return history
 
-        cfg, adapted = transfer.adapt_to_data(cfg, info.world_size)
-        data = build_data(cfg.data, cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
-                          world_size=info.world_size, device=device, channels_last=cfg.train.channels_last)
-    classes = list(data.classes)
-    cfg = replace(cfg, model={"num_classes": cfg.model.num_classes or len(classes)})
-    cfg_dict = cfg.to_dict()
 
-    resume_state = None
-    if resume is not None:
-        resume_state = ckpt_io.load_checkpoint(resume)
-        ckpt_io.check_resumable(resume_state["config"], cfg_dict, resume)
+def setup_runtime(cfg: TrainConfig) -> tuple[DistInfo, torch.device, str]:
+    """The process group (under torchrun), this process's device and the resolved AMP mode; seeds torch."""
+    wants_cuda = resolve_device(cfg.train.device, setting="train.device").type == "cuda"
+    info = init_distributed("cuda" if wants_cuda else "cpu", cfg.train.dist_timeout)
+    device = resolve_train_device(cfg.train.device, info)
+    amp = resolve_amp(cfg.train.amp, device)
+    torch.manual_seed(cfg.train.seed)
+    return info, device, amp
 
+
+def build_training_data(cfg: TrainConfig, info: DistInfo, device: torch.device):
+    from ..data import build_data
+
+    return build_data(cfg.data, cfg.train.batch_size, seed=cfg.train.seed, rank=info.rank,
+                      world_size=info.world_size, device=device, channels_last=cfg.train.channels_last)  # fmt: skip
+
+
+def load_resume_state(resume: str | Path | None, cfg: TrainConfig) -> dict | None:
+    """The checkpoint to continue from, checked against the config (None without --resume)."""
+    if resume is None:
+        return None
+    state = ckpt_io.load_checkpoint(resume)
+    ckpt_io.check_resumable(state["config"], cfg.to_dict(), resume)
+    return state
+
+
+def build_training(cfg: TrainConfig, info: DistInfo, device: torch.device, amp: str, data, on_step,
+                   probe: bool = True) -> _Context:  # fmt: skip
+    """The model (frozen stages, linear probe, EMA), the training length, optimizer, schedule and
+    scaler, in one context. probe=False skips the linear probe (a resumed run had it already)."""
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank and every resume
     model = build_model(cfg, cfg.model.num_classes).to(device)
     if cfg.train.channels_last:
@@ -185,90 +214,113 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
         elif info.is_main:
             log.warning("model.sync_bn needs CUDA (PyTorch's SyncBatchNorm is GPU-only); keeping per-process BatchNorm")
     weights = transfer.class_weights(transfer.train_labels(data), cfg.model.num_classes, cfg.train.class_balance)
-    probe = None
     transfer.freeze_stages(model, cfg.finetune.frozen_stages)
-    if cfg.finetune.probe_steps > 0 and resume_state is None:
-        probe = transfer.linear_probe(model, data, cfg, device, amp, weights)
+    probe_result = None
+    if cfg.finetune.probe_steps > 0 and probe:
+        probe_result = transfer.linear_probe(model, data, cfg, device, amp, weights)
     ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
 
     accum = max(1, cfg.train.accum_steps)
-    steps_per_epoch = len(data.train) // accum
-    if steps_per_epoch < 1:
-        raise ReslabError(
-            f"the training set gives {len(data.train)} batch(es) of {cfg.train.batch_size} per process, fewer than "
-            f"train.accum_steps={accum}; lower train.batch_size or accum_steps"
-        )
-    total_steps = cfg.train.steps or math.ceil(cfg.train.epochs * steps_per_epoch)
-    if total_steps <= 0:
-        raise ReslabError("the training length is zero; set train.epochs or train.steps (e.g. --set train.epochs=10)")
+    steps_per_epoch, total_steps = training_length(cfg, len(data.train), accum)
     global_batch = cfg.train.batch_size * info.world_size * accum
     base_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_per_256, global_batch)
     optimizer = build_optimizer(model, cfg.optim, base_lr)
     schedule = LRSchedule(cfg.schedule, base_lr, total_steps, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-    state = TrainState()
+    preprocess = preprocess_for(cfg.to_dict(), data.mean, data.std)
+    return _Context(cfg, info, device, amp, data, model, wrap_for_training(model, cfg, info, device), optimizer,
+                    schedule, scaler, ema, TrainState(), None, list(data.classes), total_steps, steps_per_epoch,
+                    accum, preprocess, on_step, class_weights=weights, bn_frozen=transfer.bn_frozen(cfg, cfg.train.batch_size),
+                    global_batch=global_batch, base_lr=base_lr, probe=probe_result)  # fmt: skip
 
-    if resume_state is not None:
-        try:
-            model.load_state_dict(resume_state["model"])
-        except RuntimeError as e:
-            raise ReslabError(f"cannot resume from {resume}: its weights do not fit {cfg.model.name} ({str(e).splitlines()[0]})") from None
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scaler.load_state_dict(resume_state["scaler"])
-        schedule.load_state_dict(resume_state["schedule"])
-        if ema is not None and resume_state.get("ema") is not None:
-            ema.load_state_dict(resume_state["ema"])
-        for key, value in resume_state["state"].items():  # running sums are global (all-reduced every step)
-            setattr(state, key, value)
 
-    run_dir = None
-    if info.is_main:
-        if resume_state is not None:
-            run_dir = Path(resume_state["run_dir"]) if Path(resume_state["run_dir"]).is_dir() else _run_dir_of(resume)
-        else:
-            run_dir = new_run_dir(cfg.run.dir, cfg.run.name, cfg.model.name)
-        atomic_write_text(run_dir / "config.toml", config_to_toml(cfg))
-        if resume_state is not None:  # a kill -9 during a checkpoint write leaves its temporary file
-            remove_stale_temporaries(run_dir / "checkpoints")
-    run_dir = broadcast_object(str(run_dir) if run_dir else None, info)
-    run_dir = Path(run_dir)
-    meta = base_meta(cfg.train.seed, info.world_size, device)
-    meta.update(amp=amp, total_steps=total_steps, steps_per_epoch=steps_per_epoch, global_batch=global_batch, lr=base_lr)
-    bn_frozen = transfer.bn_frozen(cfg, cfg.train.batch_size)
-    meta.update(bn_frozen=bn_frozen, class_weights=transfer.describe_balance(weights, classes))
-    if adapted:
-        meta["adapted_to_data"] = adapted
-    if probe is not None:
-        meta["linear_probe"] = probe
-    if info.is_main and getattr(data, "holdout_files", None) is not None:
-        atomic_write_text(run_dir / "split.json", json.dumps(
-            {"split_seed": cfg.data.split_seed, "fraction": cfg.data.val_fraction or cfg.data.auto_holdout,
-             "val": sorted(data.holdout_files)}, indent=1) + "\n")  # fmt: skip
+def training_length(cfg: TrainConfig, batches_per_epoch: int, accum: int) -> tuple[int, int]:
+    """(optimizer steps per epoch, total steps) from train.steps or train.epochs; zero is an error."""
+    steps_per_epoch = batches_per_epoch // accum
+    if steps_per_epoch < 1:
+        raise ReslabError(
+            f"the training set gives {batches_per_epoch} batch(es) of {cfg.train.batch_size} per process, fewer than "
+            f"train.accum_steps={accum}; lower train.batch_size or accum_steps"
+        )
+    total_steps = cfg.train.steps or math.ceil(cfg.train.epochs * steps_per_epoch)
+    if total_steps <= 0:
+        raise ReslabError("the training length is zero; set train.epochs or train.steps (e.g. --set train.epochs=10)")
+    return steps_per_epoch, total_steps
 
+
+def wrap_for_training(model: nn.Module, cfg: TrainConfig, info: DistInfo, device: torch.device) -> nn.Module:
+    """The module that trains: DDP across processes and/or torch.compile around the bare model."""
     train_model = model
     if info.enabled:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.train.compile:
         train_model = torch.compile(train_model)
+    return train_model
 
-    preprocess = preprocess_for(cfg_dict, data.mean, data.std)
-    history = History(run_dir=run_dir)
-    # From here on Ctrl-C and SIGTERM stop the run at the next safe point, with a checkpoint.
+
+def restore_training(ctx: _Context, resume_state: dict, resume) -> None:
+    """Weights, optimizer, scaler, schedule, EMA and position from a checkpoint (the RNG state comes last,
+    in train_until_done: building the model and optimizer consume random numbers)."""
+    try:
+        ctx.model.load_state_dict(resume_state["model"])
+    except RuntimeError as e:
+        raise ReslabError(
+            f"cannot resume from {resume}: its weights do not fit {ctx.cfg.model.name} ({str(e).splitlines()[0]})"
+        ) from None
+    ctx.optimizer.load_state_dict(resume_state["optimizer"])
+    ctx.scaler.load_state_dict(resume_state["scaler"])
+    ctx.schedule.load_state_dict(resume_state["schedule"])
+    if ctx.ema is not None and resume_state.get("ema") is not None:
+        ctx.ema.load_state_dict(resume_state["ema"])
+    for key, value in resume_state["state"].items():  # running sums are global (all-reduced every step)
+        setattr(ctx.state, key, value)
+    ctx.saved_step = ctx.state.step
+
+
+def open_run(ctx: _Context, resume_state: dict | None, resume) -> dict:
+    """The run folder (new, or the resumed run's) with config.toml and split.json; returns the meta record."""
+    cfg, info, data = ctx.cfg, ctx.info, ctx.data
+    run_dir = None
+    if info.is_main:
+        if resume_state is not None:
+            run_dir = Path(resume_state["run_dir"]) if Path(resume_state["run_dir"]).is_dir() else run_dir_of(resume)
+        else:
+            run_dir = new_run_dir(cfg.run.dir, cfg.run.name, cfg.model.name)
+        atomic_write_text(run_dir / "config.toml", config_to_toml(cfg))
+        if resume_state is not None:  # a kill -9 during a checkpoint write leaves its temporary file
+            remove_stale_temporaries(run_dir / "checkpoints")
+    ctx.run_dir = Path(broadcast_object(str(run_dir) if run_dir else None, info))
+    meta = base_meta(cfg.train.seed, info.world_size, ctx.device)
+    meta.update(amp=ctx.amp, total_steps=ctx.total_steps, steps_per_epoch=ctx.steps_per_epoch,
+                global_batch=ctx.global_batch, lr=ctx.base_lr, bn_frozen=ctx.bn_frozen,
+                class_weights=transfer.describe_balance(ctx.class_weights, ctx.classes))  # fmt: skip
+    if ctx.adapted:
+        meta["adapted_to_data"] = ctx.adapted
+    if ctx.probe is not None:
+        meta["linear_probe"] = ctx.probe
+    if info.is_main and getattr(data, "holdout_files", None) is not None:
+        atomic_write_text(ctx.run_dir / "split.json", json.dumps(
+            {"split_seed": cfg.data.split_seed, "fraction": cfg.data.val_fraction or cfg.data.auto_holdout,
+             "val": sorted(data.holdout_files)}, indent=1) + "\n")  # fmt: skip
+    return meta
+
+
+def train_until_done(ctx: _Context, history: History, meta: dict, resume_state: dict | None, resume) -> None:
+    """Epochs until the last step or early stopping, then `finish`. From here on Ctrl-C and SIGTERM
+    stop the run at the next safe point, with a checkpoint (`save_interrupted`)."""
+    info, state, run_dir = ctx.info, ctx.state, ctx.run_dir
     with stop_on_signals() as stop:
-        ctx = _Context(cfg, info, device, amp, data, model, train_model, optimizer, schedule, scaler, ema, state,
-                       run_dir, classes, total_steps, steps_per_epoch, accum, preprocess, on_step,
-                       class_weights=weights, bn_frozen=bn_frozen, stop=stop,
-                       saved_step=state.step if resume_state is not None else None)
-        tb = TensorBoard(run_dir / "tb" if info.is_main and cfg.run.tensorboard else None)
-        progress = Progress(info.is_main and cfg.run.progress, total_steps, state.step)
-        if resume_state is not None:  # last: building the model and optimizer above consumed random numbers
+        ctx.stop = stop
+        tb = TensorBoard(run_dir / "tb" if info.is_main and ctx.cfg.run.tensorboard else None)
+        progress = Progress(info.is_main and ctx.cfg.run.progress, ctx.total_steps, state.step)
+        if resume_state is not None:  # last: building the model and optimizer consumed random numbers
             ckpt_io.restore_rng_state(resume_state["rng"])
             log.info("resumed from %s at step %d (epoch %d, batch %d)", resume, state.step, state.epoch + 1, state.batch)
         try:
             if info.is_main:
                 write_meta(run_dir, {**meta, "status": "running", "pid": os.getpid(),
-                                     "resumed_from": str(resume) if resume else None})
-            while state.step < total_steps and not history.stopped_early:
+                                     "resumed_from": str(resume) if resume else None})  # fmt: skip
+            while state.step < ctx.total_steps and not history.stopped_early:
                 finished = train_one_epoch(ctx, tb, progress)
                 if finished:
                     history.stopped_early = end_of_epoch(ctx, tb)
@@ -286,11 +338,6 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
         finally:
             progress.close()
             tb.close()
-    barrier(info)
-    history.rows, history.best_metric, history.best_epoch = state.rows, state.best_metric, state.best_epoch
-    history.model = model
-    history.probe = probe
-    return history
 
 
 def finish(ctx: "_Context", history: History, meta: dict) -> None:
@@ -339,7 +386,8 @@ def save_interrupted(ctx: "_Context", meta: dict, interrupt: KeyboardInterrupt) 
                              "checkpoint_step": ctx.saved_step})
 
 
-def _run_dir_of(resume) -> Path:
+def run_dir_of(resume) -> Path:
+    """The run folder of a --resume argument: the folder itself, or the run above checkpoints/X.pt."""
     path = Path(resume)
     return path if path.is_dir() else path.parent.parent
 
@@ -360,7 +408,7 @@ class _Context:
     scaler: torch.amp.GradScaler
     ema: ModelEma | None
     state: TrainState
-    run_dir: Path
+    run_dir: Path | None  # set by open_run
     classes: list
     total_steps: int
     steps_per_epoch: int
@@ -373,6 +421,10 @@ class _Context:
     step_start_rng: dict | None = None
     class_weights: torch.Tensor | None = None  # per-class loss weights (train.class_balance)
     bn_frozen: bool = False  # BatchNorm statistics fixed while training (train.bn)
+    global_batch: int = 0  # batch_size * world_size * accum_steps
+    base_lr: float = 0.0  # optim.lr after the linear scaling rule
+    probe: dict | None = None  # the linear probe's result (finetune.probe_steps > 0)
+    adapted: dict = field(default_factory=dict)  # what finetune.auto fitted to the data
 
     def checkpoint_state(self, rng: dict | None = None) -> dict:
         return {

@@ -12,10 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import ReslabError
 from .config import ScheduleConfig
-
-SCHEDULES = ("multistep", "plateau", "cosine", "constant")
 
 
 @dataclass
@@ -30,11 +27,7 @@ class LRSchedule:
     bad_evals: int = 0  # plateau: evaluations since the last improvement
     error_warmup_done: bool = False  # ResNet-110 rule: training error has fallen below the threshold
 
-    def __post_init__(self):
-        if self.cfg.name not in SCHEDULES:
-            raise ReslabError(f"schedule.name is '{self.cfg.name}'; choose one of {', '.join(SCHEDULES)}")
-        if self.cfg.unit not in ("epoch", "step"):
-            raise ReslabError(f"schedule.unit is '{self.cfg.unit}'; choose epoch or step")
+    def __post_init__(self):  # name and unit were checked when the config was built
         self.warmup_steps = self._to_steps(self.cfg.warmup)
         self.milestones = sorted(self._to_steps(m) for m in self.cfg.milestones)
 

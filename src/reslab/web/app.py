@@ -118,16 +118,31 @@ def _open_here(index, store: str | None = None):
 
 
 def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, store: str | None = None):
-    """The FastAPI app for `index`: a path to an index made by `reslab embed` (in `store`, a URI, when given), or a `SearchIndex`."""
-    from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
-    from fastapi.responses import FileResponse, JSONResponse, Response
+    """The FastAPI app for `index`: a path to an index made by `reslab embed` (in `store`, a URI, when
+    given), or a `SearchIndex`.
+
+    The steps: one thread owns the index (`IndexThread`), the app closes it on shutdown, a
+    middleware refuses oversized bodies before reading them, then the routes: the page and the
+    API reference, browsing, searching, images.
+    """
     from fastapi.staticfiles import StaticFiles
-    from starlette.concurrency import run_in_threadpool
 
     worker = IndexThread(index, store)
+    app = _new_app(worker)
+    _refuse_big_bodies(app, max_upload_bytes)
+    app.include_router(_page_routes())
+    app.include_router(_browse_routes(worker, max_upload_bytes))
+    app.include_router(_search_routes(worker, max_upload_bytes))
+    app.include_router(_image_routes(worker))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _new_app(worker: IndexThread):
+    """A FastAPI app that closes the index thread when it shuts down; /docs is our offline page."""
+    from fastapi import FastAPI
+
     manifest = dict(getattr(worker.index, "manifest", {}) or {})
-    count = worker.call(len)
-    has_classifier = worker.call(_has_classifier)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -137,13 +152,19 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, store: s
     app = FastAPI(
         title="reslab image search",
         version="1",
-        description=f"Similar images in an index of {count} images ({manifest.get('method', '?')} features).",
+        description=f"Similar images in an index of {worker.call(len)} images ({manifest.get('method', '?')} features).",
         lifespan=lifespan,
         # FastAPI's Swagger UI and ReDoc load their scripts from a CDN; /docs is our own offline page
         docs_url=None,
         redoc_url=None,
     )
     app.state.index_thread = worker
+    return app
+
+
+def _refuse_big_bodies(app, max_upload_bytes: int) -> None:
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
 
     @app.middleware("http")
     async def refuse_big_bodies(request: Request, call_next):
@@ -153,23 +174,45 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, store: s
             return JSONResponse({"detail": _too_big_message(max_upload_bytes)}, status_code=413)
         return await call_next(request)
 
-    async def known_item(item_id: int):
-        if not 0 <= item_id < 2**63:  # ids are SQLite integers: anything outside names no image
-            raise HTTPException(404, f"no indexed image has id {item_id}")
-        try:
-            return await worker.run(lambda ix: ix.item(item_id))
-        except (ReslabError, KeyError, IndexError):
-            raise HTTPException(404, f"no indexed image has id {item_id}") from None
 
-    @app.get("/", include_in_schema=False)
+async def _known_item(worker: IndexThread, item_id: int):
+    """The indexed item with this id, or 404."""
+    from fastapi import HTTPException
+
+    if not 0 <= item_id < 2**63:  # ids are SQLite integers: anything outside names no image
+        raise HTTPException(404, f"no indexed image has id {item_id}")
+    try:
+        return await worker.run(lambda ix: ix.item(item_id))
+    except (ReslabError, KeyError, IndexError):
+        raise HTTPException(404, f"no indexed image has id {item_id}") from None
+
+
+def _page_routes():
+    from fastapi import APIRouter
+    from fastapi.responses import FileResponse
+
+    router = APIRouter()
+
+    @router.get("/", include_in_schema=False)
     def page():
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
-    @app.get("/docs", include_in_schema=False)
+    @router.get("/docs", include_in_schema=False)
     def api_reference():
         return FileResponse(STATIC_DIR / "docs.html", media_type="text/html")
 
-    @app.get("/api/info", summary="What this index holds")
+    return router
+
+
+def _browse_routes(worker: IndexThread, max_upload_bytes: int):
+    """/api/info, /api/items, /api/items/{id}, /api/items/{id}/similar."""
+    from fastapi import APIRouter, Query
+
+    router = APIRouter()
+    manifest = dict(getattr(worker.index, "manifest", {}) or {})
+    has_classifier = worker.call(_has_classifier)
+
+    @router.get("/api/info", summary="What this index holds")
     async def info() -> dict:
         return {
             "count": await worker.run(len),
@@ -184,7 +227,7 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, store: s
             "max_upload_bytes": max_upload_bytes,
         }
 
-    @app.get("/api/items", summary="Browse the indexed images, in id order")
+    @router.get("/api/items", summary="Browse the indexed images, in id order")
     async def items(offset: int = Query(0, ge=0), limit: int = Query(48, ge=1, le=500)) -> dict:
         def page_of(ix):
             total = len(ix)
@@ -194,17 +237,27 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, store: s
         total, listed = await worker.run(page_of)
         return {"total": total, "offset": offset, "items": listed}
 
-    @app.get("/api/items/{item_id}", summary="One indexed image", responses=NOT_FOUND)
+    @router.get("/api/items/{item_id}", summary="One indexed image", responses=NOT_FOUND)
     async def item(item_id: int) -> dict:
-        return item_json(await known_item(item_id))
+        return item_json(await _known_item(worker, item_id))
 
-    @app.get("/api/items/{item_id}/similar", summary="Images most similar to an indexed one", responses=NOT_FOUND)
+    @router.get("/api/items/{item_id}/similar", summary="Images most similar to an indexed one", responses=NOT_FOUND)
     async def similar(item_id: int, k: int = Query(12, ge=1, le=MAX_K)) -> dict:
-        query = await known_item(item_id)
+        query = await _known_item(worker, item_id)
         hits = await worker.run(lambda ix: ix.search_item(item_id, k=k))
         return {"query": item_json(query), "hits": [hit_json(h) for h in hits]}
 
-    @app.post("/api/search", summary="Images most similar to an uploaded one (and its classes)", responses=UPLOAD_ERRORS)
+    return router
+
+
+def _search_routes(worker: IndexThread, max_upload_bytes: int):
+    """POST /api/search: an uploaded image's neighbours (and classes)."""
+    from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+    from starlette.concurrency import run_in_threadpool
+
+    router = APIRouter()
+
+    @router.post("/api/search", summary="Images most similar to an uploaded one (and its classes)", responses=UPLOAD_ERRORS)
     async def search(image: UploadFile = File(..., description="an image file"), k: int = Form(12, ge=1, le=MAX_K)):
         data = await image.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
@@ -215,9 +268,20 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, store: s
             raise HTTPException(415, f"{image.filename or 'the upload'}: {e}; upload a JPEG, PNG, GIF, BMP, TIFF or WebP image")
         return await worker.run(_search_upload, picture, k)
 
-    @app.get("/api/image/{item_id}", summary="An indexed image file, or its thumbnail", response_class=Response, responses=NOT_FOUND)
+    return router
+
+
+def _image_routes(worker: IndexThread):
+    """GET /api/image/{id}: the indexed file, or a cached JPEG thumbnail."""
+    from fastapi import APIRouter, HTTPException, Query
+    from fastapi.responses import FileResponse, Response
+    from starlette.concurrency import run_in_threadpool
+
+    router = APIRouter()
+
+    @router.get("/api/image/{item_id}", summary="An indexed image file, or its thumbnail", response_class=Response, responses=NOT_FOUND)
     async def image(item_id: int, size: int | None = Query(None, description=f"thumbnail longer side, one of {THUMBNAIL_SIZES}")):
-        entry = await known_item(item_id)
+        entry = await _known_item(worker, item_id)
         path = Path(entry.path)
         if not path.is_file():
             raise HTTPException(404, f"image {item_id} ({path.name}) is no longer on disk; rebuild the index")
@@ -232,8 +296,7 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, store: s
             raise HTTPException(404, str(e)) from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    return app
+    return router
 
 
 def _too_big_message(max_upload_bytes: int) -> str:
