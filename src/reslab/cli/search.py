@@ -264,10 +264,20 @@ def index_copy(
     --store says where DST goes, as for `reslab embed`.
     """
     quiet_faiss()
-    from ..console import print_json, say
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..console import print_json, say, stderr
+    from ..data.progress import RateColumn
     from ..search.copy import copy_index
 
-    report = copy_index(src, dst, src_store=from_store, dst_store=store, chunk=chunk_size, sample=sample)
+    columns = (TextColumn("copying"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr(), transient=True) as bar:  # stderr: stdout stays one JSON document
+        task = bar.add_task("copy", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = copy_index(src, dst, src_store=from_store, dst_store=store, chunk=chunk_size, sample=sample, progress=progress)
     if as_json:
         print_json(report.__dict__)
     else:
