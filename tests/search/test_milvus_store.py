@@ -278,3 +278,31 @@ def test_index_copy_both_ways_keeps_everything(photos, thumb, tmp_path, milvus_u
     assert build_index(photos, tmp_path / "copy.index", thumb, FAST).embedded == 1
     with SearchIndex.open(tmp_path / "copy.index") as idx:
         assert idx.item_by_path(str(photos / "bees" / "new.jpg")).id == 41  # after the copied ids
+
+
+def test_index_kinds_and_hash_indexes_in_milvus(photos, thumb, tmp_path, milvus_uri):
+    """IVF and HNSW are built in Milvus and switched like FAISS's; a perceptual-hash index ranks as the binary FAISS one."""
+    from reslab.search.embedders import make_embedder
+
+    out = tmp_path / "kinds.index"
+    exact = build_index(photos, tmp_path / "exact", thumb, FAST)
+    assert exact.count == 40
+    with SearchIndex.open(tmp_path / "exact") as idx:
+        truth = [[h.id for h in idx.search_item(i, 5)] for i in range(1, 41)]
+    for kind in ("hnsw", "ivf", "flat"):
+        build_index(photos, out, thumb, EmbedOptions(**{**FAST.__dict__, "index_kind": kind, "nprobe": 64}), store=milvus_uri)
+        with SearchIndex.open(out) as idx:
+            assert idx.manifest["index_kind"] == kind and idx.store._current_index()[0] == {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW"}[kind]
+            found = [[h.id for h in idx.search_item(i, 5)] for i in range(1, 41)]
+            recall = np.mean([len(set(f) & set(t)) / 5 for f, t in zip(found, truth)])
+            assert recall >= (1.0 if kind == "flat" else 0.9), (kind, recall)
+
+    build_index(photos, tmp_path / "hash-local", make_embedder("phash"), FAST)
+    build_index(photos, tmp_path / "hash.index", make_embedder("phash"), FAST, store=milvus_uri)
+    with SearchIndex.open(tmp_path / "hash-local") as a, SearchIndex.open(tmp_path / "hash.index") as b:
+        assert b.manifest["metric"] == "hamming"
+        query = sorted((photos / "ants").iterdir())[5]
+        hits_a, hits_b = a.search_image(query, 6), b.search_image(query, 6)
+        assert hits_a[0].path == str(query) and hits_b[0].path == str(query)
+        np.testing.assert_allclose(sorted(h.score for h in hits_b), sorted(h.score for h in hits_a), atol=1e-6)  # 1 - 2 Hamming / bits
+        assert [[h.id for h in g.items] for g in find_duplicates(b, 0.7)] == [[h.id for h in g.items] for g in find_duplicates(a, 0.7)]

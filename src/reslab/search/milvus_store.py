@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -39,6 +40,8 @@ from .milvus_connect import connect, first_line, release
 from .names import from_text, name_key, to_text
 from .store import Item, NewItem
 from .stores import MANIFEST, IndexMissing, IndexStore, MilvusAddress
+
+log = logging.getLogger(__name__)
 
 META_SUFFIX = "__reslab"
 ITEM_FIELDS = ["id", "path", "size", "mtime", "sha256", "label", "width", "height"]
@@ -103,7 +106,7 @@ class MilvusStore(IndexStore):
         schema.add_field("value", DataType.VARCHAR, max_length=65535)
         schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector field in every collection
         index = self.client.prepare_index_params()
-        index.add_index("unused", index_type="FLAT", metric_type="L2")
+        index.add_index("unused", index_type="FLAT", metric_type="L2", index_name="unused")
         self._call(self.client.create_collection, self.meta, schema=schema, index_params=index, consistency_level="Strong")
         self._load(self.meta)
 
@@ -126,8 +129,8 @@ class MilvusStore(IndexStore):
         schema.add_field("height", DataType.INT64)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=int(manifest["dim"]), description=description[:1000])
         index = self.client.prepare_index_params()
-        index.add_index("vector", index_type="FLAT", metric_type="IP")
-        index.add_index("path_key", index_type="INVERTED")
+        index.add_index("vector", index_type="FLAT", metric_type="IP", index_name="vector")
+        index.add_index("path_key", index_type="INVERTED", index_name="path_key")
         self._call(self.client.create_collection, self.collection, schema=schema, index_params=index, consistency_level="Strong")
         self._load(self.collection)
 
@@ -449,10 +452,28 @@ class MilvusStore(IndexStore):
             self._call(self.client.release_collection, self.collection)
             self._call(self.client.drop_index, self.collection, "vector")
             index = self.client.prepare_index_params()
-            index.add_index("vector", index_type=wanted["index_type"], metric_type="IP", params=wanted["params"])
+            index.add_index("vector", index_type=wanted["index_type"], metric_type="IP", params=wanted["params"], index_name="vector")
             self._call(self.client.create_index, self.collection, index)
+            self._wait_for_index()
         self._call(self.client.load_collection, self.collection)
         return kind
+
+    def _wait_for_index(self, poll_s: float = 2.0) -> None:
+        """A server builds an index in the background: wait for it (Milvus Lite builds it at once)."""
+        import time
+
+        last_note = time.monotonic()
+        while True:
+            info = self._call(self.client.describe_index, self.collection, "vector") or {}
+            total, done = int(info.get("total_rows") or 0), int(info.get("indexed_rows") or 0)
+            if str(info.get("state", "Finished")) == "Finished" or (total and done >= total):
+                return
+            if str(info.get("state")) == "Failed":
+                raise ReslabError(f"Milvus could not build the index of {self.describe()}: {info.get('index_state_fail_reason') or 'no reason given'}")
+            if time.monotonic() - last_note > 30:
+                log.info("Milvus is indexing %s: %d of %d rows", self.describe(), done, total)
+                last_note = time.monotonic()
+            time.sleep(poll_s)
 
     @staticmethod
     def _index_params(kind: str, n: int) -> dict:

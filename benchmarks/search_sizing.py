@@ -1,0 +1,125 @@
+"""Sizing similarity search to 100M and 1B images, computed from this project's own benchmark results.
+
+    python benchmarks/search_sizing.py [--results benchmarks/results] [--json]
+
+Reads what `reslab bench search` (FAISS, and Milvus with --store milvus) and `reslab bench embed`
+saved, and prints the tables of the "Sizing" section of docs/search.md: vectors per GB of each
+index structure, queries per second per core and the nodes a target rate needs, and the time to
+embed 100M and 1B images. Every input number is a measurement named with the command that made
+it; the only other inputs are the deployment assumptions below, stated where they are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+# Deployment assumptions (not measurements): change them to your machines.
+NODE_CORES = 16  # cores per query node
+NODE_INDEX_GB = 64  # memory per query node given to the index (the rest: OS, Milvus, headroom)
+TARGET_QPS = 1000  # queries per second the service must answer
+SIZES = (100_000_000, 1_000_000_000)
+
+
+def load(results: Path, name: str) -> dict:
+    path = results / f"{name}.json"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing; run the command in this script's docstring tables first")
+    return json.loads(path.read_text())
+
+
+def cores_of(result: dict) -> int:
+    """The cores the benchmark ran on (its provenance record; older results kept `machine` at the top)."""
+    machine = result.get("provenance", {}).get("machine") or result.get("machine") or {}
+    return int(machine.get("cores") or machine.get("cpu_count") or 1)
+
+
+def cost_growth(kind: str, n_from: int, n_to: int) -> float:
+    """How much one query's work grows from n_from to n_to vectors, from how each structure searches:
+    flat scans all N; IVF with nlist = 4 sqrt(N) and a fixed nprobe scans nprobe * N / nlist ~ sqrt(N);
+    HNSW walks ~log N graph layers; IVF-PQ as IVF (codes instead of vectors)."""
+    if kind == "flat":
+        return n_to / n_from
+    if kind in ("ivf", "ivfpq"):
+        return math.sqrt(n_to / n_from)
+    if kind == "hnsw":
+        return math.log(n_to) / math.log(n_from)
+    raise ValueError(kind)
+
+
+def sizing(results: Path) -> dict:
+    big = load(results, "bench_search_1000000x512_flat-ivf-hnsw-ivfpq")
+    small = load(results, "bench_search_milvus_200000x512_flat-ivf-hnsw-ivfpq")
+    embed = load(results, "bench_embed")
+    out: dict = {"inputs": {"faiss_1m": big["command"], "milvus": small["command"], "embed": embed["command"]}}
+    cores = cores_of(big)
+
+    # 1. memory: measured bytes per vector (FAISS: the serialised index; Milvus Lite: its files and RSS)
+    memory = {}
+    for kind, r in big["kinds"].items():
+        memory[f"faiss {kind}"] = {"bytes_per_vector": r["bytes_per_vector"], "vectors_per_gb": 1e9 / r["bytes_per_vector"]}
+    for key, value in small["milvus"]["memory"].items():
+        memory[f"milvus lite ({key.replace('_', ' ')})"] = {"bytes_per_vector": value, "vectors_per_gb": 1e9 / value}
+    out["memory"] = memory
+
+    # 2. queries: measured batch throughput at 1M per core, grown to each size; nodes for TARGET_QPS
+    queries = {}
+    for kind, r in big["kinds"].items():
+        per_core_qps_1m = 1000.0 / (r["batch_ms_per_query"] * cores)
+        row = {"recall_at_10": r["recall_at_k"], "qps_per_core_at_1m": per_core_qps_1m}
+        for n in SIZES:
+            shards = math.ceil(n * r["bytes_per_vector"] / (NODE_INDEX_GB * 1e9))  # memory decides how many pieces
+            shard_n = n / shards
+            shard_qps = per_core_qps_1m / cost_growth(kind, 1_000_000, shard_n) * NODE_CORES  # every query visits every shard
+            replicas = math.ceil(TARGET_QPS / shard_qps)
+            row[f"{n}"] = {"shards": shards, "replicas": replicas, "nodes": shards * replicas, "qps_per_shard_node": shard_qps}
+        queries[kind] = row
+    out["queries"] = queries
+    out["milvus_lite_vs_faiss"] = {
+        kind: {"single_ms": r["single_ms_per_query"], "faiss_single_ms": small["kinds"][kind]["single_ms_per_query"],
+               "batch_ms": r["batch_ms_per_query"], "faiss_batch_ms": small["kinds"][kind]["batch_ms_per_query"],
+               "recall_at_10": r["recall_at_k"], "build_s": r["build_s"], "faiss_build_s": small["kinds"][kind]["build_s"]}
+        for kind, r in small["milvus"]["kinds"].items()
+    }  # fmt: skip
+
+    # 3. embedding: measured images/s on this machine's cores, per core, to core-hours for each size
+    embed_cores = cores_of(embed)
+    rates = {"pipeline fp32": embed["pipeline_images_per_s"], **{f"model {k}": v for k, v in embed["model_paths_images_per_s"].items()}}
+    out["embedding"] = {
+        name: {"images_per_s_per_core": rate / embed_cores, **{f"{n}": n / (rate / embed_cores) / 3600 for n in SIZES}}
+        for name, rate in rates.items()
+    }
+    out["assumptions"] = {"node_cores": NODE_CORES, "node_index_gb": NODE_INDEX_GB, "target_qps": TARGET_QPS, "measured_on_cores": cores}
+    return out
+
+
+def markdown(s: dict) -> str:
+    lines = ["| structure | bytes per 512-d vector | vectors per GB |", "|---|---|---|"]
+    for name, m in s["memory"].items():
+        lines.append(f"| {name} | {m['bytes_per_vector']:,.0f} | {m['vectors_per_gb'] / 1e6:,.2f} M |")
+    a = s["assumptions"]
+    lines += ["", f"| kind | recall@10 | q/s per core at 1M | " + " | ".join(
+        f"{n // 1_000_000}M: shards x replicas = nodes" for n in SIZES) + " |", "|---|---|---|" + "---|" * len(SIZES)]  # fmt: skip
+    for kind, q in s["queries"].items():
+        cells = [f"{q[str(n)]['shards']} x {q[str(n)]['replicas']} = {q[str(n)]['nodes']}" for n in SIZES]
+        lines.append(f"| {kind} | {q['recall_at_10']:.3f} | {q['qps_per_core_at_1m']:,.1f} | " + " | ".join(cells) + " |")
+    lines += ["", f"(nodes of {a['node_cores']} cores with {a['node_index_gb']} GB for the index, {a['target_qps']} q/s)", ""]
+    lines += ["| embedding path | images/s per core | 100M images: core-hours | 1B images: core-hours |", "|---|---|---|---|"]
+    for name, e in s["embedding"].items():
+        lines.append(f"| {name} | {e['images_per_s_per_core']:.1f} | {e[str(SIZES[0])]:,.0f} | {e[str(SIZES[1])]:,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--json", action="store_true", help="Print the numbers as JSON.")
+    args = parser.parse_args()
+    s = sizing(args.results)
+    print(json.dumps(s, indent=2) if args.json else markdown(s))
+
+
+if __name__ == "__main__":
+    main()
