@@ -72,3 +72,23 @@ def test_none_is_plain_normalisation_and_grey_expands():
 def test_imagenet_paper_augmentation_is_refused_in_memory():
     with pytest.raises(ReslabError, match="cifar_paper"):
         BatchTrainAugment(DataConfig(augment="imagenet_paper", image_size=224, eval_resize=256), (0.5,) * 3, (0.5,) * 3, 3)
+
+
+def test_random_erasing_zeroes_one_rectangle_per_chosen_image():
+    from reslab.data.transforms import ERASE_SCALE, random_erasing
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, 32, 32) + 5.0  # no zeros of its own
+    draws = torch.rand(64, 5, generator=gen)
+    out = random_erasing(x, draws, p=0.5)
+    erased = (out == 0).all(dim=1)  # (B, H, W): pixels zeroed on every channel
+    chosen = draws[:, 0] < 0.5
+    assert (erased.flatten(1).any(1) == chosen).all()
+    for mask in erased[chosen]:
+        rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+        h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert mask.sum() == h * w  # one rectangle
+        assert ERASE_SCALE[0] * 1024 * 0.5 <= h * w <= ERASE_SCALE[1] * 1024 * 1.6
+    torch.testing.assert_close(out[~chosen], x[~chosen])
+    one = random_erasing(x[0], draws[0], p=1.0)  # one image (C, H, W), as the file pipeline calls it
+    assert one.shape == x[0].shape and (one == 0).any()

@@ -34,3 +34,15 @@ def test_ema_update_is_the_exponential_average():
     assert torch.allclose(ema.module[0].weight, 0.9 * start["0.weight"] + 0.1 * torch.ones(2, 2))
     assert torch.allclose(ema.module[1].running_mean, torch.full((2,), 0.2))
     assert ema.module[1].num_batches_tracked.item() == 7  # integer buffers are copied
+
+
+def test_vit_embeddings_are_exempt_from_weight_decay_with_norms_and_biases():
+    from reslab.models import create_model
+    from reslab.train.optim import param_groups
+
+    model = create_model("vit_tiny_patch4_32", num_layers=1, hidden_dim=16, num_heads=2, mlp_dim=32)
+    decay, no_decay = param_groups(model, 0.05, no_decay_norm_bias=True)
+    exempt = {id(p) for p in no_decay["params"]}
+    assert id(model.class_token) in exempt and id(model.encoder.pos_embedding) in exempt
+    assert id(model.conv_proj.weight) not in exempt and id(model.encoder.layers[0].self_attention.in_proj_weight) not in exempt
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))

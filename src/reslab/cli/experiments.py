@@ -148,3 +148,39 @@ def shortcuts(
     setup = _setup(data, out, quick, seeds, set_, device)
     run_shortcuts(setup, model, chosen)
     _report(out, "shortcuts.png")
+
+
+@experiment_app.command("conv-vs-attention")
+def conv_vs_attention(
+    data: Data = None,
+    out: Out = Path("experiments/conv_vs_attention"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="CPU minutes: 50, 500 and 2,500 images per class, 600 steps per run. Without it: "
+                                           "100 to 5,000 per class, 39,000 steps per run (GPU hours).")
+    ] = False,
+    seeds: Seeds = "0",
+    per_class: Annotated[
+        Optional[str], typer.Option(help="Training images per class to compare, comma-separated (default: the preset's).")
+    ] = None,
+    set_: Overrides = None,
+    device: Device = "auto",
+) -> None:
+    """ResNet-20 vs a ViT of the same MACs, on growing CIFAR-10 subsets: attention's hunger for data."""
+    import dataclasses
+
+    from ..experiments.common import parse_depths
+    from ..experiments.conv_attention import FULL, QUICK, run_conv_vs_attention
+
+    budget = QUICK if quick else FULL
+    setup = _setup(data, out, quick, seeds, set_, device)
+    setup = dataclasses.replace(setup, preset=budget.preset)
+    sizes = None
+    if per_class is not None:
+        try:
+            sizes = parse_depths(per_class)
+        except ReslabError:
+            raise ReslabError(f"--per-class {per_class} must be positive integers separated by commas, like 50,500,5000") from None
+        if any(n > 5000 for n in sizes):
+            raise ReslabError(f"--per-class {per_class}: CIFAR-10 has 5,000 training images per class")
+    summary = run_conv_vs_attention(setup, budget, sizes)
+    _report(out, "conv_vs_attention.png", summary["verdict"])

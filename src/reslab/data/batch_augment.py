@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import ReslabError
 from .config import DataConfig
-from .transforms import color_jitter, pca_lighting
+from .transforms import color_jitter, pca_lighting, random_erasing
 
 
 def draw_pad_crop_flip(n: int, pad: int, generator: torch.Generator, hflip: bool = True):
@@ -111,7 +111,10 @@ class BatchTrainAugment:
             x = color_jitter(x, *f.to(x.device))
         if cfg.pca_lighting > 0 and x.shape[1] == 3:
             x = pca_lighting(x, torch.randn(n, 3, generator=generator) * cfg.pca_lighting)
-        return finish(x, self.mean, self.std, self.out_channels)
+        x = finish(x, self.mean, self.std, self.out_channels)
+        if cfg.random_erasing > 0:
+            x = random_erasing(x, torch.rand(n, 5, generator=generator), cfg.random_erasing)
+        return x
 
 
 def finish(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, out_channels: int) -> torch.Tensor:

@@ -31,6 +31,7 @@ class DataConfig:
     hflip: bool = True  # random horizontal flips in every training augmentation
     color_jitter: float = 0.0  # brightness/contrast/saturation factors drawn in [1 - x, 1 + x]
     pca_lighting: float = 0.0  # AlexNet PCA colour augmentation std (0.1 in AlexNet and the ResNet paper)
+    random_erasing: float = 0.0  # probability per image of erasing one random rectangle (Zhong et al. 2017; 0.25 in DeiT)
     mean: tuple[float, ...] = ()  # () = per-channel mean of the training set when in memory, else ImageNet's
     std: tuple[float, ...] = ()
     channels: int = 3  # 1 for grayscale models; grayscale data is replicated to 3 channels when channels=3
@@ -76,6 +77,8 @@ class DataConfig:
             value = getattr(self, name)
             if value and len(value) not in (1, self.channels):
                 raise ReslabError(f"data.{name} has {len(value)} values; give {self.channels} (one per channel) or none")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ReslabError(f"data.random_erasing is a probability in [0, 1], got {self.random_erasing}; DeiT uses 0.25")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ReslabError(f"data.max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
 

@@ -147,6 +147,36 @@ def pca_lighting(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return x + rgb[..., :, None, None]
 
 
+# ---------------------------------------------------------------------------- occlusion
+
+ERASE_SCALE = (0.02, 1 / 3)  # erased area as a fraction of the image (Zhong et al. 2017, timm, DeiT)
+ERASE_RATIO = (0.3, 1 / 0.3)  # its aspect ratio h / w, drawn log-uniformly
+
+
+def random_erasing(x: torch.Tensor, draws: torch.Tensor, p: float) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2017): with probability p per image, one rectangle set to 0, the
+    dataset mean once normalised ("const" mode). x: normalised (B, C, H, W) or (C, H, W);
+    draws: (B, 5) or (5,) uniforms on [0, 1): apply, area, ratio, top, left."""
+    single = x.dim() == 3
+    xb, u = (x[None], draws.reshape(1, 5)) if single else (x, draws)
+    _, _, height, width = xb.shape
+    u = u.to(xb.device, torch.float32)
+    area = height * width * (ERASE_SCALE[0] + (ERASE_SCALE[1] - ERASE_SCALE[0]) * u[:, 1])
+    log_lo, log_hi = math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u[:, 2])
+    h = torch.sqrt(area * aspect).round().clamp(1, height)
+    w = torch.sqrt(area / aspect).round().clamp(1, width)
+    top = torch.floor(u[:, 3] * (height - h + 1))
+    left = torch.floor(u[:, 4] * (width - w + 1))
+    rows = torch.arange(height, device=xb.device)[None, :]
+    cols = torch.arange(width, device=xb.device)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # (B, H)
+    in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # (B, W)
+    mask = (in_rows[:, :, None] & in_cols[:, None, :] & (u[:, 0] < p)[:, None, None])[:, None]  # (B, 1, H, W)
+    out = xb.masked_fill(mask, 0.0)
+    return out[0] if single else out
+
+
 # ---------------------------------------------------------------------------- file pipelines
 
 
@@ -205,7 +235,10 @@ class FileTrainTransform:
             x = color_jitter(x, *rng.uniform(lo, hi, size=3))
         if cfg.pca_lighting > 0 and x.shape[0] == 3:
             x = pca_lighting(x, torch.from_numpy(rng.normal(0.0, cfg.pca_lighting, size=3)))
-        return normalize(x, self.mean, self.std)
+        x = normalize(x, self.mean, self.std)
+        if cfg.random_erasing > 0:
+            x = random_erasing(x, torch.from_numpy(rng.random(5)), cfg.random_erasing)
+        return x
 
 
 class FileEvalTransform:

@@ -170,6 +170,8 @@ class VisionTransformer(ClassifierHead, nn.Module):
     """Patch embedding -> [class token] + patch tokens + position embeddings -> L blocks -> LN -> head."""
 
     classifier_path = "heads.head"
+    # embeddings that weight decay would pull to zero for no gain (optim.no_decay_norm_bias exempts them)
+    no_weight_decay = ("class_token", "encoder.pos_embedding")
 
     def __init__(
         self,

@@ -12,15 +12,20 @@ NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.m
 
 
 def param_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool) -> list[dict]:
-    """One group, or two: normalisation weights and biases get no weight decay (they set scale, not capacity)."""
+    """One group, or two: normalisation weights and biases get no weight decay (they set scale, not
+    capacity), nor do the embeddings a model names in `no_weight_decay` (a ViT's position embeddings
+    and class token, as DeiT and torchvision's ViT recipe train them)."""
     if not no_decay_norm_bias:
         return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    exempt = set(getattr(model, "no_weight_decay", ()))
     decay, no_decay = [], []
-    for module in model.modules():
+    for module_name, module in model.named_modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
-            (no_decay if isinstance(module, NORM_LAYERS) or name == "bias" else decay).append(p)
+            full = f"{module_name}.{name}" if module_name else name
+            skip = isinstance(module, NORM_LAYERS) or name == "bias" or full in exempt
+            (no_decay if skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
