@@ -97,7 +97,8 @@ def expand_images(images: list[Path]) -> list[Path]:
     paths: list[Path] = []
     for p in images:
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            # not only is_file(): a link loop named .jpg is listed, and then reported as unreadable
+            found = sorted(f for f in p.rglob("*") if is_image_file(f) and not f.is_dir())
             if not found:
                 raise ReslabError(f"folder {p} holds no images (.jpg, .png, .webp, ...); give image files or another folder")
             paths += found

@@ -114,17 +114,28 @@ def _scan_split(split_dir: Path, classes: list[str]) -> FileSplit:
         class_dir = split_dir / name
         if not class_dir.is_dir():
             continue
-        files = [
-            Path(dirpath) / f
-            for dirpath, _dirs, filenames in sorted(os.walk(class_dir, followlinks=True))
-            for f in sorted(filenames)
-            if is_image_file(f) and not f.startswith(".")
-        ]
+        files = [Path(dirpath) / f for dirpath, filenames in _walk_once(class_dir) for f in sorted(filenames)
+                 if is_image_file(f) and not f.startswith(".")]
         paths += files
         labels += [label] * len(files)
     if not paths:
         raise ReslabError(f"{split_dir} holds no image files (.jpg, .png, ...) in its class folders; add images or fix data.path")
     return FileSplit(tuple(paths), np.asarray(labels, dtype=np.int64))
+
+
+def _walk_once(folder: Path) -> list[tuple[str, list[str]]]:
+    """(folder, file names) under `folder`, sorted, following folder links but entering each real
+    folder once: a link to a parent (a loop) would otherwise be walked until the path is too long."""
+    seen, found = set(), []
+    for dirpath, dirs, filenames in os.walk(folder, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        found.append((dirpath, filenames))
+    return sorted(found)
 
 
 # ------------------------------------------------------------------------------------------ CSV

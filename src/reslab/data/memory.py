@@ -103,7 +103,8 @@ def _cache_key(paths, size: int, mode: str) -> str:
     h = hashlib.sha256(json.dumps([CACHE_VERSION, size, mode]).encode())
     for p in paths:
         st = os.stat(p) if os.path.exists(p) else None
-        h.update(f"{os.path.abspath(p)}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}\n".encode())
+        # surrogateescape: a file name that is not UTF-8 hashes as its bytes on disk
+        h.update(f"{os.path.abspath(p)}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:32]
 
 

@@ -285,8 +285,8 @@ def _candidates(store: IndexStore, root: Path, options: EmbedOptions, report: Em
         for path, p in zip(group, paths):
             try:
                 stats[p] = path.stat()
-            except OSError:
-                continue
+            except OSError:  # a link loop or a vanished target: decoding reports it as bad, by name
+                yield _Task(p, -1, 0.0, label_of(path, root), None)
         changed = set()
         for p, st in stats.items():
             row = known.get(p)

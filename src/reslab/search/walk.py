@@ -29,10 +29,19 @@ def walk_images(root: str | os.PathLike) -> Iterator[Path]:
             continue
         if entry.is_dir(follow_symlinks=False):
             dirs.append(entry)
-        elif entry.is_file() and is_image_file(entry.name):
+        elif is_image_file(entry.name) and _file_or_broken(entry):
             yield Path(entry.path)
     for d in dirs:
         yield from walk_images(d.path)
+
+
+def _file_or_broken(entry: os.DirEntry) -> bool:
+    """A file, or a link that leads nowhere readable (a loop, a dangling target): yielded, so that
+    decoding names it as bad rather than the walk skipping it in silence. Not a folder."""
+    try:
+        return not entry.is_dir()
+    except OSError:  # a symbolic link loop
+        return True
 
 
 def walk_order_key(path: str | os.PathLike) -> tuple[str, ...]:

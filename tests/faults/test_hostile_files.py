@@ -1,0 +1,110 @@
+"""A zoo of hostile files (see zoo.py) through verify-data, train, embed, predict and the web upload:
+each bad file is named in the outcome with its reason, every good one is used, nothing crashes
+(no traceback, no HTTP 500), and a folder link loop is walked once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from reslab.cli import main
+from reslab.console import printable
+
+from .zoo import restore_permissions, write_zoo
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    made = write_zoo(tmp_path_factory.mktemp("zoo"))
+    yield made
+    restore_permissions(made)
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def _names(paths) -> set[str]:
+    return {Path(p).name for p in paths}
+
+
+def test_verify_data_names_every_bad_file_once(zoo, capsys):
+    code, out, _ = cli(capsys, "data", "verify", zoo.root, "--json", "--workers", "0")
+    report = json.loads(out)
+    assert code == 1 and report["total"] == len(zoo.files)  # the folder link loop is walked once
+    assert _names(b["path"] for b in report["bad"]) == _names(zoo.bad)
+    assert all(b["reason"] for b in report["bad"])
+    code, out, _ = cli(capsys, "data", "verify", zoo.root, "--workers", "2")  # the table, with worker processes
+    assert code == 1 and all(printable(p.name) in out for p in zoo.bad)
+
+
+def test_train_aborts_naming_the_bad_files_or_trains_around_them(zoo, capsys, caplog, tmp_path):
+    common = ["train", "cifar_quick", "--data", zoo.root, "--set", "data.image_size=16", "--set", "data.val_fraction=0",
+              "--set", "data.eval_split=none", "--set", "train.batch_size=4", "--set", "train.epochs=1",
+              "--set", "data.workers=0", "--set", f'run.dir="{tmp_path}"', "--set", "run.progress=false",
+              "--set", "run.tensorboard=false"]
+    code, _, err = cli(capsys, *common, "--set", "data.in_memory=no")
+    assert code == 1 and f"{len(zoo.bad)} of {len(zoo.files)} images" in err
+    # the run can be told to carry on: bad files are replaced by good neighbours, each reported once
+    with caplog.at_level("WARNING", logger="reslab"):
+        code, _, err = cli(capsys, *common, "--set", "data.max_bad_fraction=0.5", "--set", "data.in_memory=yes", "--name", "on")
+    assert code == 0, err
+    assert all(printable(p.name) in caplog.text for p in zoo.bad)
+    assert (tmp_path / "on" / "model.safetensors").is_file()
+
+
+def test_embed_indexes_the_good_files_and_records_the_bad(zoo, capsys, tmp_path):
+    code, out, _ = cli(capsys, "embed", zoo.root, "--out", tmp_path / "index", "--method", "hist", "--workers", "0", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["count"] == len(zoo.good)
+    assert _names(b["path"] if isinstance(b, dict) else b[0] for b in report["bad"]) == _names(zoo.bad)
+    code, out, _ = cli(capsys, "embed", zoo.root, "--out", tmp_path / "index", "--method", "hist", "--workers", "2", "--json")
+    again = json.loads(out)  # nothing redone, nothing crashes with worker processes either
+    assert code == 0 and again["embedded"] == 0 and again["count"] == len(zoo.good)
+
+
+def test_predict_classifies_the_good_files_and_names_the_bad(zoo, capsys, tmp_path):
+    from reslab.models import create_model
+
+    weights = tmp_path / "resnet20.pth"
+    torch.save(create_model("resnet20").state_dict(), weights)
+    code, out, err = cli(capsys, "predict", "resnet20", "--weights", weights, zoo.root, "--json")
+    results = json.loads(out)["results"]
+    assert code == 1 and f"{len(zoo.bad)} of {len(zoo.files)} images could not be read" in err
+    assert _names(r["image"] for r in results if "predictions" in r) == _names(zoo.good)
+    assert _names(r["image"] for r in results if "error" in r) == _names(zoo.bad)
+
+
+def test_web_upload_of_every_zoo_file_is_an_answer_never_a_500(zoo, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from reslab.search.embed import EmbedOptions, build_index
+    from reslab.search.embedders import make_embedder
+    from reslab.web.app import create_app
+
+    build_index(zoo.root, tmp_path / "index", make_embedder("hist"), EmbedOptions(workers=0, progress=False))
+    with TestClient(create_app(tmp_path / "index"), raise_server_exceptions=False) as client:
+        for path in zoo.files:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                data = b""  # what a client that cannot read the file sends
+            name = printable(path.name)
+            answer = client.post("/api/search", files={"image": (name, data, "application/octet-stream")}, data={"k": "3"})
+            if path in zoo.good:
+                assert answer.status_code == 200, (name, answer.text)
+                assert len(answer.json()["hits"]) == 3
+            else:
+                assert answer.status_code == 415, (name, answer.text)
+                assert name in answer.json()["detail"] and "object at 0x" not in answer.json()["detail"]
