@@ -48,8 +48,7 @@ def toml_value(value: Any) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-        return '"' + escaped + '"'
+        return '"' + "".join(_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if _is_control(c) else c) for c in value) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -65,6 +64,13 @@ def dumps(tables: dict[str, dict[str, Any]]) -> str:
         lines.extend(f"{_key(k)} = {toml_value(v)}" for k, v in values.items())
         lines.append("")
     return "\n".join(lines)
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
+
+
+def _is_control(c: str) -> bool:
+    return ord(c) < 0x20 or ord(c) == 0x7F  # TOML strings may not hold these raw
 
 
 def _key(name: str) -> str:

@@ -96,6 +96,16 @@ def select_splits(source: Source, cfg: DataConfig) -> tuple[object, object | Non
     return train, source.splits[name], name
 
 
+def check_labels(labels: np.ndarray, num_classes: int, what: str) -> None:
+    """Every label names a class (0..K-1): a label past the class list would stop training in its loss."""
+    wrong = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(wrong):
+        raise ReslabError(
+            f"{what}: {len(wrong)} label(s) outside 0..{num_classes - 1}, e.g. {int(labels[wrong[0]])} at row {int(wrong[0])}; "
+            "`reslab data verify` lists them: fix the labels or the class list"
+        )
+
+
 def _decide_in_memory(cfg: DataConfig, train) -> bool:
     if isinstance(train, ArraySplit):
         return True  # already decoded
@@ -156,6 +166,9 @@ def build_data(
         raise ReslabError(f"rank {rank} is outside world_size {world_size}")
     source = open_source(cfg.path, cfg.format)
     train, evaluation, eval_name = select_splits(source, cfg)
+    for name, split in (("train", train), (eval_name, evaluation)):
+        if split is not None:
+            check_labels(split.labels, len(source.classes), f"{source.root} ({name})")
     if len(train) // world_size < batch_size:
         raise ReslabError(
             f"{len(train)} training images over {world_size} rank(s) make no full batch of {batch_size}; "

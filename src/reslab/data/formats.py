@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import gzip
+import math
 import os
 import pickle
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from ..errors import ReslabError
 from ..imageio import is_image_file
 
 SPLIT_NAMES = ("train", "val", "test")
+MAX_CLASSES = 1_000_000  # integer labels above this are a mistake (ImageNet-21k has 21,841 classes)
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]  # fmt: skip
@@ -146,8 +149,13 @@ def read_csv(csv_path: Path) -> Source:
 
     Labels are class names (sorted) or integers (used as given). Rows without a split are train.
     """
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError as e:
+        raise ReslabError(f"{csv_path} is not UTF-8 text (byte {e.start}); save the list as UTF-8 CSV") from None
+    except csv.Error as e:
+        raise ReslabError(f"{csv_path} is not a readable CSV ({e}); expected rows of path,label[,split]") from None
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
         rows = rows[1:]
     if not rows:
@@ -156,10 +164,13 @@ def read_csv(csv_path: Path) -> Source:
         if len(r) < 2 or (len(r) > 2 and r[2].strip() not in SPLIT_NAMES + ("",)):
             raise ReslabError(f"{csv_path} row {i + 1} is {r!r}; expected path,label[,split] with split in train/val/test")
     names = [r[1].strip() for r in rows]
-    if all(n.lstrip("-").isdigit() for n in names):
+    if all(re.fullmatch(r"-?[0-9]+", n) for n in names):
         ints = [int(n) for n in names]
         if min(ints) < 0:
             raise ReslabError(f"{csv_path} has negative integer labels; labels must be 0..K-1 or class names")
+        if max(ints) >= MAX_CLASSES:
+            raise ReslabError(f"{csv_path} has integer label {max(ints)}; labels are class numbers 0..K-1 "
+                              f"(K below {MAX_CLASSES:,}), or class names")
         classes = [str(i) for i in range(max(ints) + 1)]
         to_label = {n: int(n) for n in names}
     else:
@@ -200,9 +211,11 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             d = _NumpyOnlyUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise ReslabError(f"{path} is not a CIFAR python batch ({e}); re-download cifar-10-python.tar.gz") from None
-    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+    except Exception as e:  # noqa: BLE001 - any malformed pickle: one sentence, never a traceback
+        raise ReslabError(f"{path} is not a CIFAR python batch ({type(e).__name__}: {e}); re-download cifar-10-python.tar.gz") from None
+    if not isinstance(d, dict):
+        raise ReslabError(f"{path} holds a {type(d).__name__}, not a CIFAR batch (a dict); re-download cifar-10-python.tar.gz")
+    return {(k.decode("utf-8", "replace") if isinstance(k, bytes) else k): v for k, v in d.items()}
 
 
 def _cifar_dir(path: Path) -> Path | None:
@@ -239,8 +252,16 @@ def _cifar_split(files: list[Path], label_key: str) -> ArraySplit:
         b = _unpickle(f)
         if "data" not in b or label_key not in b:
             raise ReslabError(f"{f} lacks 'data' or '{label_key}'; it is not a CIFAR batch of this kind")
-        images.append(np.asarray(b["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(b[label_key], dtype=np.int64))
+        try:
+            data = np.asarray(b["data"], dtype=np.uint8)
+            y = np.asarray(b[label_key], dtype=np.int64)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ReslabError(f"{f} holds data or labels that are not numbers ({e}); re-download the CIFAR batches") from None
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or y.shape != (len(data),):
+            raise ReslabError(f"{f} holds data of shape {data.shape} and {y.size} labels; a CIFAR batch has (N, 3072) "
+                              "bytes and N labels: re-download it")
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(y)
     return ArraySplit(np.concatenate(images), np.concatenate(labels))
 
 
@@ -267,9 +288,11 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ReslabError(f"{path} is not an IDX file of unsigned bytes (bad magic); re-download it")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ReslabError(f"{path} ends inside its header ({len(data)} bytes for {ndim} dimensions); the file is truncated")
     dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
+    if body.size != math.prod(dims):  # Python integers: a lying header cannot overflow into a match
         raise ReslabError(f"{path} holds {body.size} bytes but its header says {dims}; the file is truncated")
     return body.reshape(dims).copy()  # frombuffer is read-only; torch wants writable memory
 

@@ -341,4 +341,3 @@ def _did_you_mean(name: str, known, prefix: str = "") -> str:
     if close:
         return f"; did you mean {', '.join(prefix + c for c in close)}?"
     return f"; known keys are {', '.join(prefix + k for k in sorted(known))}"
-
