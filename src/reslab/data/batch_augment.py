@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import ReslabError
 from .config import DataConfig
-from .transforms import color_jitter, pca_lighting, random_erasing
+from .transforms import adjust_hue, color_jitter, gaussian_blur, pca_lighting, random_erasing, solarize, to_grayscale
 
 
 def draw_pad_crop_flip(n: int, pad: int, generator: torch.Generator, hflip: bool = True):
@@ -91,10 +91,14 @@ class BatchTrainAugment:
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One augmented view of each image, (B, ...); with `views = 2`, two independent views of
+        each as one batch (2B, ...): the first views of the B images, then their second views."""
         with single_thread_on_cpu(x.device):
-            return self._augment(x, generator)
+            if self.cfg.views == 1:
+                return self._augment(x, generator)
+            return torch.cat([self._augment(x, generator, view) for view in range(self.cfg.views)])
 
-    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, generator: torch.Generator, view: int = 0) -> torch.Tensor:
         cfg, n = self.cfg, x.shape[0]
         if cfg.augment == "cifar_paper":
             x = pad_crop_flip(x, *draw_pad_crop_flip(n, cfg.cifar_pad, generator, cfg.hflip), pad=cfg.cifar_pad)
@@ -105,16 +109,62 @@ class BatchTrainAugment:
             x = resized_crop(x.float().div_(255), top, left, h, w, flip, cfg.image_size)
         else:
             x = x.float().div_(255)
-        if cfg.color_jitter > 0:
-            lo, hi = max(0.0, 1 - cfg.color_jitter), 1 + cfg.color_jitter
-            f = lo + (hi - lo) * torch.rand(3, n, generator=generator)
-            x = color_jitter(x, *f.to(x.device))
+        if cfg.color_jitter > 0 or cfg.hue > 0:
+            x = self._jitter(x, generator)
         if cfg.pca_lighting > 0 and x.shape[1] == 3:
             x = pca_lighting(x, torch.randn(n, 3, generator=generator) * cfg.pca_lighting)
+        x = photometric_extras(x, cfg, generator, view)
         x = finish(x, self.mean, self.std, self.out_channels)
         if cfg.random_erasing > 0:
             x = random_erasing(x, torch.rand(n, 5, generator=generator), cfg.random_erasing)
         return x
+
+    def _jitter(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Brightness, contrast, saturation and hue, applied to each image with probability jitter_p.
+
+        Draws nothing extra for the paper's recipes (jitter_p = 1, hue = 0), so their random
+        streams, and the runs seeded with them, stay as they were.
+        """
+        cfg, n = self.cfg, x.shape[0]
+        jittered = x
+        if cfg.color_jitter > 0:
+            lo, hi = max(0.0, 1 - cfg.color_jitter), 1 + cfg.color_jitter
+            f = lo + (hi - lo) * torch.rand(3, n, generator=generator)
+            jittered = color_jitter(jittered, *f.to(x.device))
+        if cfg.hue > 0 and x.shape[1] == 3:
+            shift = (torch.rand(n, generator=generator) * 2 - 1) * cfg.hue
+            jittered = adjust_hue(jittered, shift.to(x.device))
+        if cfg.jitter_p >= 1:
+            return jittered
+        apply = (torch.rand(n, generator=generator) < cfg.jitter_p).to(x.device)
+        return torch.where(apply[:, None, None, None], jittered, x)
+
+
+def photometric_extras(x: torch.Tensor, cfg: DataConfig, generator: torch.Generator, view: int = 0) -> torch.Tensor:
+    """Random greyscale, Gaussian blur and solarization of a float batch on [0, 1] (SimCLR, BYOL).
+
+    Each is drawn (and costs anything) only when its probability is above zero; blur and
+    solarization take the probability of `view`, as BYOL's asymmetric views do.
+    """
+    n = x.shape[0]
+    if cfg.grayscale_p > 0 and x.shape[1] == 3:
+        grey = (torch.rand(n, generator=generator) < cfg.grayscale_p).to(x.device)
+        x = torch.where(grey[:, None, None, None], to_grayscale(x), x)
+    blur_p = cfg.view_p("blur_p", view)
+    if blur_p > 0:
+        chosen = torch.rand(n, generator=generator) < blur_p
+        sigma = 0.1 + 1.9 * torch.rand(n, generator=generator)  # SimCLR: sigma in [0.1, 2.0]
+        index = chosen.nonzero()[:, 0]
+        if len(index):
+            # kernel: about 10% of the image side and odd, as SimCLR's; at least 3 taps
+            kernel = max(3, int(0.1 * min(x.shape[2:])) // 2 * 2 + 1)
+            x = x.clone()
+            x[index.to(x.device)] = gaussian_blur(x[index.to(x.device)], sigma[index], kernel)
+    solarize_p = cfg.view_p("solarize_p", view)
+    if solarize_p > 0:
+        flip = (torch.rand(n, generator=generator) < solarize_p).to(x.device)
+        x = torch.where(flip[:, None, None, None], solarize(x), x)
+    return x
 
 
 def finish(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, out_channels: int) -> torch.Tensor:

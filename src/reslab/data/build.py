@@ -164,7 +164,7 @@ def build_data(
     device = torch.device(device)
     if not 0 <= rank < world_size:
         raise ReslabError(f"rank {rank} is outside world_size {world_size}")
-    source = open_source(cfg.path, cfg.format)
+    source = open_source(cfg.path, cfg.format, labelled=cfg.labelled)
     train, evaluation, eval_name = select_splits(source, cfg)
     for name, split in (("train", train), (eval_name, evaluation)):
         if split is not None:

@@ -32,6 +32,13 @@ class DataConfig:
     color_jitter: float = 0.0  # brightness/contrast/saturation factors drawn in [1 - x, 1 + x]
     pca_lighting: float = 0.0  # AlexNet PCA colour augmentation std (0.1 in AlexNet and the ResNet paper)
     random_erasing: float = 0.0  # probability per image of erasing one random rectangle (Zhong et al. 2017; 0.25 in DeiT)
+    hue: float = 0.0  # hue rotation drawn in [-hue, hue] turns (torchvision ColorJitter's hue; SimCLR: 0.1)
+    jitter_p: float = 1.0  # probability that an image gets colour jitter (color_jitter, hue); SimCLR: 0.8
+    grayscale_p: float = 0.0  # probability that an image is turned grey (3 channels kept); SimCLR: 0.2
+    blur_p: tuple[float, ...] = (0.0,)  # Gaussian blur probability, one value or one per view (BYOL: [1.0, 0.1])
+    solarize_p: tuple[float, ...] = (0.0,)  # solarization probability, one value or one per view (BYOL: [0.0, 0.2])
+    views: int = 1  # 2: two independent augmentations of every image (self-supervised methods)
+    labelled: bool = True  # false: a folder's images at any depth, class folders or not, as one class (self-supervised)
     mean: tuple[float, ...] = ()  # () = per-channel mean of the training set when in memory, else ImageNet's
     std: tuple[float, ...] = ()
     channels: int = 3  # 1 for grayscale models; grayscale data is replicated to 3 channels when channels=3
@@ -45,10 +52,11 @@ class DataConfig:
 
     def __post_init__(self):
         # TOML gives lists; the dataclass is frozen and hashable, so store tuples.
-        for name in ("mean", "std", "rrc_scale", "rrc_ratio"):
+        for name in ("mean", "std", "rrc_scale", "rrc_ratio", "blur_p", "solarize_p"):
             value = getattr(self, name)
-            if isinstance(value, list):
-                object.__setattr__(self, name, tuple(float(v) for v in value))
+            if isinstance(value, (list, int, float)):
+                values = value if isinstance(value, list) else [value]
+                object.__setattr__(self, name, tuple(float(v) for v in values))
         if isinstance(self.in_memory, bool):
             object.__setattr__(self, "in_memory", "yes" if self.in_memory else "no")
         _check_choice("format", self.format, FORMATS)
@@ -79,12 +87,29 @@ class DataConfig:
                 raise ReslabError(f"data.{name} has {len(value)} values; give {self.channels} (one per channel) or none")
         if not 0.0 <= self.random_erasing <= 1.0:
             raise ReslabError(f"data.random_erasing is a probability in [0, 1], got {self.random_erasing}; DeiT uses 0.25")
+        if self.views not in (1, 2):
+            raise ReslabError(f"data.views must be 1 or 2 (two views for self-supervised methods), got {self.views}")
+        for name in ("jitter_p", "grayscale_p", *(("blur_p", "solarize_p"))):
+            values = getattr(self, name)
+            values = values if isinstance(values, tuple) else (values,)
+            if not values or any(not 0.0 <= v <= 1.0 for v in values):
+                raise ReslabError(f"data.{name} must be probabilities in [0, 1], got {getattr(self, name)}")
+        for name in ("blur_p", "solarize_p"):
+            if len(getattr(self, name)) not in (1, self.views):
+                raise ReslabError(f"data.{name} has {len(getattr(self, name))} values; give one, or one per view ({self.views})")
+        if not 0.0 <= self.hue <= 0.5:
+            raise ReslabError(f"data.hue must be in [0, 0.5] turns of the colour wheel, got {self.hue}; SimCLR uses 0.1")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ReslabError(f"data.max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
 
     @property
     def resolved_eval_resize(self) -> int:
         return self.eval_resize or self.image_size
+
+    def view_p(self, name: str, view: int) -> float:
+        """A per-view probability (blur_p, solarize_p): its value for `view`, or the one value for all."""
+        values = getattr(self, name)
+        return values[view] if len(values) > 1 else values[0]
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataConfig":

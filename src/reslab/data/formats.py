@@ -64,8 +64,12 @@ class Source:
     splits: dict[str, Split]
 
 
-def open_source(path: str | os.PathLike, format: str = "auto") -> Source:
-    """Read the dataset at `path` in `format` (auto-detected by default)."""
+def open_source(path: str | os.PathLike, format: str = "auto", labelled: bool = True) -> Source:
+    """Read the dataset at `path` in `format` (auto-detected by default).
+
+    labelled=False (self-supervised training): a folder's images are read wherever they sit under
+    it, with or without class folders, all in one class; other formats keep their labels, unused.
+    """
     if not str(path):
         raise ReslabError("no data path given; set data.path (or --data) to an image folder, CIFAR or MNIST folder, or CSV")
     path = Path(path).expanduser()
@@ -75,6 +79,8 @@ def open_source(path: str | os.PathLike, format: str = "auto") -> Source:
     readers = {"folder": read_folder, "cifar": read_cifar, "mnist": read_mnist, "csv": read_csv}
     if fmt not in readers:
         raise ReslabError(f"unknown data format '{fmt}'; use one of auto, {', '.join(readers)}")
+    if fmt == "folder" and not labelled:
+        return read_unlabelled_folder(path)
     return readers[fmt](path)
 
 
@@ -105,6 +111,35 @@ def read_folder(root: Path) -> Source:
         raise ReslabError(f"{split_dirs['train']} holds no class folders; expected <class>/<image> files inside it")
     splits = {name: _scan_split(d, classes) for name, d in split_dirs.items()}
     return Source("folder", root, classes, splits)
+
+
+UNLABELLED = "(unlabelled)"  # the one class of an unlabelled folder
+
+
+def read_unlabelled_folder(root: Path) -> Source:
+    """Every image under `root` (or under each of its train/, val/, test/), at any depth, as one class."""
+    split_dirs = {name: root / name for name in SPLIT_NAMES if (root / name).is_dir()}
+    if split_dirs and "train" not in split_dirs:
+        raise ReslabError(f"{root} has {', '.join(split_dirs)}/ but no train/ folder; add train/ images or point at the images' folder")
+    split_dirs = split_dirs or {"train": root}
+    splits = {}
+    for name, d in split_dirs.items():
+        files = _image_files(d)
+        if not files:
+            raise ReslabError(f"{d} holds no image files (.jpg, .png, ...) at any depth; add images or fix data.path")
+        splits[name] = FileSplit(tuple(files), np.zeros(len(files), dtype=np.int64))
+    return Source("folder", root, [UNLABELLED], splits)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files under `folder` at any depth (hidden ones left out), in a stable sorted order."""
+    return [
+        Path(dirpath) / f
+        for dirpath, dirs, filenames in sorted(os.walk(folder, followlinks=True))
+        if not any(part.startswith(".") for part in Path(dirpath).relative_to(folder).parts)
+        for f in sorted(filenames)
+        if is_image_file(f) and not f.startswith(".")
+    ]
 
 
 def _scan_split(split_dir: Path, classes: list[str]) -> FileSplit:

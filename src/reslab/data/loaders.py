@@ -237,6 +237,8 @@ class FileTrainLoader:
         self.sampler.set(epoch, start_batch)
         for batch in _iterate(self.loader):
             x, y = _checked(batch, self.bad_log)
+            if x.dim() == 5:  # (B, views, C, H, W) -> (views * B, C, H, W): first views, then second views
+                x = x.transpose(0, 1).flatten(0, 1)
             yield _to_device(x, y, self.device, self.channels_last)
 
 

@@ -136,6 +136,63 @@ def color_jitter(x: torch.Tensor, brightness, contrast, saturation) -> torch.Ten
     return x
 
 
+def adjust_hue(x: torch.Tensor, shift) -> torch.Tensor:
+    """Rotate the hue by `shift` turns (in [-0.5, 0.5]) through HSV, as torchvision's adjust_hue.
+
+    x: RGB on [0, 1], (3, H, W) or (B, 3, H, W) with a (B,) shift.
+    """
+    r, g, b = x.unbind(dim=-3)
+    maxc, _ = x.max(dim=-3)
+    minc, _ = x.min(dim=-3)
+    v = maxc
+    delta = maxc - minc
+    s = delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    shift = torch.as_tensor(shift, dtype=x.dtype, device=x.device)
+    h = (h + (shift.reshape(-1, 1, 1) if x.dim() == 4 else shift)) % 1.0
+    # HSV -> RGB: the six sectors of the colour wheel
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    i = i.long() % 6
+    choices = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    out = [torch.zeros_like(v) for _ in range(3)]
+    for sector, rgb in enumerate(choices):
+        mask = i == sector
+        for c in range(3):
+            out[c] = torch.where(mask, rgb[c], out[c])
+    return torch.stack(out, dim=-3)
+
+
+def to_grayscale(x: torch.Tensor) -> torch.Tensor:
+    """Luma replicated over the channels (torchvision's RandomGrayscale keeps 3 channels)."""
+    return _grey(x).expand_as(x).contiguous()
+
+
+def solarize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Invert the pixels at or above `threshold` (x on [0, 1]), as BYOL's augmentation."""
+    return torch.where(x >= threshold, 1.0 - x, x)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Blur each image of a batch (B, C, H, W) with its own sigma (B,): a separable grouped
+    convolution with reflected borders, as torchvision's GaussianBlur."""
+    b, c, h, w = x.shape
+    radius = kernel_size // 2
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (offsets[None] / sigma.to(x.device, x.dtype)[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (B*C, k)
+    flat = x.reshape(1, b * c, h, w)
+    flat = torch.nn.functional.pad(flat, (radius, radius, 0, 0), mode="reflect")
+    flat = torch.nn.functional.conv2d(flat, kernel[:, None, None, :], groups=b * c)
+    flat = torch.nn.functional.pad(flat, (0, 0, radius, radius), mode="reflect")
+    flat = torch.nn.functional.conv2d(flat, kernel[:, None, :, None], groups=b * c)
+    return flat.view(b, c, h, w)
+
+
 def pca_lighting(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """AlexNet's PCA colour augmentation: add eigvec @ (alpha * eigval) to every pixel.
 
@@ -203,6 +260,12 @@ class FileTrainTransform:
         self.mode = "L" if cfg.channels == 1 else "RGB"
 
     def __call__(self, path: Path, rng: np.random.Generator) -> torch.Tensor:
+        """(C, H, W); with `views = 2`, (2, C, H, W): two independent augmentations of the file."""
+        if self.cfg.views == 1:
+            return self._view(path, rng, 0)
+        return torch.stack([self._view(path, rng, view) for view in range(self.cfg.views)])
+
+    def _view(self, path: Path, rng: np.random.Generator, view: int) -> torch.Tensor:
         cfg, size = self.cfg, self.cfg.image_size
         if cfg.augment == "imagenet_paper":
             side = int(rng.integers(cfg.scale_min, cfg.scale_max + 1))
@@ -230,11 +293,21 @@ class FileTrainTransform:
         if cfg.hflip and cfg.augment != "none":
             img = random_hflip(img, rng)
         x = to_tensor(img)
-        if cfg.color_jitter > 0:
-            lo, hi = max(0.0, 1 - cfg.color_jitter), 1 + cfg.color_jitter
-            x = color_jitter(x, *rng.uniform(lo, hi, size=3))
+        if cfg.color_jitter > 0 or cfg.hue > 0:
+            jittered = x
+            if cfg.color_jitter > 0:
+                lo, hi = max(0.0, 1 - cfg.color_jitter), 1 + cfg.color_jitter
+                jittered = color_jitter(jittered, *rng.uniform(lo, hi, size=3))
+            if cfg.hue > 0 and x.shape[0] == 3:
+                jittered = adjust_hue(jittered, rng.uniform(-cfg.hue, cfg.hue))
+            x = jittered if cfg.jitter_p >= 1 or rng.random() < cfg.jitter_p else x
         if cfg.pca_lighting > 0 and x.shape[0] == 3:
             x = pca_lighting(x, torch.from_numpy(rng.normal(0.0, cfg.pca_lighting, size=3)))
+        if cfg.grayscale_p > 0 or max(cfg.blur_p) > 0 or max(cfg.solarize_p) > 0:
+            from .batch_augment import photometric_extras  # the batched path's code, on a batch of one
+
+            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            x = photometric_extras(x[None], cfg, generator, view)[0]
         x = normalize(x, self.mean, self.std)
         if cfg.random_erasing > 0:
             x = random_erasing(x, torch.from_numpy(rng.random(5)), cfg.random_erasing)
