@@ -184,3 +184,35 @@ def conv_vs_attention(
             raise ReslabError(f"--per-class {per_class}: CIFAR-10 has 5,000 training images per class")
     summary = run_conv_vs_attention(setup, budget, sizes)
     _report(out, "conv_vs_attention.png", summary["verdict"])
+
+
+@experiment_app.command("tricks")
+def tricks(
+    data: Annotated[Optional[Path], typer.Option(help=DATA_HELP + " For the augmentation, label-smoothing, warm-up and optimiser lessons.")] = None,
+    fashion_mnist: Annotated[Optional[Path], typer.Option("--fashion-mnist", help="Fashion-MNIST IDX folder, for the dropout and early-stopping lessons.")] = None,
+    out: Out = Path("experiments/tricks"),
+    quick: Annotated[bool, typer.Option("--quick", help="CPU minutes (under 10 on 2 cores): small subsets, few epochs. Without it: a GPU preset.")] = False,
+    seeds: Seeds = "0",
+    lessons: Annotated[str, typer.Option(help="Lessons to run, comma-separated.")] = "dropout,early_stopping,augmentation,label_smoothing,warmup,optimisers",
+    set_: Overrides = None,
+    device: Device = "auto",
+) -> None:
+    """The course's training lessons: dropout, early stopping, augmentation, label smoothing, warm-up, optimisers."""
+    from ..console import say, wrote
+    from ..experiments.common import parse_seeds
+    from ..experiments.tricks import FASHION_LESSONS, FULL_TRICKS, QUICK_TRICKS, parse_lessons, run_tricks
+
+    chosen = parse_lessons(lessons)
+    needs_fashion = any(lesson in FASHION_LESSONS for lesson in chosen)
+    needs_cifar = any(lesson not in FASHION_LESSONS for lesson in chosen)
+    for path, needed, what in ((data, needs_cifar, "--data (CIFAR-10)"), (fashion_mnist, needs_fashion, "--fashion-mnist")):
+        if needed and path is None:
+            raise ReslabError(f"{what} is required by the lessons {', '.join(chosen)}; give it, or leave those lessons out with --lessons")
+        if needed and not path.exists():
+            raise ReslabError(f"{what} {path} does not exist; give the dataset folder")
+    summary = run_tricks(out, cifar=str(data) if needs_cifar else None, fashion=str(fashion_mnist) if needs_fashion else None,
+                         preset=QUICK_TRICKS if quick else FULL_TRICKS, seeds=parse_seeds(seeds), extra=tuple(set_ or ()),
+                         device=device, lessons=chosen)  # fmt: skip
+    for line in summary["verdict"]:
+        say(line)
+    wrote(*[Path(v["figure"]) for v in summary["lessons"].values()], out / "results.md", out / "results.json")

@@ -6,8 +6,8 @@
         ...
 """
 
-from .build import Data, build_data
+from .build import Data, build_data, build_eval_loader
 from .config import DataConfig
 from .formats import Source, open_source
 
-__all__ = ["Data", "DataConfig", "Source", "build_data", "open_source"]
+__all__ = ["Data", "DataConfig", "Source", "build_data", "build_eval_loader", "open_source"]

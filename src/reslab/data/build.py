@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -224,6 +224,48 @@ def build_data(
         "decoded in memory" if in_memory else f"decoded on the fly by {workers} worker(s)",
     )  # fmt: skip
     return data
+
+
+def build_eval_loader(
+    cfg: DataConfig,
+    split: str,
+    batch_size: int,
+    *,
+    mean=None,
+    std=None,
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[object, list[str]]:
+    """An unaugmented, fixed-order loader over one split, and the class names.
+
+    split: "train" (after the hold-out and limit_per_class, as training sees it), "val", "test" or
+    "holdout". mean, std: the normalisation a model was trained with (default: as build_data picks
+    it). Frozen-feature evaluations use it: a kNN bank of the training images, a linear probe.
+    """
+    device = torch.device(device)
+    source = open_source(cfg.path, cfg.format, labelled=cfg.labelled)
+    if split == "train":
+        chosen = select_splits(source, replace(cfg, eval_split="none"))[0]
+    else:
+        _train, chosen, _name = select_splits(source, replace(cfg, eval_split=split))
+    bad_log = BadFileLog(len(chosen), cfg.max_bad_fraction, str(source.root))
+    in_memory = _decide_in_memory(cfg, chosen)
+    if in_memory:
+        chosen = _to_array(chosen, cfg, bad_log, split)
+        if mean is None or std is None:
+            m, sd = _channel_stats(chosen.images)
+            mean, std = mean or m, std or sd
+        stored = chosen.images.shape[1]
+        loader = InMemoryEvalLoader(chosen, batch_size, _fit(mean, stored), _fit(std, stored), cfg.channels, rank=rank,
+                                    world_size=world_size, device=device, channels_last=channels_last)  # fmt: skip
+    else:
+        mean = _fit(mean or cfg.mean or IMAGENET_MEAN, cfg.channels)
+        std = _fit(std or cfg.std or IMAGENET_STD, cfg.channels)
+        loader = FileEvalLoader(chosen, batch_size, FileEvalTransform(cfg, mean, std), bad_log, rank=rank, world_size=world_size,
+                                workers=resolve_workers(cfg.workers), device=device, channels_last=channels_last)  # fmt: skip
+    return loader, list(source.classes)
 
 
 def _fit(values, channels: int) -> tuple[float, ...]:

@@ -6,6 +6,7 @@ from . import (  # noqa: F401
     efficientnet,
     googlenet,
     inception,
+    mini_alexnet,
     mobilenetv2,
     preact_resnet,
     resnet,
