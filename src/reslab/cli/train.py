@@ -10,7 +10,7 @@ import typer
 
 from ..errors import ReslabError
 from .app import TRAINING, alias, app
-from .options import BatchSize, Device, JsonOutput, Overrides, RunPath
+from .options import BatchSize, Device, JsonOutput, Overrides, RunPath, Weights
 
 
 class EvalSplit(StrEnum):
@@ -108,3 +108,32 @@ def eval_classifier(
 
 
 alias(app, "eval", eval_classifier, "eval-classifier")
+
+
+@app.command("eval-ssl", rich_help_panel=TRAINING)
+def eval_ssl(
+    source: Annotated[str, typer.Argument(help="A run folder or checkpoint (self-supervised or not), or a zoo model name.")],
+    data: Annotated[str, typer.Option("--data", help="A labelled dataset: class folders (with train/ and test/ or val/), CIFAR batches, IDX.")],
+    weights: Weights = None,
+    split: Annotated[str, typer.Option(help="Split to classify: auto (test, else val, else leave-one-out), test, val or none.")] = "auto",
+    k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Neighbours that vote (the protocol's k).")] = 200,
+    temperature: Annotated[float, typer.Option(help="kNN vote weight exp(similarity / T).")] = 0.1,
+    limit_per_class: Annotated[int, typer.Option(help="At most this many bank (training) images per class; 0 = all.")] = 0,
+    probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Also fit a linear probe (logistic regression) on the frozen features.")] = True,
+    batch_size: BatchSize = 256,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for metrics.json (default: RUN/eval-ssl for a run folder).")] = None,
+    device: Device = "auto",
+    as_json: JsonOutput = False,
+) -> None:
+    """Frozen-feature quality: weighted kNN accuracy (k=200, T=0.1) and a linear probe on labelled data."""
+    from ..console import print_json, say
+    from ..ssl.evaluate import evaluate_features
+
+    result = evaluate_features(source, data, weights=weights, split=split, k=k, temperature=temperature,
+                               limit_per_class=limit_per_class, batch_size=batch_size, probe=probe, device=device, out=out)  # fmt: skip
+    if as_json:
+        print_json(result)
+        return
+    probe_text = f"  linear probe top-1 {result['probe_top1']:.2f}%" if "probe_top1" in result else ""
+    say(f"kNN (k={k}, T={temperature:g}) top-1 {result['knn_top1']:.2f}%  top-5 {result['knn_top5']:.2f}%{probe_text}  "
+        f"({result['count']} images; {result['protocol']}; {result['dim']}-d features of {result['encoder']})", markup=False)

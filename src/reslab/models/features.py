@@ -63,3 +63,16 @@ def feature_maps(model: nn.Module, x: torch.Tensor, names: list[str] | None = No
     if missing:
         raise RuntimeError(f"feature maps {missing} of {type(model).__name__} were not produced by forward_features")
     return {name: captured[name] for name in modules}
+
+
+def remove_classifier(model: nn.Module) -> nn.Module:
+    """Replace the model's classifier by an identity, in place: `model(x)` then returns the pooled
+    features (B, num_features), and the state dict is the zoo's minus the classifier's keys."""
+    classifier = model.get_classifier()
+    for path, module in model.named_modules():
+        if module is classifier and path:
+            parent, _, attr = path.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attr, nn.Identity())
+            model.num_features = classifier.in_features
+            return model
+    raise ReslabError(f"cannot find the classifier of {type(model).__name__} to remove it")

@@ -20,8 +20,9 @@ KNN_TEMPERATURE = 0.1
 
 @torch.no_grad()
 def embed_loader(model: nn.Module, loader, device: torch.device | str = "cpu", amp: str = "off",
-                 channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(features (N, D) float32 L2-normalised, labels (N,)) on the CPU: `model(x)` of every batch, in eval mode."""
+                 channels_last: bool = False, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(features (N, D) float32, labels (N,)) on the CPU: `model(x)` of every batch, in eval mode,
+    L2-normalised unless `normalize` is False (a linear probe standardises them itself)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -33,7 +34,8 @@ def embed_loader(model: nn.Module, loader, device: torch.device | str = "cpu", a
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast(device, amp):
                 out = model(images)
-            feats.append(F.normalize(out.float(), dim=1).cpu())
+            out = out.float()
+            feats.append((F.normalize(out, dim=1) if normalize else out).cpu())
             labels.append(target.cpu())
     finally:
         model.train(was_training)
@@ -79,3 +81,14 @@ def knn_accuracy(query: torch.Tensor, query_labels: torch.Tensor, bank: torch.Te
     n = max(len(query_labels), 1)
     return {"knn_top1": 100.0 * hit[:, 0].sum().item() / n, "knn_top5": 100.0 * hit.any(dim=1).sum().item() / n,
             "count": len(query_labels)}
+
+
+class PooledFeatures(nn.Module):
+    """A zoo model's pooled pre-classifier features as its output, whether or not it has a classifier."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)

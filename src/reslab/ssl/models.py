@@ -18,32 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ReslabError
 from .losses import byol_loss, gather_no_grad, info_nce_queue, nt_xent
 
 METHODS = ("simclr", "moco", "byol")
 
 
-def backbone(name: str, **options) -> nn.Module:
+def backbone(name: str, weights: str | None = None, **options) -> nn.Module:
     """A zoo model without its classifier; `.num_features` is the width of its pooled features."""
     from ..models import create_model
+    from ..models.features import remove_classifier
 
-    model = create_model(name, **options)
-    strip_classifier(model)
-    return model
-
-
-def strip_classifier(model: nn.Module) -> None:
-    """Replace the model's classifier by an identity (in place): its forward then returns pooled features."""
-    classifier = model.get_classifier()
-    for path, module in model.named_modules():
-        if module is classifier and path:
-            parent, _, attr = path.rpartition(".")
-            holder = model.get_submodule(parent) if parent else model
-            setattr(holder, attr, nn.Identity())
-            model.num_features = classifier.in_features
-            return
-    raise ReslabError(f"cannot find the classifier of {type(model).__name__} to remove it")
+    return remove_classifier(create_model(name, weights=weights, **options))
 
 
 def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

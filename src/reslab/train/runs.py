@@ -83,10 +83,17 @@ def export_safetensors(path: Path, model: torch.nn.Module, config: dict, classes
     atomic_save_safetensors(model.state_dict(), path, metadata=metadata)
 
 
+def is_self_supervised(config: dict) -> bool:
+    """Whether a run's resolved config trained a self-supervised backbone (no classifier)."""
+    return bool(config.get("ssl", {}).get("method"))
+
+
 def load_run_model(path: str | Path, device: str | torch.device = "cpu", which: str = "last"):
     """A trained model from a run directory, a `.pt` checkpoint or a `model.safetensors`.
 
     Returns (model in eval mode, config dict, classes, EvalPreprocess matching the run's data).
+    A self-supervised run gives its backbone without classifier (`model(x)` is the pooled
+    features) and no classes.
     For a run directory: model.safetensors when present, else checkpoints/<which>.pt
     (which = last | best | best_ema).
     """
@@ -124,7 +131,17 @@ def load_run_model(path: str | Path, device: str | torch.device = "cpu", which: 
         config, classes, state = ckpt["config"], ckpt["classes"], ckpt["model"]
         stats = (ckpt["data_mean"], ckpt["data_std"])
     m = config["model"]
-    model = create_model(m["name"], num_classes=m.get("num_classes") or len(classes), **m.get("options", {}))
+    if is_self_supervised(config):
+        # a backbone without classifier: its pooled features are what it learnt; checkpoints hold the
+        # whole training module (projection heads, teacher), of which only `backbone.*` is kept here
+        from ..models.features import remove_classifier
+
+        model = remove_classifier(create_model(m["name"], **m.get("options", {})))
+        if any(k.startswith("backbone.") for k in state):
+            state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        classes = []
+    else:
+        model = create_model(m["name"], num_classes=m.get("num_classes") or len(classes), **m.get("options", {}))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
