@@ -36,6 +36,13 @@ RESUME_KEYS = [
     ("data", "image_size"),
     ("data", "channels"),
     ("data", "limit_per_class"),
+    ("data", "views"),
+    ("data", "labelled"),
+    ("ssl", "method"),
+    ("ssl", "proj_hidden"),
+    ("ssl", "proj_dim"),
+    ("ssl", "pred_hidden"),
+    ("ssl", "queue_size"),
 ]
 
 

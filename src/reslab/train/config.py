@@ -149,6 +149,41 @@ class FinetuneConfig:
     max_batch_size: int = 32  # auto: the batch is the largest power of two <= this and <= a quarter of the training set
 
 
+SSL_METHODS = ("simclr", "moco", "byol")
+
+
+@dataclass(frozen=True)
+class SSLConfig:
+    """Self-supervised pre-training (the ssl_* recipes); see reslab/ssl. Labels of the data are ignored."""
+
+    method: str = ""  # "" = supervised training; simclr | moco | byol
+    proj_hidden: int = 512  # projection head: Linear-BN-ReLU-Linear, this many hidden units
+    proj_dim: int = 128  # projection output (the loss's embedding)
+    pred_hidden: int = 512  # byol: the predictor's hidden units
+    temperature: float = 0.5  # simclr's NT-Xent (0.5 in SimCLR's CIFAR runs); moco's InfoNCE (0.2 in MoCo v2)
+    momentum: float = 0.99  # moco, byol: teacher = momentum * teacher + (1 - momentum) * student, per step
+    momentum_schedule: str = "cosine"  # cosine: from `momentum` to 1 over training (BYOL) | constant (MoCo)
+    queue_size: int = 4096  # moco: negatives kept from earlier batches
+    key_splits: int = 8  # moco: the teacher sees the shuffled batch in this many parts (shuffling BN on one device)
+    knn_data: str = ""  # a labelled dataset for the per-epoch kNN monitor ("" = none)
+    knn_k: int = 200  # the monitor's neighbours (Wu et al. 2018's protocol)
+    knn_temperature: float = 0.1
+    knn_every: int = 1  # epochs between kNN evaluations (the last epoch is always evaluated)
+    knn_limit_per_class: int = 0  # at most this many bank images per class (0 = the whole training split)
+
+    def __post_init__(self):
+        if self.method not in ("", *SSL_METHODS):
+            raise ReslabError(f"ssl.method is '{self.method}'; choose one of {', '.join(SSL_METHODS)} (or \"\" for supervised)")
+        if self.momentum_schedule not in ("cosine", "constant"):
+            raise ReslabError(f"ssl.momentum_schedule is '{self.momentum_schedule}'; choose cosine or constant")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ReslabError(f"ssl.momentum must be in [0, 1), got {self.momentum}; BYOL uses 0.99 to 0.996")
+        if self.temperature <= 0 or self.knn_temperature <= 0:
+            raise ReslabError("ssl.temperature and ssl.knn_temperature must be > 0 (e.g. 0.5 and 0.1)")
+        if min(self.proj_hidden, self.proj_dim, self.pred_hidden, self.queue_size, self.key_splits, self.knn_k) < 1:
+            raise ReslabError("ssl sizes (proj_hidden, proj_dim, pred_hidden, queue_size, key_splits, knn_k) must be >= 1")
+
+
 @dataclass(frozen=True)
 class RunSection:
     name: str = ""  # run directory name ("" = <model>-<date>-<time>)
@@ -166,6 +201,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainSection = field(default_factory=TrainSection)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    ssl: SSLConfig = field(default_factory=SSLConfig)
     run: RunSection = field(default_factory=RunSection)
 
     def to_dict(self) -> dict:
