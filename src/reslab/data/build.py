@@ -113,10 +113,14 @@ def _decide_in_memory(cfg: DataConfig, train) -> bool:
         return cfg.in_memory == "yes"
     if cfg.augment == "imagenet_paper":
         return False
+    decoded_gb = len(train) * cfg.channels * cfg.image_size**2 / 1e9
+    if cfg.views > 1:
+        # several views of every image per step: decoding each file once into memory (at image_size)
+        # and cropping the views there beats decoding every file twice per epoch
+        return decoded_gb <= cfg.max_in_memory_gb
     hw = small_equal_images(train.paths)
     if hw is None:
         return False
-    decoded_gb = len(train) * cfg.channels * cfg.image_size**2 / 1e9
     return decoded_gb <= cfg.max_in_memory_gb
 
 

@@ -79,7 +79,10 @@ def _looks_like_path(source: str) -> bool:
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The state dict in a checkpoint file, prefixes stripped; ReslabError if it is not one."""
     if path.is_dir():
-        raise ReslabError(f"{path} is a folder; pass the checkpoint file inside it (.pth, .pt or .safetensors)")
+        if (path / "model.safetensors").is_file():  # a run folder: its exported weights
+            path = path / "model.safetensors"
+        else:
+            raise ReslabError(f"{path} is a folder; pass the checkpoint file inside it (.pth, .pt or .safetensors)")
     if not path.is_file():
         raise ReslabError(f"checkpoint file {path} does not exist; check the path")
     try:
@@ -217,6 +220,13 @@ def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], sourc
         }
     )
     body_mismatched = [k for k in mismatched if k.rsplit(".", 1)[0] not in reinit]
+    # a backbone saved without its classifier (a self-supervised run's export): every key of a
+    # head missing and nothing else; the head keeps its fresh initialisation
+    headless = sorted({k.rsplit(".", 1)[0] for k in missing if k.rsplit(".", 1)[0] in heads})
+    if headless and all(k.rsplit(".", 1)[0] in headless for k in missing):
+        missing = []
+    else:
+        headless = []
     if missing or unexpected or body_mismatched:
         problems = _describe(missing, unexpected, body_mismatched, state, expected)
         raise ReslabError(
@@ -237,7 +247,10 @@ def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], sourc
             "kept the backbone and re-initialised '%s' for fine-tuning",
             source, file_classes, path, name, module.out_features, path,
         )
-    report = LoadReport(source=source, loaded=len(to_load), reinitialized=tuple(reinit))
+    for path in headless:
+        log.warning("%s has no '%s' (a backbone without classifier, e.g. self-supervised): "
+                    "loaded the backbone; '%s' starts from its random initialisation", source, path, path)
+    report = LoadReport(source=source, loaded=len(to_load), reinitialized=tuple(reinit + headless))
     log.info("%s: %s", name, report)
     return report
 

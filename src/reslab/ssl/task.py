@@ -37,6 +37,9 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.data.views != 2:
         raise ReslabError(f"ssl.method={cfg.ssl.method} compares two views of each image; set data.views = 2 "
                           "(the ssl_* recipes do)")  # fmt: skip
+    if cfg.data.eval_split != "none":
+        raise ReslabError("self-supervised training has no classifier to evaluate on data.eval_split; set "
+                          "data.eval_split = none and name a labelled set in ssl.knn_data for the kNN monitor")  # fmt: skip
     t = cfg.train
     if t.mixup_alpha > 0 or t.cutmix_alpha > 0 or t.label_smoothing > 0:
         raise ReslabError("mixup, cutmix and label smoothing act on labels, which self-supervised training ignores; "
@@ -47,6 +50,7 @@ def check_config(cfg: TrainConfig) -> None:
 
 class SelfSupervisedTask:
     kind = "self-supervised"
+    reports_accuracy = False
 
     def __init__(self, cfg: TrainConfig):
         check_config(cfg)
@@ -56,8 +60,8 @@ class SelfSupervisedTask:
     def build_model(self, num_classes: int) -> nn.Module:
         return build_ssl_model(self.cfg)
 
-    def step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> dict:
-        return model(images, generator)
+    def step(self, ctx, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> dict:
+        return ctx.train_model(images, generator)
 
     def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
         if hasattr(model, "update_teacher"):

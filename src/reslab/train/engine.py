@@ -36,9 +36,9 @@ from .distributed import DistInfo, all_reduce_sum, average_buffers, barrier, bro
 from .ema import ModelEma
 from .evaluate import autocast, evaluate
 from .logging import Progress, TensorBoard, write_metrics
-from .losses import classification_loss, main_logits
 from .optim import build_optimizer, set_lr
 from .runs import base_meta, export_safetensors, new_run_dir, preprocess_for, write_meta
+from .task import task_for
 from .schedule import LRSchedule, scaled_lr
 
 log = logging.getLogger(__name__)
@@ -141,17 +141,21 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 
 
 
-def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_step=None) -> History:
+def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_step=None, task=None) -> History:
     """Train as `config` says; returns the metric history, the run directory and the best metric.
 
     data: a `reslab.data.Data` (default: `build_data(config.data, ...)`).
     resume: a run directory or a checkpoint to continue from (the config must be compatible).
     on_step: optional `fn(step, loss)` called after every optimizer step (custom logging, benchmarks).
+    task: what is trained (`reslab.train.task`); default `task_for(config)`: classification, or
+        self-supervised pre-training when the config's [ssl] section names a method.
 
     The steps, in order: where to run (`setup_runtime`), the data (fitted to it when fine-tuning),
     the checkpoint to resume from, the model, its head and optimizer (`build_training`), the run
     folder (`open_run`), the loop and what a finished run leaves behind (`train_until_done`, `finish`).
     """
+    if task is None:
+        task = task_for(config)  # first: a task checks its config before any data is read
     info, device, amp = setup_runtime(config)
     adapted = {}
     if data is None:
@@ -159,7 +163,7 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
         data = build_training_data(config, info, device)
     cfg = replace(config, model={"num_classes": config.model.num_classes or len(data.classes)})
     resume_state = load_resume_state(resume, cfg)
-    ctx = build_training(cfg, info, device, amp, data, on_step, probe=resume_state is None)
+    ctx = build_training(cfg, info, device, amp, data, on_step, probe=resume_state is None, task=task)
     ctx.adapted = adapted
     if resume_state is not None:
         restore_training(ctx, resume_state, resume)
@@ -201,11 +205,14 @@ def load_resume_state(resume: str | Path | None, cfg: TrainConfig) -> dict | Non
 
 
 def build_training(cfg: TrainConfig, info: DistInfo, device: torch.device, amp: str, data, on_step,
-                   probe: bool = True) -> _Context:  # fmt: skip
+                   probe: bool = True, task=None) -> _Context:  # fmt: skip
     """The model (frozen stages, linear probe, EMA), the training length, optimizer, schedule and
-    scaler, in one context. probe=False skips the linear probe (a resumed run had it already)."""
+    scaler, in one context. probe=False skips the linear probe (a resumed run had it already).
+    task: what is trained (default: `task_for(cfg)`); it builds the model."""
+    task = task if task is not None else task_for(cfg)
+    task.cfg = cfg  # with the number of classes resolved
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank and every resume
-    model = build_model(cfg, cfg.model.num_classes).to(device)
+    model = task.build_model(cfg.model.num_classes).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if info.enabled and cfg.model.sync_bn:
@@ -231,7 +238,7 @@ def build_training(cfg: TrainConfig, info: DistInfo, device: torch.device, amp: 
     return _Context(cfg, info, device, amp, data, model, wrap_for_training(model, cfg, info, device), optimizer,
                     schedule, scaler, ema, TrainState(), None, list(data.classes), total_steps, steps_per_epoch,
                     accum, preprocess, on_step, class_weights=weights, bn_frozen=transfer.bn_frozen(cfg, cfg.train.batch_size),
-                    global_batch=global_batch, base_lr=base_lr, probe=probe_result)  # fmt: skip
+                    global_batch=global_batch, base_lr=base_lr, probe=probe_result, task=task)  # fmt: skip
 
 
 def training_length(cfg: TrainConfig, batches_per_epoch: int, accum: int) -> tuple[int, int]:
@@ -357,7 +364,8 @@ def finish(ctx: "_Context", history: History, meta: dict) -> None:
     if ctx.info.is_main:
         with ctx.stop.critical():
             write_metrics(ctx.run_dir, state.rows)
-            export_safetensors(ctx.run_dir / "model.safetensors", ctx.model, cfg.to_dict(), ctx.classes, ctx.preprocess)
+            exported, exported_classes = ctx.task.export_model(ctx.model, ctx.classes)
+            export_safetensors(ctx.run_dir / "model.safetensors", exported, cfg.to_dict(), exported_classes, ctx.preprocess)
             write_meta(ctx.run_dir, {**meta, "status": "finished", "end_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                      "best_metric": state.best_metric, "best_epoch": state.best_epoch})
     ctx.stop.check()
@@ -425,6 +433,7 @@ class _Context:
     base_lr: float = 0.0  # optim.lr after the linear scaling rule
     probe: dict | None = None  # the linear probe's result (finetune.probe_steps > 0)
     adapted: dict = field(default_factory=dict)  # what finetune.auto fitted to the data
+    task: object = None  # what is trained: reslab.train.task (the model, the loss of a batch, the export)
 
     def checkpoint_state(self, rng: dict | None = None) -> dict:
         return {
@@ -454,23 +463,15 @@ def train_step(ctx: _Context, micro_batches: list) -> tuple[float, float, int]:
     t = cfg.train
     totals = torch.zeros(3, dtype=torch.float64)
     for i, (batch_index, images, labels) in enumerate(micro_batches):
-        targets = labels
-        if t.mixup_alpha > 0 or t.cutmix_alpha > 0:
-            from ..data.mix import mix_batch
-
-            gen = batch_generator(t.seed, state.epoch, batch_index, ctx.info.rank)
-            images, targets = mix_batch(images, labels, cfg.model.num_classes, t.mixup_alpha, t.cutmix_alpha, gen)
+        generator = batch_generator(t.seed, state.epoch, batch_index, ctx.info.rank)
         last = i == len(micro_batches) - 1
         sync = last or not ctx.info.enabled
         with ctx.train_model.no_sync() if not sync and hasattr(ctx.train_model, "no_sync") else contextlib.nullcontext():
             with autocast(ctx.device, ctx.amp):
-                outputs = ctx.train_model(images)
-            loss = classification_loss(
-                outputs, targets, t.label_smoothing, aux_loss_weight(t.aux_weight, ctx.model), ctx.class_weights
-            )
+                out = ctx.task.step(ctx, images, labels, generator)
+            loss = out["loss"]
             with torch.no_grad():
-                hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
-                correct = (main_logits(outputs).argmax(dim=1) == hard).sum()
+                correct = out.get("correct", torch.zeros((), device=loss.device))
                 local = torch.stack([loss.detach().double() * labels.shape[0], correct.double(),
                                      torch.tensor(float(labels.shape[0]), dtype=torch.float64, device=loss.device)])
                 reduced = all_reduce_sum(local, ctx.info).cpu()
@@ -533,6 +534,7 @@ def advance_one_step(ctx: _Context, micro: list, index: int, epoch_batches: int,
     state.epoch_sums = [sums[0] + loss_sum, sums[1] + correct, sums[2] + count]
     state.epoch_time = time.perf_counter() - t_start
     state.wall_time = time.perf_counter() - wall_start
+    ctx.task.after_step(ctx.model, state.step, ctx.total_steps)
     if ctx.ema is not None and state.step % cfg.train.ema_every == 0:
         ctx.ema.update(ctx.model)
     if cfg.schedule.warmup_until_error > 0 and state.step % ERROR_RULE_EVERY == 0:
@@ -573,8 +575,9 @@ def end_of_epoch(ctx: _Context, tb: TensorBoard) -> bool:
     with ctx.stop.critical() if ctx.info.enabled else contextlib.nullcontext():
         average_buffers(ctx.model, ctx.info)
         results = evaluate_epoch(ctx)
+        task_metrics = ctx.task.epoch_metrics(ctx)  # e.g. a self-supervised run's kNN monitor
     with ctx.stop.critical():
-        stop = record_epoch(ctx, tb, results, wall_start)
+        stop = record_epoch(ctx, tb, results, wall_start, task_metrics)
     stop_if_requested(ctx)
     return stop
 
@@ -583,7 +586,7 @@ def evaluate_epoch(ctx: _Context) -> tuple[dict, dict | None] | None:
     """(model, EMA model) results on the evaluation split when this epoch evaluates, else None."""
     cfg, state, t = ctx.cfg, ctx.state, ctx.cfg.train
     last_epoch = state.step >= ctx.total_steps
-    if ctx.data.eval is None or not (last_epoch or (t.eval_every and (state.epoch + 1) % t.eval_every == 0)):
+    if not ctx.task.reports_accuracy or ctx.data.eval is None or not (last_epoch or (t.eval_every and (state.epoch + 1) % t.eval_every == 0)):
         return None
     kw = dict(num_classes=cfg.model.num_classes, amp=ctx.amp, channels_last=t.channels_last,
               dist_info=ctx.info, keep_predictions=False)
@@ -592,7 +595,8 @@ def evaluate_epoch(ctx: _Context) -> tuple[dict, dict | None] | None:
     return res, ema_res
 
 
-def record_epoch(ctx: _Context, tb: TensorBoard, results: tuple[dict, dict | None] | None, wall_start: float) -> bool:
+def record_epoch(ctx: _Context, tb: TensorBoard, results: tuple[dict, dict | None] | None, wall_start: float,
+                 task_metrics: dict | None = None) -> bool:
     """The epoch's row, best metric, schedule and early-stopping updates, and its checkpoints."""
     cfg, state, t = ctx.cfg, ctx.state, ctx.cfg.train
     loss_sum, correct, count = state.epoch_sums
@@ -601,8 +605,9 @@ def record_epoch(ctx: _Context, tb: TensorBoard, results: tuple[dict, dict | Non
         "step": state.step,
         "lr": ctx.optimizer.param_groups[0]["lr"],
         "train_loss": loss_sum / max(count, 1),
-        "train_top1": 100.0 * correct / max(count, 1),
     }
+    if ctx.task.reports_accuracy:
+        row["train_top1"] = 100.0 * correct / max(count, 1)
     stop = False
     if results is not None:
         res, ema_res = results
@@ -611,6 +616,7 @@ def record_epoch(ctx: _Context, tb: TensorBoard, results: tuple[dict, dict | Non
             row.update(ema_val_loss=ema_res["loss"], ema_val_top1=ema_res["top1"], ema_val_top5=ema_res["top5"])
         if ctx.schedule.on_eval(100.0 - res["top1"]):
             log.info("validation error plateaued: lr divided by %g", 1 / cfg.schedule.gamma)
+    row.update(task_metrics or {})
     row["images_per_s"] = count / max(state.epoch_time, 1e-9)
     state.wall_time = time.perf_counter() - wall_start
     row["wall_time"] = state.wall_time
@@ -632,7 +638,11 @@ def record_epoch(ctx: _Context, tb: TensorBoard, results: tuple[dict, dict | Non
     elif ctx.data.eval is None:
         improved = True  # no validation set: best is the latest
 
-    msg = f"epoch {row['epoch']} step {row['step']}: loss {row['train_loss']:.4f} train {row['train_top1']:.2f}%"
+    msg = f"epoch {row['epoch']} step {row['step']}: loss {row['train_loss']:.4f}"
+    if "train_top1" in row:
+        msg += f" train {row['train_top1']:.2f}%"
+    if "knn_top1" in row:
+        msg += f" kNN {row['knn_top1']:.2f}%"
     if "val_top1" in row:
         msg += f" val {row['val_top1']:.2f}% (loss {row['val_loss']:.4f})"
     if "ema_val_top1" in row:

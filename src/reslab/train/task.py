@@ -5,13 +5,17 @@ schedule, checkpoints and exact resume, progress, metrics and the run folder. A 
 rest, five methods:
 
     build_model(num_classes) -> nn.Module   the module that trains (all its trainable parameters)
-    step(model, images, labels, generator) -> {"loss": scalar, "correct": count (optional)}
-                                            one micro-batch, called under autocast; `model` may be
-                                            the DDP / compiled wrapper, so the forward goes through it
+    step(ctx, images, labels, generator) -> {"loss": scalar, "correct": count (when it classifies)}
+                                            one micro-batch, under autocast; the forward goes through
+                                            ctx.train_model (the DDP / compiled wrapper of ctx.model);
+                                            `generator` is the batch's own (a pure function of its
+                                            position), for random choices that must resume exactly
     after_step(model, step, total_steps)    after each optimizer step, on the bare model
                                             (a momentum teacher's update)
     epoch_metrics(ctx) -> dict              extra numbers for the epoch's row (a kNN monitor)
-    export_model(model) -> (module, classes)  what model.safetensors holds
+    export_model(model, classes) -> (module, classes)   what model.safetensors holds
+
+`reports_accuracy` says whether `step` counts correct predictions (a training top-1 in the rows).
 
 `ClassificationTask` is supervised training (cross-entropy, Mixup/CutMix, label smoothing, aux
 heads); `reslab.ssl.task.SelfSupervisedTask` is SimCLR, MoCo and BYOL. `task_for(config)` picks one.
@@ -30,28 +34,27 @@ class ClassificationTask:
     """Supervised classification: the zoo model's logits against the labels."""
 
     kind = "classification"
+    reports_accuracy = True
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
 
     def build_model(self, num_classes: int) -> nn.Module:
-        from ..models import create_model
-        from .engine import add_classifier_dropout
+        from .engine import build_model
 
-        m = self.cfg.model
-        model = create_model(m.name, num_classes=num_classes, weights=m.weights or None, **m.options)
-        add_classifier_dropout(model, m.dropout)
-        return model
+        return build_model(self.cfg, num_classes)
 
-    def step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> dict:
+    def step(self, ctx, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> dict:
+        from .engine import aux_loss_weight
+
         t = self.cfg.train
         targets = labels
         if t.mixup_alpha > 0 or t.cutmix_alpha > 0:
             from ..data.mix import mix_batch
 
             images, targets = mix_batch(images, labels, self.cfg.model.num_classes, t.mixup_alpha, t.cutmix_alpha, generator)
-        outputs = model(images)
-        loss = classification_loss(outputs, targets, t.label_smoothing, t.aux_weight)
+        outputs = ctx.train_model(images)
+        loss = classification_loss(outputs, targets, t.label_smoothing, aux_loss_weight(t.aux_weight, ctx.model), ctx.class_weights)
         with torch.no_grad():
             hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
             correct = (main_logits(outputs).argmax(dim=1) == hard).sum()
