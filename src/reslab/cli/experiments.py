@@ -216,3 +216,26 @@ def tricks(
     for line in summary["verdict"]:
         say(line)
     wrote(*[Path(v["figure"]) for v in summary["lessons"].values()], out / "results.md", out / "results.json")
+
+
+@experiment_app.command("gradient-flow")
+def gradient_flow(
+    data: Data = None,
+    out: Out = Path("experiments/gradient_flow"),
+    quick: Annotated[bool, typer.Option("--quick", help="CPU minutes: a CIFAR-10 subset at 16x16, 3 epochs. Without it: 10 epochs of the paper's recipe.")] = False,
+    seeds: Seeds = "0",
+    depth: Annotated[int, typer.Option(help="Depth of the plain and residual CIFAR nets (20, 32, 44, 56, 110).")] = 56,
+    set_: Overrides = None,
+    device: Device = "auto",
+) -> None:
+    """Per-layer gradient norms of plain vs residual nets at initialisation and while training, with a verdict."""
+    import dataclasses
+
+    from ..experiments.degradation import PLAIN_DEPTHS
+    from ..experiments.gradient_flow import FULL_FLOW, QUICK_FLOW, run_gradient_flow
+
+    if depth not in PLAIN_DEPTHS:
+        raise ReslabError(f"--depth {depth}: CIFAR plain and residual nets come in depths {', '.join(map(str, PLAIN_DEPTHS))}")
+    setup = dataclasses.replace(_setup(data, out, True, seeds, set_, device), preset=QUICK_FLOW if quick else FULL_FLOW)
+    summary = run_gradient_flow(setup, depth)
+    _report(out, "gradient_flow.png", summary["verdict"])

@@ -208,10 +208,12 @@ def config_differences(old: dict, new: dict) -> list[str]:
     return differ
 
 
-def train_net(setup: ExperimentSetup, net: str, net_changes: Changes, seed: int) -> RunResult:
+def train_net(setup: ExperimentSetup, net: str, net_changes: Changes, seed: int, task=None) -> RunResult:
     """Train one network with one seed; reuse a finished run of the same config, resume a stopped one.
 
     net_changes: the network's own config keys by section, e.g. {"model": {"name": "resnet56"}}.
+    task: optional `fn(config) -> task` for `fit` (default: what the config trains), e.g. a
+    classification task that also records gradients.
     """
     from ..report.html import read_config, read_metrics
     from ..train import fit
@@ -229,11 +231,11 @@ def train_net(setup: ExperimentSetup, net: str, net_changes: Changes, seed: int)
             return RunResult(net, seed, run_dir, read_metrics(run_dir), read_config(run_dir))
         if (run_dir / "checkpoints" / "last.pt").is_file():
             log.info("resuming the stopped run %s", run_dir)
-            history = fit(config, resume=run_dir)
+            history = fit(config, resume=run_dir, task=task(config) if task else None)
             return RunResult(net, seed, Path(history.run_dir), list(history.rows), config.to_dict())
         raise ReslabError(f"{run_dir} was stopped before its first checkpoint; delete it to train {net} again")
     log.info("training %s (seed %d) -> %s", net, seed, run_dir)
-    history = fit(config)
+    history = fit(config, task=task(config) if task else None)
     return RunResult(net, seed, Path(history.run_dir), list(history.rows), config.to_dict())
 
 
