@@ -18,7 +18,7 @@ import numpy as np
 from .fileio import atomic_write_bytes
 
 # Long names for the metrics a curve panel can show; "error" is 100 - top1.
-CURVE_METRICS = ("loss", "error", "top1", "lr")
+CURVE_METRICS = ("loss", "error", "top1", "lr", "knn")  # knn: a self-supervised run's kNN monitor (top-1, %)
 DPI = 110
 MAX_BARS_EACH_END = 20  # per-class bars beyond 40 classes: the 20 worst and the 20 best
 MAX_TICK_LABELS = 60  # confusion matrices of more classes drop the tick labels
@@ -94,9 +94,10 @@ def plot_training_curves(
     for ax, metric in zip(axes[0], metrics):
         for i, (label, rows) in enumerate(runs):
             colour = colours[i % len(colours)]
-            if metric == "lr":
-                x, y = _series(rows, "lr")
-                ax.plot(x, y, color=colour, lw=1.6, label=label)
+            if metric in ("lr", "knn"):
+                x, y = _series(rows, "lr" if metric == "lr" else "knn_top1")
+                ax.plot(x, y, color=colour, lw=1.6 if metric == "lr" else 2.0, marker="o" if metric == "knn" and len(x) < 30 else None,
+                        label=label)
                 continue
             key = "loss" if metric == "loss" else "top1"
             for split, style in (("train", dict(lw=0.9, ls="--", alpha=0.8)), ("val", dict(lw=2.0))):
@@ -108,7 +109,8 @@ def plot_training_curves(
                 ax.plot(x, y, color=colour, label=f"{label} ({split})", **style)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(integer_ticks())
-        ax.set_ylabel({"loss": "loss", "error": "error (%)", "top1": "top-1 (%)", "lr": "learning rate"}[metric])
+        ax.set_ylabel({"loss": "loss", "error": "error (%)", "top1": "top-1 (%)", "lr": "learning rate",
+                       "knn": "kNN top-1 (%)"}[metric])  # fmt: skip
         if metric == "lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
         ax.grid(alpha=0.3)

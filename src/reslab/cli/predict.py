@@ -114,12 +114,14 @@ def load_predictor(model: str, weights: str | None, device):
     from ..labels import imagenet_classes
     from ..models import create_model, list_models, model_entry
     from ..preprocess import EvalPreprocess
-    from ..train.runs import load_run_model
+    from ..train.runs import is_self_supervised, load_run_model, no_classifier_error
 
     if model not in list_models() and Path(model).exists():
         if weights is not None:
             raise ReslabError(f"--weights applies to zoo models; {model} already holds its weights, drop --weights")
-        net, _config, classes, preprocess = load_run_model(model, device=device)
+        net, config, classes, preprocess = load_run_model(model, device=device)
+        if is_self_supervised(config):
+            raise no_classifier_error(model, "predict classes")
         return net, list(classes), preprocess, f"run {model}"
 
     entry = model_entry(model)  # unknown names raise with close matches

@@ -156,14 +156,32 @@ def write_report(
         ["seed", str(meta.get("seed", config.get("train", {}).get("seed", "n/a")))],
         ["code version", f"reslab {meta.get('reslab', 'n/a')}, git {meta.get('git_commit') or 'n/a'}, torch {meta.get('torch', 'n/a')}"],
     ]
+    self_supervised = bool(config.get("ssl", {}).get("method"))
+    if self_supervised:  # no classifier: the kNN monitor is its accuracy
+        knn = [r["knn_top1"] for r in rows if r.get("knn_top1") is not None]
+        best = max(range(len(rows)), key=lambda i: rows[i].get("knn_top1", -1.0)) if knn else None
+        key_rows[2:7] = [
+            ["epochs", str(summary.epochs)],
+            ["method", f"self-supervised {config['ssl']['method']}"],
+            ["best kNN top-1", f"{rows[best]['knn_top1']:.2f}% (epoch {rows[best]['epoch']})" if knn else "n/a (no ssl.knn_data)"],
+            ["final kNN top-1", f"{knn[-1]:.2f}%" if knn else "n/a"],
+            ["final train loss", _fmt(summary.final_train_loss, ".4f")],
+        ]
     with tempfile.TemporaryDirectory(prefix="reslab-report-") as tmp:
         tmp = Path(tmp)
         sections.append("<h2>Key numbers</h2>" + _table(["", "value"], key_rows))
-        if rows:
+        if rows and self_supervised:
+            plots.plot_training_curves([(run_dir.name, rows)], tmp / "curves.png", metrics=("loss", "knn", "lr"))
+            sections.append("<h2>Training curves</h2><p class='note'>the self-supervised loss, and the weighted kNN "
+                            "accuracy of the backbone's features on the labelled ssl.knn_data (k=200, T=0.1)</p>"
+                            + _img(tmp / "curves.png", "training curves"))
+        elif rows:
             plots.plot_training_curves([(run_dir.name, rows)], tmp / "curves.png")
             sections.append("<h2>Training curves</h2><p class='note'>dashed: training, bold: validation; error = 100 - top-1</p>"
                             + _img(tmp / "curves.png", "training curves"))
-        if model is not None and batches is not None and classes:
+        if self_supervised and model is not None and batches is not None and classes:
+            sections.extend(_feature_sections(model, classes, batches, device, embedding, max_images, tmp))
+        elif model is not None and batches is not None and classes:
             sections.extend(_evaluation_sections(model, classes, preprocess, batches, device, embedding, max_images, gradcam_images, tmp))
         else:
             sections.append(f"<h2>Validation analysis</h2><p class='note'>{html.escape(data_note or 'no validation data given')}</p>")
@@ -246,6 +264,30 @@ def _evaluation_sections(model, classes, preprocess, batches, device, embedding,
     return out
 
 
+def _feature_sections(model, classes, batches, device, embedding, max_images, tmp: Path) -> list[str]:
+    """A backbone without classifier: a 2-D map of its features of labelled images, coloured by class."""
+    import torch
+
+    from .embedding_map import embedding_map_2d, plot_embedding_map
+
+    feats, labels, n = [], [], 0
+    with torch.no_grad():
+        for images, target in batches:
+            images = images[: max_images - n]
+            feats.append(model.forward_head(model.forward_features(images.to(device)), pre_logits=True).float().cpu().numpy())
+            labels.append(target[: len(images)].cpu().numpy())
+            n += len(images)
+            if n >= max_images:
+                break
+    if n < 3:
+        return ["<h2>Features</h2><p class='note'>fewer than 3 labelled images: no embedding map</p>"]
+    feats, labels = np.concatenate(feats), np.concatenate(labels)
+    plot_embedding_map(embedding_map_2d(feats, method=embedding), labels, classes, tmp / "embedding.png",
+                       title=f"backbone features of labelled images ({embedding.upper()}, {n:,} images, {feats.shape[1]}-d)")
+    return ["<h2>Features</h2><p class='note'>the self-supervised backbone never saw these labels: classes that "
+            "form their own regions are what the kNN monitor counts</p>" + _img(tmp / "embedding.png", "embedding map")]
+
+
 def report_run(run: str | Path, data: str | None = None, out: str | Path | None = None, device: str = "cpu",
                embedding: str = "pca", max_images: int = 2000) -> Path:
     """Load a run (folder, checkpoint or model.safetensors) and its validation data; write its report.
@@ -259,6 +301,8 @@ def report_run(run: str | Path, data: str | None = None, out: str | Path | None 
     run = Path(run)
     run_dir = run if run.is_dir() else (run.parent.parent if run.parent.name == "checkpoints" else run.parent)
     model, config, classes, preprocess = load_run_model(run, device=device)
+    if config.get("ssl", {}).get("method"):
+        return _report_ssl_run(run_dir, model, config, preprocess, data, out, device, embedding, max_images)
     batches, note = None, None
     data_path = data or config.get("data", {}).get("path")
     if data is not None and not Path(data).exists():
@@ -273,3 +317,26 @@ def report_run(run: str | Path, data: str | None = None, out: str | Path | None 
                 f"re-run `reslab report {run} --data PATH` for the confusion matrix, samples, Grad-CAM and embeddings")
     return write_report(run_dir, out, model=model, classes=classes, preprocess=preprocess, batches=batches, device=device,
                         embedding=embedding, max_images=max_images, data_note=note)
+
+
+def _report_ssl_run(run_dir: Path, model, config: dict, preprocess, data: str | None, out, device: str, embedding: str,
+                    max_images: int) -> Path:  # fmt: skip
+    """A self-supervised run: curves with the kNN monitor, and an embedding map of labelled images
+    (--data, else the run's ssl.knn_data; its test or val split, else its training split)."""
+    from ..data import build_eval_loader
+    from ..data.formats import open_source
+    from ..ssl.evaluate import labelled_config
+
+    labelled = data or config["ssl"].get("knn_data")
+    if data is not None and not Path(data).exists():
+        raise ReslabError(f"--data {data} does not exist; give a labelled folder (class folders) for the embedding map")
+    if not labelled or not Path(labelled).exists():
+        note = (f"a self-supervised run has no classifier to evaluate; re-run `reslab report {run_dir} --data LABELLED` "
+                "with a labelled folder for the map of its features")
+        return write_report(run_dir, out, model=model, classes=[], preprocess=preprocess, device=device, data_note=note)
+    cfg = labelled_config(labelled, preprocess)
+    splits = open_source(cfg.path, cfg.format).splits
+    split = next((s for s in ("test", "val") if s in splits), "train")
+    loader, classes = build_eval_loader(cfg, split, 200, mean=cfg.mean, std=cfg.std, device=device)
+    return write_report(run_dir, out, model=model, classes=classes, preprocess=preprocess, batches=loader.batches(),
+                        device=device, embedding=embedding, max_images=max_images)

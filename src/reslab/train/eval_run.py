@@ -12,7 +12,7 @@ from ..devices import resolve_device
 from ..errors import ReslabError
 from ..fileio import atomic_write_text
 from .evaluate import evaluate
-from .runs import load_run_model
+from .runs import is_self_supervised, load_run_model, no_classifier_error
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ def run_eval(
     run = Path(run)
     dev = resolve_device(device)
     model, config, classes, preprocess = load_run_model(run, dev, which=which)
+    if is_self_supervised(config):
+        raise no_classifier_error(run, "be evaluated as a classifier")
     fields = dict(config.get("data", {}))
     if data is not None:
         fields["path"] = data

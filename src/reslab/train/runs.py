@@ -88,6 +88,15 @@ def is_self_supervised(config: dict) -> bool:
     return bool(config.get("ssl", {}).get("method"))
 
 
+def no_classifier_error(run, what: str) -> ReslabError:
+    """The one message for asking a self-supervised backbone for class predictions."""
+    return ReslabError(
+        f"{run} is a self-supervised backbone without a classifier, so it cannot {what}; use its features "
+        f"(`reslab embed --run {run}`, `reslab eval-ssl {run} --data LABELLED`), or fine-tune it into a classifier "
+        f"(`reslab train RECIPE --data LABELLED --set model.weights={run}`)"
+    )
+
+
 def load_run_model(path: str | Path, device: str | torch.device = "cpu", which: str = "last"):
     """A trained model from a run directory, a `.pt` checkpoint or a `model.safetensors`.
 
