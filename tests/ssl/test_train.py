@@ -129,3 +129,10 @@ def test_ssl_backbone_embeds_and_fine_tunes(images, tmp_path):
     tuned_state = tuned_model.state_dict()
     for key in ("conv1.weight", "layer3.2.conv2.weight", "bn1.weight"):
         assert torch.equal(tuned_state[key], start[key]), key
+
+
+def test_two_views_without_a_method_is_a_config_error(images, tmp_path):
+    photos, labelled = images
+    cfg = load_config(None, [f'data.path="{labelled}"', f'run.dir="{tmp_path}"', "data.views=2", "data.image_size=8"])
+    with pytest.raises(ReslabError, match="ssl.method"):
+        fit(cfg)

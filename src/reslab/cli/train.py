@@ -20,6 +20,13 @@ class EvalSplit(StrEnum):
     holdout = "holdout"
 
 
+class FeatureSplit(StrEnum):  # eval-ssl: which labelled split the kNN vote and the probe classify
+    auto = "auto"
+    test = "test"
+    val = "val"
+    none = "none"
+
+
 class Which(StrEnum):  # the checkpoint of a run folder
     last = "last"
     best = "best"
@@ -115,7 +122,7 @@ def eval_ssl(
     source: Annotated[str, typer.Argument(help="A run folder or checkpoint (self-supervised or not), or a zoo model name.")],
     data: Annotated[str, typer.Option("--data", help="A labelled dataset: class folders (with train/ and test/ or val/), CIFAR batches, IDX.")],
     weights: Weights = None,
-    split: Annotated[str, typer.Option(help="Split to classify: auto (test, else val, else leave-one-out), test, val or none.")] = "auto",
+    split: Annotated[FeatureSplit, typer.Option(help="Split to classify: auto (test, else val, else leave-one-out on train); none = leave-one-out.")] = FeatureSplit.auto,
     k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Neighbours that vote (the protocol's k).")] = 200,
     temperature: Annotated[float, typer.Option(help="kNN vote weight exp(similarity / T).")] = 0.1,
     limit_per_class: Annotated[int, typer.Option(help="At most this many bank (training) images per class; 0 = all.")] = 0,
@@ -129,7 +136,7 @@ def eval_ssl(
     from ..console import print_json, say
     from ..ssl.evaluate import evaluate_features
 
-    result = evaluate_features(source, data, weights=weights, split=split, k=k, temperature=temperature,
+    result = evaluate_features(source, data, weights=weights, split=split.value, k=k, temperature=temperature,
                                limit_per_class=limit_per_class, batch_size=batch_size, probe=probe, device=device, out=out)  # fmt: skip
     if as_json:
         print_json(result)

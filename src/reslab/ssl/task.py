@@ -44,6 +44,9 @@ def check_config(cfg: TrainConfig) -> None:
     if t.mixup_alpha > 0 or t.cutmix_alpha > 0 or t.label_smoothing > 0:
         raise ReslabError("mixup, cutmix and label smoothing act on labels, which self-supervised training ignores; "
                           "set train.mixup_alpha, cutmix_alpha and label_smoothing to 0")  # fmt: skip
+    if cfg.schedule.warmup_until_error > 0:
+        raise ReslabError("schedule.warmup_until_error watches the training error of a classifier; self-supervised "
+                          "training has none: use schedule.warmup (epochs) instead")  # fmt: skip
     if cfg.model.dropout > 0:
         raise ReslabError("model.dropout acts on the classifier, which a self-supervised backbone does not have; set it to 0")
 

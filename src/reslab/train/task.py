@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ReslabError
 from .config import TrainConfig
 from .losses import classification_loss, main_logits
 
@@ -37,6 +38,9 @@ class ClassificationTask:
     reports_accuracy = True
 
     def __init__(self, cfg: TrainConfig):
+        if cfg.data.views != 1:
+            raise ReslabError(f"data.views = {cfg.data.views} gives several views of each image, which only "
+                              "self-supervised methods use; set ssl.method (simclr, moco, byol) or data.views = 1")  # fmt: skip
         self.cfg = cfg
 
     def build_model(self, num_classes: int) -> nn.Module:
