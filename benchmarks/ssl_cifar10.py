@@ -81,6 +81,34 @@ def relative_costs(methods, repeats: int = 2, steps: int = 4) -> dict[str, float
     return {m: min(t) / base for m, t in times.items()}
 
 
+def augmentation_share(repeats: int = 5) -> dict:
+    """Two-view batched augmentation of 256 CIFAR images (SimCLR's recipe) against one SimCLR step, timed here."""
+    import torch
+
+    from reslab.data.batch_augment import BatchTrainAugment
+    from reslab.ssl.task import build_ssl_model
+    from reslab.train import load_config
+    from reslab.train.evaluate import autocast
+
+    cfg = load_config("ssl_simclr")
+    augment = BatchTrainAugment(cfg.data, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 3)
+    x = torch.randint(0, 256, (BATCH, 3, 32, 32), dtype=torch.uint8)
+    model = build_ssl_model(cfg).to(memory_format=torch.channels_last).train()
+    aug_t, step_t = [], []
+    for r in range(repeats + 1):
+        t0 = time.perf_counter()
+        views = augment(x, torch.Generator().manual_seed(r)).contiguous(memory_format=torch.channels_last)
+        t1 = time.perf_counter()
+        with autocast(torch.device("cpu"), "bf16"):
+            model(views)["loss"].backward()
+        t2 = time.perf_counter()
+        if r:
+            aug_t.append(t1 - t0)
+            step_t.append(t2 - t1)
+    return {"augment_s_per_batch": round(min(aug_t), 4), "simclr_forward_backward_s_per_batch": round(min(step_t), 4),
+            "augment_share_of_step": round(min(aug_t) / min(step_t), 4)}  # fmt: skip
+
+
 def train(method: str, data: str, runs: Path, steps: int, name: str, knn_limit: int) -> dict:
     from reslab.train import fit, load_config
 
@@ -132,6 +160,7 @@ def main() -> int:
         minutes = args.minutes or (5.0 if args.phase == "compare" else 30.0)
         methods = list(RECIPES) if args.phase == "compare" else [args.method]
         costs = relative_costs(methods)
+        record["two_view_augmentation"] = augmentation_share()
         quiet = quiet_step_seconds()
         record.update(minutes=minutes, quiet_simclr_step_s=round(quiet, 4), relative_step_cost=costs, runs=[])
         for method in methods:

@@ -7,20 +7,8 @@ import json
 
 import pytest
 
-from reslab.cli import main
-
+from ..search.test_cli_search import run_cli
 from .test_train import colour_images
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.slow
