@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import ReslabError
-from .common import ExperimentSetup, Preset, RunResult, train_net, write_results
+from .common import Changes, ExperimentSetup, Preset, RunResult, train_net, write_results
 
 log = logging.getLogger(__name__)
 
@@ -95,28 +95,22 @@ FULL_TRICKS = TricksPreset(
 TRICKS_PRESETS = {p.name: p for p in (QUICK_TRICKS, FULL_TRICKS)}
 
 
-# network name -> (dataset, overrides on top of the preset)
-FASHION_NETS = {
-    "fmnist-plain": (),
-    "fmnist-dropout": (f"model.options={{dropout = {DROPOUT}}}",),
-    "fmnist-early-stop": (),
-}
+FASHION_NETS = ("fmnist-plain", "fmnist-dropout", "fmnist-early-stop")
 CIFAR_NETS = ("base", "no-augment", "smoothing", "sgd", "adamw", "large-batch", "large-batch-warmup")
 
 
-def cifar_overrides(net: str, preset: TricksPreset) -> list[str]:
+def cifar_changes(net: str, preset: TricksPreset) -> Changes:
     """What each CIFAR run changes from the baseline (augmentation on, no smoothing, SGD + momentum)."""
-    large_lr = f"optim.lr={BASE_LR * preset.large_batch / preset.batch:g}"
+    large = {"train": {"batch_size": preset.large_batch}, "optim": {"lr": BASE_LR * preset.large_batch / preset.batch}}
     return {
-        "base": [],
-        "no-augment": ["data.augment=none"],
-        "smoothing": [f"train.label_smoothing={SMOOTHING}"],
-        "sgd": ["optim.momentum=0"],
-        "adamw": ["optim.name=adamw", "optim.lr=0.002", "optim.weight_decay=0.05"],
-        "large-batch": [f"train.batch_size={preset.large_batch}", large_lr],
-        "large-batch-warmup": [f"train.batch_size={preset.large_batch}", large_lr, f"schedule.warmup={preset.warmup_epochs:g}",
-                               "schedule.warmup_start=0.1"],
-    }[net]  # fmt: skip
+        "base": {},
+        "no-augment": {"data": {"augment": "none"}},
+        "smoothing": {"train": {"label_smoothing": SMOOTHING}},
+        "sgd": {"optim": {"momentum": 0.0}},
+        "adamw": {"optim": {"name": "adamw", "lr": 0.002, "weight_decay": 0.05}},
+        "large-batch": large,
+        "large-batch-warmup": {**large, "schedule": {"warmup": float(preset.warmup_epochs), "warmup_start": 0.1}},
+    }[net]
 
 
 NETS_OF_LESSON = {
@@ -129,12 +123,15 @@ NETS_OF_LESSON = {
 }
 
 
-def fashion_overrides(net: str, patience: int) -> list[str]:
+def fashion_changes(net: str, patience: int) -> Changes:
     """The Fashion-MNIST runs see the same 4,500 training images (the 10% hold-out is always cut);
     the dropout pair evaluates on the test set each epoch, the early-stopping run on the hold-out."""
     if net == "fmnist-early-stop":
-        return ["data.eval_split=holdout", "train.early_stop_metric=val_loss", f"train.early_stop_patience={patience}"]
-    return ["data.eval_split=test", *FASHION_NETS[net]]
+        return {"data": {"eval_split": "holdout"}, "train": {"early_stop_metric": "val_loss", "early_stop_patience": patience}}
+    changes: Changes = {"data": {"eval_split": "test"}}
+    if net == "fmnist-dropout":
+        changes["model"] = {"options": {"dropout": DROPOUT}}
+    return changes
 
 
 def parse_lessons(text: str) -> tuple[str, ...]:
@@ -155,8 +152,8 @@ def train_lesson_runs(cifar: ExperimentSetup | None, fashion: ExperimentSetup | 
         if setup is None:
             need = "--fashion-mnist" if net.startswith("fmnist") else "--data (CIFAR-10)"
             raise ReslabError(f"the lessons {', '.join(lessons)} need {need}; give it or choose --lessons without them")
-        overrides = fashion_overrides(net, preset.patience) if net.startswith("fmnist") else cifar_overrides(net, preset)
-        runs[net] = [train_net(setup, net, overrides, seed) for seed in setup.seeds]
+        changes = fashion_changes(net, preset.patience) if net.startswith("fmnist") else cifar_changes(net, preset)
+        runs[net] = [train_net(setup, net, changes, seed) for seed in setup.seeds]
     return runs
 
 

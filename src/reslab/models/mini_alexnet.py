@@ -11,12 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .head import ClassifierHead
 from .registry import register_model
 
 
-class MiniAlexNet(nn.Module):
+class MiniAlexNet(ClassifierHead, nn.Module):
     """conv3x3(32)-pool, conv3x3(64)-pool, conv3x3(128) -> 4x4 pool -> fc 1024 -> fc 1024 -> classifier."""
 
+    classifier_path = "classifier.6"
     feature_names = ["features.2", "features.5", "features.7"]
 
     def __init__(self, num_classes: int = 10, dropout: float = 0.0, width: int = 1024):
@@ -46,17 +48,8 @@ class MiniAlexNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, 128, 7, 7) at 28
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)  # (B, 2048)
-        x = self.classifier[:-1](x)  # (B, width)
-        return x if pre_logits else self.classifier[-1](x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Linear:
-        return self.classifier[-1]
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[:-1](x)  # (B, 2048) -> fc, fc -> (B, width)
 
 
 @register_model("mini_alexnet", input_size=(3, 28, 28), num_classes=10, resize=28, mean=(0.286,) * 3, std=(0.353,) * 3)
