@@ -54,3 +54,17 @@ def test_pickled_embedder_carries_preprocessing_not_the_network(resnet18):
     assert len(blob) < 2000  # resnet18's weights are 45 MB
     img = Image.new("RGB", (320, 240), (10, 200, 30))
     np.testing.assert_array_equal(pickle.loads(blob)(img), resnet18.preprocess(img))
+
+
+def test_a_vits_block_embeds_as_the_mean_of_its_tokens():
+    import torch
+
+    emb = CnnEmbedder(model="vit_b_32", weights=None, layer="block6", device="cpu")
+    assert emb.dim == 768 and emb.manifest()["layer"] == "block6"
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        captured = []
+        handle = emb.net.encoder.layers[5].register_forward_hook(lambda m, i, o: captured.append(o))
+        emb.net(x)
+        handle.remove()
+        torch.testing.assert_close(emb._features(emb.net, x), captured[0].mean(dim=1))

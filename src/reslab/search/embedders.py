@@ -134,10 +134,14 @@ class CnnEmbedder:
         self.net = net.eval().to(self.device)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        from ..models.features import feature_module_path
+
         self.layer = layer
+        # a stage name of the model's feature_names (ResNet's "stem", a ViT's "block6") or a module path
+        self.layer_path = feature_module_path(self.net, layer) if layer in getattr(self.net, "feature_names", ()) else layer
         if layer is not None:
             modules = dict(self.net.named_modules())
-            if layer not in modules or layer == "":
+            if self.layer_path not in modules or layer == "":
                 raise ReslabError(
                     f"model {self.model_name} has no layer '{layer}'; its stages are {', '.join(self.net.feature_names)}"
                 )
@@ -225,7 +229,7 @@ class CnnEmbedder:
         if self.layer is None:
             return net.forward_head(net.forward_features(x), pre_logits=True)
         captured = {}
-        module = dict(net.named_modules())[self.layer]
+        module = dict(net.named_modules())[self.layer_path]
         handle = module.register_forward_hook(lambda _m, _i, out: captured.setdefault("out", out))
         try:
             net.forward_features(x)
@@ -233,6 +237,8 @@ class CnnEmbedder:
             handle.remove()
         out = captured["out"]
         out = out[0] if isinstance(out, (tuple, list)) else out
+        if out.dim() == 3:  # a transformer's tokens (B, N, D): their mean
+            return out.mean(dim=1)
         return torch.flatten(out.mean(dim=(2, 3)) if out.dim() == 4 else out, 1)
 
     def _to_input(self, batch: list):
