@@ -11,11 +11,13 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from reslab.processes import die_with_parent
 from reslab.search.embed import EmbedOptions, build_index
 from reslab.search.embedders import make_embedder
 from reslab.search.index import SearchIndex
@@ -75,8 +77,9 @@ def milvus_server(data_dir: Path):
     port = free_port()
     server = Path(sys.executable).with_name("milvus-lite")
     # one worker thread: Milvus Lite's engine takes one write at a time (a real server takes many)
+    # it dies with this test process even if that is killed: no server is ever left behind
     proc = subprocess.Popen([str(server), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port), "--max-workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=partial(die_with_parent, os.getpid()))  # fmt: skip
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -129,3 +132,4 @@ def test_torchrun_ranks_write_straight_into_one_milvus_server(hymenoptera_root, 
             ids = [it.id for it in shared.items()]
             assert len(set(ids)) == 12 and max(ids) > 12  # the new file got a fresh id, none reused
             assert shared.item_by_path(str(gone)) is None
+    assert processes_mentioning(str(tmp_path)) == []  # the server, the ranks: all gone
