@@ -245,6 +245,21 @@ def test_the_store_and_the_embedder_are_checked(photos, thumb, tmp_path, milvus_
     with pytest.raises(IndexMissing, match="no Milvus Lite file"):
         SearchIndex.open("nowhere", store=other)
     assert not os.path.exists(other.removeprefix("milvus://"))  # looking did not create it
+    from pymilvus import DataType, MilvusClient
+
+    from reslab.search.milvus_connect import connect, release
+
+    address = parse_store(milvus_uri)
+    client = connect(address)
+    schema = MilvusClient.create_schema(auto_id=False)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=4)
+    client.create_collection("theirs", schema=schema)
+    with pytest.raises(ReslabError, match="already has a collection theirs that is not a reslab index"):
+        build_index(photos, tmp_path / "theirs", thumb, FAST, store=milvus_uri)  # someone else's collection is left alone
+    assert client.has_collection("theirs") and not client.has_collection("theirs__reslab")
+    client.close()
+    release(address)
     build_index(photos, tmp_path / "plain", thumb, FAST)
     with pytest.raises(ReslabError, match="is a local index"):
         build_index(photos, tmp_path / "plain", thumb, FAST, store=milvus_uri)

@@ -71,6 +71,11 @@ class MilvusStore(IndexStore):
                         f"there is no index {collection} in {address.public_uri()}; build one with "
                         f"`reslab embed SRC --out {collection} --store {address.public_uri()}`"
                     )
+                if self._has_items():  # never write into someone else's collection
+                    raise ReslabError(
+                        f"Milvus at {address.public_uri()} already has a collection {collection} that is not a reslab index; "
+                        "give the index another name"
+                    )
                 self._create_meta()
             self._load(self.meta)
             if self._has_items():
