@@ -109,3 +109,32 @@ def test_busy_workers_die_with_a_killed_parent():
         assert not any(alive(pid) for pid in workers)
     finally:
         kill_group(parent.pid)
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from reslab.processes import FolderLock
+
+    with FolderLock(sys.argv[1], "the run"):
+        print("locked", flush=True)
+        time.sleep(600)
+""")
+
+
+def test_a_folder_lock_refuses_a_second_writer_and_dies_with_its_holder(tmp_path):
+    from reslab.errors import ReslabError
+    from reslab.processes import FolderLock
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env,
+                              start_new_session=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ReslabError, match=rf"the run is in use by process {holder.pid} on "):
+            FolderLock(tmp_path, "the run").__enter__()
+        holder.kill()  # kill -9: the kernel releases the lock, no stale lock file to clean by hand
+        holder.wait(timeout=30)
+        with FolderLock(tmp_path, "the run"):
+            pass
+    finally:
+        kill_group(holder.pid)

@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import multiprocessing.pool
 import os
+import platform
 import signal
 import sys
 import threading
@@ -212,3 +213,47 @@ def worker_pool(workers: int) -> Iterator[multiprocessing.pool.Pool | None]:
     finally:
         pool.terminate()
         pool.join()
+
+
+class FolderLock:
+    """An exclusive advisory lock on a folder (a run, an index) for as long as one process works in
+    it: a second process gets a ReslabError naming the holder instead of overwriting its files.
+    The kernel releases it when the holder ends, even by kill -9, so a stale lock cannot remain.
+    Where `fcntl` is missing (Windows) it locks nothing."""
+
+    NAME = ".lock"
+
+    def __init__(self, folder, what: str):
+        self.path = os.path.join(os.fspath(folder), self.NAME)
+        self.what = what
+        self._file = None
+
+    def __enter__(self) -> "FolderLock":
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            from .errors import ReslabError
+
+            raise ReslabError(f"{self.what} is in use by {holder}; wait for it to finish or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {platform.node()}")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the descriptor releases the lock
+            self._file = None

@@ -269,3 +269,13 @@ def test_names_that_are_not_utf8_or_hold_a_newline_are_indexed_found_and_served(
             served = client.get(f"/api/image/{it['id']}")
             assert served.status_code == 200 and served.content[:4] == b"\x89PNG"
             assert client.get(f"/api/items/{it['id']}/similar").status_code == 200
+
+
+def test_a_second_writer_of_an_index_is_refused(photos, thumb, tmp_path):
+    from reslab.processes import FolderLock
+
+    build_index(photos, tmp_path / "index", thumb, FAST)
+    with FolderLock(tmp_path / "index", "the index"):  # as a running `reslab embed` holds it
+        with pytest.raises(ReslabError, match="is in use by process"):
+            build_index(photos, tmp_path / "index", thumb, FAST)
+    assert build_index(photos, tmp_path / "index", thumb, FAST).unchanged == 40

@@ -158,3 +158,13 @@ def test_sigterm_checkpoints_like_ctrl_c(tiny_config, tmp_path):
     full = fit(tiny_config(*RESUME_SETTINGS, f'run.dir="{tmp_path / "full"}"'), data=SyntheticData())
     a, b = _final_weights(full.run_dir), _final_weights(resumed.run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tiny_config, tmp_path):
+    from reslab.processes import FolderLock
+
+    first = fit(tiny_config("train.epochs=1"), data=SyntheticData())
+    with FolderLock(first.run_dir, "the run"):  # as another process holds it while it trains
+        with pytest.raises(ReslabError, match="is in use by process"):
+            fit(tiny_config("train.epochs=2"), data=SyntheticData(), resume=first.run_dir)
+    assert fit(tiny_config("train.epochs=2"), data=SyntheticData(), resume=first.run_dir).rows[-1]["epoch"] == 2

@@ -12,6 +12,7 @@ bounded by the decode window and one chunk, whatever the size of the folder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -26,7 +27,7 @@ from typing import Callable, Iterator
 
 from .. import __version__
 from ..errors import ReslabError
-from ..processes import StopRequests, WorkerInit, signal_name, stop_on_signals, stop_signals_blocked
+from ..processes import FolderLock, StopRequests, WorkerInit, signal_name, stop_on_signals, stop_signals_blocked
 from .embedders import Embedder, describe, describe_difference, embedder_from_manifest, identity
 from .store import NewItem
 from .stores import IndexMissing, IndexStore, open_store
@@ -142,7 +143,7 @@ def build_index(
     """
     t0 = time.perf_counter()
     root = source_folder(src)
-    with open_store(out, store, create=True) as st:
+    with open_store(out, store, create=True) as st, writer_lock(st):
         embedder, manifest = prepare_index(st, root, embedder, options)
         report = embed_files(st, embedder, root, options, on_commit)
         finalize(st, manifest, options)
@@ -151,6 +152,13 @@ def build_index(
     for path, reason in report.bad:
         log.warning("skipped %s: %s", path, reason)
     return report
+
+
+def writer_lock(store: IndexStore) -> contextlib.AbstractContextManager:
+    """One writing process per local index folder: a second `reslab embed` into it is refused
+    (a Milvus server orders its clients' writes itself)."""
+    folder = getattr(store, "dir", None)
+    return FolderLock(folder, f"the index {folder}") if folder is not None else contextlib.nullcontext()
 
 
 def source_folder(src: str | Path) -> Path:

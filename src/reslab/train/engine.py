@@ -28,7 +28,7 @@ from ..data.loaders import derive_seed
 from ..devices import resolve_device
 from ..errors import ReslabError
 from ..fileio import atomic_write_text, remove_stale_temporaries
-from ..processes import StopRequests, signal_name, stop_on_signals
+from ..processes import FolderLock, StopRequests, signal_name, stop_on_signals
 from . import checkpoint as ckpt_io
 from . import transfer
 from .config import TrainConfig, config_to_toml, replace
@@ -169,7 +169,11 @@ def fit(config: TrainConfig, *, data=None, resume: str | Path | None = None, on_
         restore_training(ctx, resume_state, resume)
     meta = open_run(ctx, resume_state, resume)
     history = History(run_dir=ctx.run_dir)
-    train_until_done(ctx, history, meta, resume_state, resume)
+    try:
+        train_until_done(ctx, history, meta, resume_state, resume)
+    finally:
+        if ctx.run_lock is not None:
+            ctx.run_lock.release()
     barrier(info)
     state = ctx.state
     history.rows, history.best_metric, history.best_epoch = state.rows, state.best_metric, state.best_epoch
@@ -293,6 +297,8 @@ def open_run(ctx: _Context, resume_state: dict | None, resume) -> dict:
             run_dir = Path(resume_state["run_dir"]) if Path(resume_state["run_dir"]).is_dir() else run_dir_of(resume)
         else:
             run_dir = new_run_dir(cfg.run.dir, cfg.run.name, cfg.model.name)
+        # one process trains into a run folder at a time: a second --resume of it is refused
+        ctx.run_lock = FolderLock(run_dir, f"the run {run_dir}").__enter__()
         atomic_write_text(run_dir / "config.toml", config_to_toml(cfg))
         if resume_state is not None:  # a kill -9 during a checkpoint write leaves its temporary file
             remove_stale_temporaries(run_dir / "checkpoints")
@@ -426,6 +432,7 @@ class _Context:
     stop: StopRequests = field(default_factory=StopRequests)
     saved_step: int | None = None  # the step of checkpoints/last.pt on disk
     trained: bool = False  # every step done (and checkpointed): only the final evaluation and export remain
+    run_lock: FolderLock | None = None  # held by the main process while it writes the run folder
     step_start_rng: dict | None = None
     class_weights: torch.Tensor | None = None  # per-class loss weights (train.class_balance)
     bn_frozen: bool = False  # BatchNorm statistics fixed while training (train.bn)
