@@ -92,3 +92,34 @@ def test_random_erasing_zeroes_one_rectangle_per_chosen_image():
     torch.testing.assert_close(out[~chosen], x[~chosen])
     one = random_erasing(x[0], draws[0], p=1.0)  # one image (C, H, W), as the file pipeline calls it
     assert one.shape == x[0].shape and (one == 0).any()
+
+
+def test_reflect_padding_equals_numpy_reflect_reference():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8, generator=g)
+    dy, dx, flip = draw_pad_crop_flip(32, 2, g)
+    out = pad_crop_flip(x, dy, dx, flip, pad=2, mode="reflect")
+    for i in range(32):
+        ref = pad_crop_flip_reference(x[i].numpy(), 2, int(dy[i]), int(dx[i]), bool(flip[i]), "reflect")
+        assert np.array_equal(out[i].numpy(), ref), i
+    # by hand: the window at (0, 0) mirrors row 1 and column 1 into the border (no zeros enter)
+    one = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4)
+    shifted = pad_crop_flip(one, torch.tensor([1]), torch.tensor([1]), torch.tensor([False]), pad=2, mode="reflect")
+    assert shifted[0, 0, 0].tolist() == [5, 4, 5, 6] and shifted[0, 0, :, 0].tolist() == [5, 1, 5, 9]
+    with pytest.raises(ValueError, match="reflect padding"):
+        pad_crop_flip(one, torch.tensor([0]), torch.tensor([0]), torch.tensor([False]), pad=4, mode="reflect")
+
+
+def test_alternating_flip_mirrors_every_image_once_per_two_epochs():
+    cfg = DataConfig(augment="cifar_paper", image_size=4, cifar_pad=0, alternate_flip=True)
+    aug = BatchTrainAugment(cfg, (0.0,) * 3, (1 / 255,) * 3, out_channels=3)
+    x = torch.randint(0, 256, (64, 3, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    from reslab.data.batch_augment import alternating_flips
+
+    base = alternating_flips(64, seed=5)
+    even = aug(x, torch.Generator().manual_seed(0), base)
+    odd = aug(x, torch.Generator().manual_seed(1), base ^ True)
+    mirrored_even = (even.round() == x.flip(-1).float()).flatten(1).all(1)
+    mirrored_odd = (odd.round() == x.flip(-1).float()).flatten(1).all(1)
+    assert torch.equal(mirrored_even, base) and torch.equal(mirrored_odd, ~base)
+    assert 16 < int(base.sum()) < 48

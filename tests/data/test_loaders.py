@@ -154,3 +154,32 @@ def test_file_loaders_leave_the_global_generator_alone(tmp_path, workers):
     list(data.train.batches(1, start_batch=1))
     list(data.eval.batches())
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_alternate_flip_loader_and_flip_shift_views(cifar):
+    cfg = DataConfig(path=str(cifar), cifar_pad=0, alternate_flip=True)
+    data = build_data(cfg, 100, seed=0)
+    order = [data.train.epoch_indices(e) for e in (0, 1)]
+    (x0, _), (x1, _) = next(data.train.batches(0)), next(data.train.batches(1))
+    # un-shuffle both epochs: every image appears mirrored in exactly one of them
+    a, b = torch.empty_like(x0), torch.empty_like(x1)
+    a[order[0]], b[order[1]] = x0, x1
+    assert torch.allclose(a, b.flip(-1), atol=1e-5) and not torch.allclose(a, b, atol=1e-5)
+    sample = data.train.sample_images(10)
+    expected = (data.train.images[:10].float() / 255 - torch.tensor(data.mean).view(3, 1, 1)) / torch.tensor(data.std).view(3, 1, 1)
+    assert sample.shape == (10, 3, 32, 32) and torch.allclose(sample, expected, atol=1e-5)
+    views = data.eval_tta("flip_shift")
+    v = next(views.batches())[0]
+    plain = next(data.eval.batches())[0]
+    assert v.shape == (len(plain), 6, 3, 32, 32)
+    assert torch.allclose(v[:, 0], plain) and torch.allclose(v[:, 1], plain.flip(-1))
+    assert torch.allclose(v[:, 2][..., 1:, 1:], plain[..., :-1, :-1]) and torch.allclose(v[:, 4][..., :-1, :-1], plain[..., 1:, 1:])
+    assert sum(views.view_weights) == 1.0
+
+
+def test_alternate_flip_is_refused_for_file_data(tmp_path):
+    from reslab.errors import ReslabError
+
+    root = write_folder(tmp_path / "f", per_class=(3, 3), size=(40, 30), splits=("train",))
+    with pytest.raises(ReslabError, match="alternate_flip needs in-memory"):
+        build_data(DataConfig(path=str(root), augment="rrc", image_size=24, in_memory="no", alternate_flip=True), 2)

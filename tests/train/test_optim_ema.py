@@ -46,3 +46,61 @@ def test_vit_embeddings_are_exempt_from_weight_decay_with_norms_and_biases():
     assert id(model.class_token) in exempt and id(model.encoder.pos_embedding) in exempt
     assert id(model.conv_proj.weight) not in exempt and id(model.encoder.layers[0].self_attention.in_proj_weight) not in exempt
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_norm_lr_scale_group_keeps_the_decay_per_step():
+    from reslab.train.optim import set_lr
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4))
+    opt = build_optimizer(model, OptimConfig(weight_decay=1e-3, norm_lr_scale=64.0), lr=0.1)
+    plain, norm = opt.param_groups
+    assert {id(p) for p in norm["params"]} == {id(model[1].weight), id(model[1].bias)}
+    assert {id(p) for p in plain["params"]} == {id(model[0].weight), id(model[0].bias)}
+    assert norm["lr"] == 6.4 and norm["weight_decay"] * norm["lr"] == plain["weight_decay"] * plain["lr"]
+    set_lr(opt, 0.5)
+    assert plain["lr"] == 0.5 and norm["lr"] == 32.0
+
+
+def test_optimizer_kernels_agree_with_the_plain_loop():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+    x, y = torch.randn(8, 3, 6, 6), torch.randint(0, 3, (8,))
+    model(x)
+    results = {}
+    for kernel in ("loop", "foreach", "auto"):
+        m = __import__("copy").deepcopy(model)
+        opt = build_optimizer(m, OptimConfig(nesterov=True, weight_decay=1e-3, no_decay_norm_bias=True), lr=0.1)
+        for _ in range(5):
+            nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+        results[kernel] = torch.cat([p.detach().flatten() for p in m.parameters()])
+    assert not torch.equal(results["loop"], torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(results["foreach"], results["loop"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results["auto"], results["loop"], rtol=1e-5, atol=1e-6)
+
+
+def test_lookahead_moves_the_weights_to_their_average():
+    from reslab.train.ema import Lookahead
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    la = Lookahead(every=5, decay=0.9, power=1.0, total_steps=10, start_step=2)
+    la.step(model, 1)
+    assert la.average is None  # before start_step
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    la.step(model, 5)  # the first update takes a copy
+    assert torch.equal(la.average["0.weight"], torch.ones(2, 2))
+    with torch.no_grad():
+        model[0].weight.fill_(3.0)
+        model[1].num_batches_tracked.fill_(9)
+    la.step(model, 10)  # rho = 0.9**5 * (10 / 10)
+    rho = 0.9**5
+    expected = rho * 1.0 + (1 - rho) * 3.0
+    assert torch.allclose(model[0].weight, torch.full((2, 2), expected))
+    assert torch.allclose(la.average["0.weight"], model[0].weight)
+    assert model[1].num_batches_tracked.item() == 9
+    with torch.no_grad():
+        model[0].weight.fill_(0.0)
+    la.sync(model)
+    assert torch.allclose(model[0].weight, torch.full((2, 2), expected))

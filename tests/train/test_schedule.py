@@ -81,3 +81,16 @@ def test_engine_applies_the_schedule_per_step(tiny_config):
     base = 0.2 * 16 / 256
     # rows' lr: the lr of the epoch's last step (steps 3 and 7: after the milestone at step 4 in epoch 2)
     assert [r["lr"] for r in h.rows] == pytest.approx([base, base * 0.1])
+
+
+def test_linear_with_warmup_is_airbenchs_triangle():
+    # airbench94: 0.2 x lr at step 0, lr at 23% of training, 0.07 x lr at the end
+    total = 476
+    s = make(name="linear", unit="step", warmup=int(0.23 * total), warmup_start=0.2, total=total, min_lr=0.07)
+    peak = int(0.23 * total)
+    assert s.lr_at(0) == pytest.approx(0.1 * 0.2)
+    assert s.lr_at(peak // 2) == pytest.approx(0.1 * (0.2 + 0.8 * (peak // 2) / peak))
+    assert s.lr_at(peak) == pytest.approx(0.1)
+    assert s.lr_at(total) == pytest.approx(0.07)
+    mid = (peak + total) // 2
+    assert s.lr_at(mid) == pytest.approx(0.1 + (0.07 - 0.1) * (mid - peak) / (total - peak))

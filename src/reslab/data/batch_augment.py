@@ -27,19 +27,39 @@ def draw_pad_crop_flip(n: int, pad: int, generator: torch.Generator, hflip: bool
     return dy, dx, flip
 
 
-def pad_crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int) -> torch.Tensor:
-    """The paper's CIFAR augmentation on a batch: zero-pad, crop the H x W window at (dy, dx),
-    mirror where `flip`; one gather (crop and flip fused into the column index)."""
+def pad_crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int,
+                  mode: str = "zeros") -> torch.Tensor:
+    """The paper's CIFAR augmentation on a batch: pad (zeros, or a mirror of the border with
+    mode="reflect"), crop the H x W window at (dy, dx), mirror where `flip`; one gather (crop and
+    flip fused into the column index)."""
     b, c, h, w = x.shape
+    if mode == "reflect" and pad >= min(h, w):
+        raise ValueError(f"reflect padding of {pad} needs images larger than {pad} pixels, got {h}x{w}")
     dev = x.device
     dy, dx, flip = dy.to(dev, non_blocking=True), dx.to(dev, non_blocking=True), flip.to(dev, non_blocking=True)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    rows = dy[:, None] + torch.arange(h, device=dev)  # (B, H)
+    rows = dy[:, None] + torch.arange(h, device=dev)  # (B, H), in padded coordinates
     cols = torch.arange(w, device=dev).expand(b, w)
     cols = dx[:, None] + torch.where(flip[:, None], w - 1 - cols, cols)  # (B, W)
-    # one flat gather over the padded plane: ~7x faster on a CPU than 4-tensor advanced indexing
-    index = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
-    return padded.view(b, c, -1).gather(2, index).view(b, c, h, w)
+    if mode == "reflect":  # map padded coordinates back into the image: no padded copy at all
+        rows, cols = _reflect(rows - pad, h), _reflect(cols - pad, w)
+        plane, width = x, w
+    else:
+        plane, width = F.pad(x, (pad, pad, pad, pad)), w + 2 * pad
+    # one flat gather over the plane: ~7x faster on a CPU than 4-tensor advanced indexing
+    index = (rows[:, :, None] * width + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return plane.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
+
+
+def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Coordinates outside [0, n) mirrored about the border pixel (numpy's and torch's 'reflect')."""
+    i = i.abs()
+    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
+
+
+def alternating_flips(n: int, seed: int) -> torch.Tensor:
+    """airbench's flip: a fixed random half of the images is mirrored in even epochs; XOR with
+    (epoch odd) mirrors the other half in odd epochs. Every image is seen both ways every 2 epochs."""
+    return torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5
 
 
 def draw_rrc_boxes(n: int, height: int, width: int, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
@@ -90,22 +110,27 @@ class BatchTrainAugment:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator, flip: torch.Tensor | None = None) -> torch.Tensor:
         """One augmented view of each image, (B, ...); with `views = 2`, two independent views of
-        each as one batch (2B, ...): the first views of the B images, then their second views."""
+        each as one batch (2B, ...): the first views of the B images, then their second views.
+        flip: (B,) bool on the CPU to use instead of random flips (data.alternate_flip)."""
         with single_thread_on_cpu(x.device):
             if self.cfg.views == 1:
-                return self._augment(x, generator)
-            return torch.cat([self._augment(x, generator, view) for view in range(self.cfg.views)])
+                return self._augment(x, generator, given_flip=flip)
+            return torch.cat([self._augment(x, generator, view, flip) for view in range(self.cfg.views)])
 
-    def _augment(self, x: torch.Tensor, generator: torch.Generator, view: int = 0) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, generator: torch.Generator, view: int = 0,
+                 given_flip: torch.Tensor | None = None) -> torch.Tensor:
         cfg, n = self.cfg, x.shape[0]
         if cfg.augment == "cifar_paper":
-            x = pad_crop_flip(x, *draw_pad_crop_flip(n, cfg.cifar_pad, generator, cfg.hflip), pad=cfg.cifar_pad)
+            dy, dx, flip = draw_pad_crop_flip(n, cfg.cifar_pad, generator, cfg.hflip)
+            flip = flip if given_flip is None else given_flip
+            x = pad_crop_flip(x, dy, dx, flip, pad=cfg.cifar_pad, mode=cfg.pad_mode)
             x = x.float().div_(255)
         elif cfg.augment == "rrc":
             top, left, h, w = draw_rrc_boxes(n, x.shape[2], x.shape[3], generator, cfg.rrc_scale, cfg.rrc_ratio)
             flip = torch.rand(n, generator=generator) < 0.5 if cfg.hflip else torch.zeros(n, dtype=torch.bool)
+            flip = flip if given_flip is None else given_flip
             x = resized_crop(x.float().div_(255), top, left, h, w, flip, cfg.image_size)
         else:
             x = x.float().div_(255)

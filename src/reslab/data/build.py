@@ -21,7 +21,7 @@ from .progress import resolve_workers
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, FileEvalTransform, FileTrainTransform
 
 log = logging.getLogger(__name__)
-TTA_KINDS = ("ten_crop", "flip")
+TTA_KINDS = ("ten_crop", "flip", "flip_shift")
 
 
 @dataclass
@@ -55,7 +55,9 @@ class Data:
 
     def eval_tta(self, kind: str):
         """An eval loader whose batches are (images (B, n_views, C, H, W), labels): "flip" gives 2
-        views, "ten_crop" 10 (corners, centre and their mirrors). Average the softmax over views."""
+        views, "ten_crop" 10 (corners, centre and their mirrors), "flip_shift" 6 (the image, moved one
+        pixel up-left and down-right, each with its mirror: airbench). Average the softmax over views
+        (weighted by the loader's `view_weights` where it has them)."""
         if kind not in TTA_KINDS:
             raise ReslabError(f"unknown test-time augmentation '{kind}'; use one of {', '.join(TTA_KINDS)}")
         if self.make_eval is None:
@@ -207,6 +209,9 @@ def build_data(
             return InMemoryEvalLoader(evaluation, eval_bs, mean, std, cfg.channels, rank=rank, world_size=world_size,
                                       device=device, channels_last=channels_last, views=views, pad=cfg.cifar_pad)  # fmt: skip
     else:
+        if cfg.alternate_flip:
+            raise ReslabError("data.alternate_flip needs in-memory data, and these images are decoded from files; "
+                              "set data.alternate_flip=false (or data.in_memory=yes for small images)")
         mean = _fit(cfg.mean or IMAGENET_MEAN, cfg.channels)
         std = _fit(cfg.std or IMAGENET_STD, cfg.channels)
         train_loader = FileTrainLoader(train, batch_size, FileTrainTransform(cfg, mean, std), bad_log, seed=seed, rank=rank,

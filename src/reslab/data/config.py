@@ -10,6 +10,7 @@ FORMATS = ("auto", "folder", "cifar", "mnist", "csv")
 AUGMENTS = ("imagenet_paper", "rrc", "cifar_paper", "none")
 EVAL_SPLITS = ("auto", "val", "test", "holdout", "none")
 IN_MEMORY = ("auto", "yes", "no")
+PAD_MODES = ("zeros", "reflect")
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,11 @@ class DataConfig:
     scale_max: int = 480
     rrc_scale: tuple[float, float] = (0.08, 1.0)  # rrc: crop area as a fraction of the image
     rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # rrc: crop aspect ratio range
-    cifar_pad: int = 4  # cifar_paper: zero padding on each side, pixels
+    cifar_pad: int = 4  # cifar_paper: padding on each side, pixels (the crop moves up to this far)
+    pad_mode: str = "zeros"  # cifar_paper: zeros (the paper) | reflect (mirror the border, as airbench)
     hflip: bool = True  # random horizontal flips in every training augmentation
+    alternate_flip: bool = False  # hflip: each image mirrored in every other epoch (a random half in even epochs,
+    # the other half in odd ones) rather than by a coin per epoch: airbench's flip, in-memory data only
     color_jitter: float = 0.0  # brightness/contrast/saturation factors drawn in [1 - x, 1 + x]
     pca_lighting: float = 0.0  # AlexNet PCA colour augmentation std (0.1 in AlexNet and the ResNet paper)
     random_erasing: float = 0.0  # probability per image of erasing one random rectangle (Zhong et al. 2017; 0.25 in DeiT)
@@ -63,6 +67,11 @@ class DataConfig:
         _check_choice("augment", self.augment, AUGMENTS)
         _check_choice("eval_split", self.eval_split, EVAL_SPLITS)
         _check_choice("in_memory", self.in_memory, IN_MEMORY)
+        _check_choice("pad_mode", self.pad_mode, PAD_MODES)
+        if self.cifar_pad < 0:
+            raise ReslabError(f"data.cifar_pad must be >= 0, got {self.cifar_pad}")
+        if self.alternate_flip and self.in_memory == "no":
+            raise ReslabError("data.alternate_flip needs in-memory data; set data.in_memory=auto or yes, or alternate_flip=false")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ReslabError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}; use e.g. 0.1")
         if not 0.0 <= self.auto_holdout < 1.0:

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 
 from ..processes import WorkerInit, stop_signals_blocked
-from .batch_augment import BatchTrainAugment, finish, single_thread_on_cpu
+from .batch_augment import BatchTrainAugment, alternating_flips, finish, single_thread_on_cpu
 from .formats import ArraySplit, FileSplit
 from .guard import BadFileLog, TooManyBadFiles, decode_or_replace
+from .transforms import VIEW_WEIGHTS, flip_shift_views
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-
 
 def derive_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers (SeedSequence hashing: nearby inputs, unrelated streams)."""
@@ -52,10 +52,19 @@ class InMemoryTrainLoader:
         self.batch_size, self.augment = batch_size, augment
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.device, self.channels_last = device, channels_last
+        cfg = getattr(augment, "cfg", None)
+        alternate = cfg is not None and cfg.hflip and cfg.alternate_flip and cfg.augment != "none"
+        self.base_flips = alternating_flips(len(self.labels), derive_seed(seed, 0xF119)) if alternate else None
 
     @property
     def num_samples(self) -> int:
         return len(self.labels)
+
+    def sample_images(self, n: int) -> torch.Tensor:
+        """The first n training images, unaugmented and normalised (data-dependent initialisation)."""
+        with single_thread_on_cpu(self.device):
+            x = self.images[:n].float().div_(255)
+            return finish(x, self.augment.mean, self.augment.std, self.augment.out_channels)
 
     def __len__(self) -> int:
         return (self.num_samples // self.world_size) // self.batch_size
@@ -69,7 +78,10 @@ class InMemoryTrainLoader:
         for b in range(start_batch, len(self)):
             rows = index[b * bs : (b + 1) * bs]
             g = torch.Generator().manual_seed(derive_seed(self.seed, epoch, b, self.rank))
-            x = self.augment(self.images[rows], g)
+            flip = None
+            if self.base_flips is not None:
+                flip = self.base_flips[rows.cpu()] ^ bool(epoch % 2)
+            x = self.augment(self.images[rows], g, flip)
             yield _to_device(x, self.labels[rows], self.device, self.channels_last)
 
 
@@ -107,9 +119,15 @@ class InMemoryEvalLoader:
     def __iter__(self):
         return self.batches()
 
+    @property
+    def view_weights(self) -> tuple[float, ...] | None:
+        return VIEW_WEIGHTS.get(self.views)
+
     def _views(self, x: torch.Tensor) -> torch.Tensor:
         if self.views == "flip":
             views = [x, x.flip(-1)]
+        elif self.views == "flip_shift":
+            views = flip_shift_views(x)
         else:  # ten_crop: the 4 corners and the centre of the zero-padded image, and their mirrors
             p, h, w = self.pad, x.shape[2], x.shape[3]
             padded = torch.nn.functional.pad(x, (p, p, p, p))
@@ -263,6 +281,7 @@ class FileEvalLoader:
         self.sampler = _EvalSampler(len(split), batch_size, rank, world_size)
         self.loader = _make_dataloader(_FileDataset(split, transform), self.sampler, workers, device)
         self.bad_log, self.device, self.channels_last = bad_log, device, channels_last
+        self.views = getattr(transform, "views", None)
 
     @property
     def num_samples(self) -> int:
@@ -270,6 +289,10 @@ class FileEvalLoader:
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+    @property
+    def view_weights(self) -> tuple[float, ...] | None:
+        return VIEW_WEIGHTS.get(self.views)
 
     def batches(self) -> Iterator[Batch]:
         for batch in _iterate(self.loader):

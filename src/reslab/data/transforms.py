@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from ..imageio import BadImageError, load_image
@@ -87,14 +88,26 @@ def random_resized_crop(img: Image.Image, rng: np.random.Generator, size: int, s
     return img.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h), reducing_gap=3.0)
 
 
-def pad_crop_flip_reference(img: np.ndarray, pad: int, dy: int, dx: int, flip: bool) -> np.ndarray:
-    """The paper's CIFAR augmentation on one (C, H, W) array, written plainly: zero-pad `pad`
-    pixels on each side, take the H x W window at (dy, dx) of the padded image, mirror if `flip`."""
+def pad_crop_flip_reference(img: np.ndarray, pad: int, dy: int, dx: int, flip: bool, mode: str = "zeros") -> np.ndarray:
+    """The paper's CIFAR augmentation on one (C, H, W) array, written plainly: pad `pad` pixels on
+    each side (zeros, or mode="reflect"), take the H x W window at (dy, dx), mirror if `flip`."""
     c, h, w = img.shape
-    padded = np.zeros((c, h + 2 * pad, w + 2 * pad), dtype=img.dtype)
-    padded[:, pad : pad + h, pad : pad + w] = img
+    padded = np.pad(img, ((0, 0), (pad, pad), (pad, pad)), mode="reflect" if mode == "reflect" else "constant")
     out = padded[:, dy : dy + h, dx : dx + w]
     return np.ascontiguousarray(out[:, :, ::-1] if flip else out)
+
+
+# test-time views whose probabilities are not averaged uniformly (the others: uniform)
+VIEW_WEIGHTS = {"flip_shift": (0.25, 0.25, 0.125, 0.125, 0.125, 0.125)}
+
+
+def flip_shift_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """airbench's test-time views of a (B, C, H, W) batch: the image and its mirror, then both of the
+    image moved one pixel up-left and one pixel down-right (reflected border); weights VIEW_WEIGHTS."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., 0:h, 0:w], padded[..., 2 : h + 2, 2 : w + 2]
+    return [x, x.flip(-1), up_left, up_left.flip(-1), down_right, down_right.flip(-1)]
 
 
 def ten_crop(img: Image.Image, size: int) -> list[Image.Image]:
@@ -285,7 +298,7 @@ class FileTrainTransform:
             a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
             pad = cfg.cifar_pad
             dy, dx = int(rng.integers(0, 2 * pad + 1)), int(rng.integers(0, 2 * pad + 1))
-            a = pad_crop_flip_reference(a, pad, dy, dx, False)
+            a = pad_crop_flip_reference(a, pad, dy, dx, False, cfg.pad_mode)
             img = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
         else:  # none: the evaluation geometry
             resize = cfg.resolved_eval_resize
@@ -316,7 +329,8 @@ class FileTrainTransform:
 
 class FileEvalTransform:
     """Resize the shorter side to eval_resize, centre-crop image_size, normalise; `views` adds TTA:
-    "flip" -> (2, C, H, W), "ten_crop" -> (10, C, H, W) (crops of the resized image)."""
+    "flip" -> (2, C, H, W), "ten_crop" -> (10, C, H, W) (crops of the resized image),
+    "flip_shift" -> (6, C, H, W) (`flip_shift_views`)."""
 
     def __init__(self, cfg: DataConfig, mean, std, views: str | None = None):
         self.cfg, self.mean, self.std, self.views = cfg, tuple(mean), tuple(std), views
@@ -330,6 +344,8 @@ class FileEvalTransform:
         img = center_crop(img, size)
         if self.views == "flip":
             return torch.stack([self._tensor(img), self._tensor(img.transpose(Image.FLIP_LEFT_RIGHT))])
+        if self.views == "flip_shift":
+            return torch.stack(flip_shift_views(self._tensor(img)))
         return self._tensor(img)
 
     def _tensor(self, img: Image.Image) -> torch.Tensor:

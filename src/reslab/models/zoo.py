@@ -4,6 +4,7 @@ from . import (  # noqa: F401
     alexnet,
     cifar_resnet,
     efficientnet,
+    fast_cifar,
     googlenet,
     inception,
     mini_alexnet,

@@ -28,6 +28,8 @@ RESUME_KEYS = [
     ("train", "accum_steps"),
     ("train", "seed"),
     ("optim", "name"),
+    ("optim", "no_decay_norm_bias"),  # these two shape the optimizer's parameter groups
+    ("optim", "norm_lr_scale"),
     ("data", "path"),
     ("data", "format"),
     ("data", "val_fraction"),
@@ -109,10 +111,13 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 def config_differences(saved: dict, current: dict) -> list[str]:
     """The resume-relevant keys whose values differ, as 'section.key: saved -> current'."""
+    from .config import TrainConfig
+
+    defaults = TrainConfig().to_dict()  # for keys that checkpoints of older versions do not have
     diffs = []
     for section, key in RESUME_KEYS:
-        a = saved.get(section, {}).get(key)
-        b = current.get(section, {}).get(key)
+        a = saved.get(section, {}).get(key, defaults[section][key])
+        b = current.get(section, {}).get(key, defaults[section][key])
         if _normal(a) != _normal(b):
             diffs.append(f"{section}.{key}: {a!r} in the checkpoint, {b!r} now")
     return diffs

@@ -22,10 +22,11 @@ from ..tomlio import parse_assignments
 
 # The choices of each section, checked when a config is built (before any data is read).
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("multistep", "plateau", "cosine", "constant")
+SCHEDULES = ("multistep", "plateau", "cosine", "linear", "constant")
 SCHEDULE_UNITS = ("epoch", "step")
 AMP_MODES = ("off", "bf16", "fp16", "auto")
-TTA_VIEWS = ("", "flip", "ten_crop")
+TTA_VIEWS = ("", "flip", "ten_crop", "flip_shift")
+OPTIM_KERNELS = ("auto", "fused", "foreach", "loop")
 BN_MODES = ("train", "frozen", "auto")
 CLASS_BALANCE = ("off", "loss", "auto")
 
@@ -61,20 +62,25 @@ class OptimConfig:
     weight_decay: float = 1e-4  # L2 (SGD) or decoupled (AdamW)
     no_decay_norm_bias: bool = False  # exempt BatchNorm weights and all biases from weight decay
     backbone_lr_scale: float = 1.0  # every parameter outside the classifier trains at lr * this (discriminative fine-tuning)
+    norm_lr_scale: float = 1.0  # lr multiplier of normalisation-layer parameters (airbench: 64); their L2 is divided by it
+    kernel: str = "auto"  # update kernel: auto (fused where PyTorch has it, else foreach) | fused | foreach | loop
 
     def __post_init__(self):
         check_choice("optim.name", self.name, OPTIMIZERS)
+        check_choice("optim.kernel", self.kernel, OPTIM_KERNELS)
+        if self.norm_lr_scale <= 0:
+            raise ReslabError(f"optim.norm_lr_scale must be > 0, got {self.norm_lr_scale:g}")
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: str = "multistep"  # multistep | plateau | cosine | constant
+    name: str = "multistep"  # multistep | plateau | cosine | linear | constant
     milestones: tuple = ()  # multistep: where the lr is multiplied by gamma, in `unit`
     unit: str = "epoch"  # epoch | step: the unit of milestones and warmup
     gamma: float = 0.1  # multistep and plateau: the factor at each decay
     warmup: float = 0.0  # linear warm-up length in `unit` (0 = none); runs before any schedule
     warmup_start: float = 0.1  # warm-up starts at lr * warmup_start and rises linearly to lr
-    min_lr: float = 0.0  # cosine: the final lr; plateau: never decay below it
+    min_lr: float = 0.0  # cosine and linear: the final lr; plateau: never decay below it
     plateau_patience: int = 3  # plateau: evaluations without improvement before dividing by 10
     plateau_threshold: float = 0.1  # plateau: an improvement of validation error smaller than this (in %) does not count
     max_reductions: int = 3  # plateau: stop decaying after this many reductions
@@ -105,7 +111,7 @@ class TrainSection:
     device: str = "auto"  # auto (cuda, then cpu) | cpu | cuda | cuda:1 ...
     seed: int = 0
     eval_every: int = 1  # evaluate every this many epochs (0 = only at the end)
-    eval_tta: str = ""  # final evaluation views: "" | flip | ten_crop
+    eval_tta: str = ""  # final evaluation views: "" | flip | ten_crop | flip_shift (airbench's 6 weighted views)
     save_every: int = 0  # also checkpoint every this many steps, mid-epoch (0 = at epoch ends only)
     early_stop_metric: str = "val_top1"  # the metric that picks best.pt and early stopping
     early_stop_patience: int = 0  # stop after this many evaluations without a better metric (0 = never)

@@ -235,7 +235,7 @@ def build_training(cfg: TrainConfig, info: DistInfo, device: torch.device, amp: 
     steps_per_epoch, total_steps = training_length(cfg, len(data.train), accum)
     global_batch = cfg.train.batch_size * info.world_size * accum
     base_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_per_256, global_batch)
-    optimizer = build_optimizer(model, cfg.optim, base_lr)
+    optimizer = build_optimizer(model, cfg.optim, base_lr, device)
     schedule = LRSchedule(cfg.schedule, base_lr, total_steps, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
     preprocess = preprocess_for(cfg.to_dict(), data.mean, data.std)

@@ -52,6 +52,7 @@ def evaluate(
     confusion = None
     preds, labels = [], []
     batches = loader.batches() if hasattr(loader, "batches") else loader
+    view_weights = getattr(loader, "view_weights", None)
     try:
         for images, target in batches:
             images = images.to(device, non_blocking=True)
@@ -65,7 +66,11 @@ def evaluate(
                 logits = model(images)
             logits = (logits[0] if isinstance(logits, tuple) else logits).float()
             if views:
-                probs = F.softmax(logits, dim=1).view(-1, views, logits.shape[1]).mean(dim=1)
+                probs = F.softmax(logits, dim=1).view(-1, views, logits.shape[1])
+                if view_weights is not None:
+                    probs = (probs * torch.tensor(view_weights, dtype=probs.dtype, device=probs.device)[:, None]).sum(dim=1)
+                else:
+                    probs = probs.mean(dim=1)
                 log_probs = probs.clamp_min(1e-12).log()
             else:
                 log_probs = F.log_softmax(logits, dim=1)

@@ -44,6 +44,10 @@ class LRSchedule:
             span = max(1, self.total_steps - self.warmup_steps)
             t = min(1.0, max(0.0, (step - self.warmup_steps) / span))
             lr = cfg.min_lr + (self.base_lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+        elif cfg.name == "linear":  # with warm-up: airbench's triangle (up from lr * warmup_start, down to min_lr)
+            span = max(1, self.total_steps - self.warmup_steps)
+            t = min(1.0, max(0.0, (step - self.warmup_steps) / span))
+            lr = self.base_lr + (cfg.min_lr - self.base_lr) * t
         else:
             lr = self.base_lr
         if step < self.warmup_steps:
