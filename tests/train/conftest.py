@@ -22,6 +22,10 @@ class SyntheticTrain:
     def __len__(self):
         return len(self.labels) // self.world_size // self.batch_size
 
+    def sample_images(self, n):
+        """Unaugmented training images, for models with a data-dependent initialisation."""
+        return self.images[:n]
+
     def batches(self, epoch, start_batch=0):
         perm = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(self.seed * 1000 + epoch))
         shard = perm[self.rank :: self.world_size]

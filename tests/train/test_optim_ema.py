@@ -87,6 +87,9 @@ def test_lookahead_moves_the_weights_to_their_average():
     la = Lookahead(every=5, decay=0.9, power=1.0, total_steps=10, start_step=2)
     la.step(model, 1)
     assert la.average is None  # before start_step
+    boundary = Lookahead(every=5, decay=0.9, power=1.0, total_steps=10, start_step=5)
+    boundary.step(model, 5)
+    assert boundary.average is None  # step 5 is the last of the 5 steps before the start
     with torch.no_grad():
         model[0].weight.fill_(1.0)
     la.step(model, 5)  # the first update takes a copy

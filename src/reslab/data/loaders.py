@@ -61,9 +61,11 @@ class InMemoryTrainLoader:
         return len(self.labels)
 
     def sample_images(self, n: int) -> torch.Tensor:
-        """The first n training images, unaugmented and normalised (data-dependent initialisation)."""
+        """n training images spread evenly over the split (every class even when the files are sorted
+        by class), unaugmented and normalised: for data-dependent initialisation."""
+        index = torch.linspace(0, len(self.images) - 1, min(n, len(self.images))).round().long().to(self.device)
         with single_thread_on_cpu(self.device):
-            x = self.images[:n].float().div_(255)
+            x = self.images[index].float().div_(255)
             return finish(x, self.augment.mean, self.augment.std, self.augment.out_channels)
 
     def __len__(self) -> int:

@@ -27,6 +27,7 @@ SCHEDULE_UNITS = ("epoch", "step")
 AMP_MODES = ("off", "bf16", "fp16", "auto")
 TTA_VIEWS = ("", "flip", "ten_crop", "flip_shift")
 OPTIM_KERNELS = ("auto", "fused", "foreach", "loop")
+COMPILE_MODES = ("auto", "on", "off")
 BN_MODES = ("train", "frozen", "auto")
 CLASS_BALANCE = ("off", "loss", "auto")
 
@@ -105,9 +106,14 @@ class TrainSection:
     grad_clip: float = 0.0  # max global gradient norm (0 = no clipping)
     ema_decay: float = 0.0  # weight EMA decay per update, e.g. 0.999 (0 = off)
     ema_every: int = 1  # update the EMA every this many optimizer steps
+    lookahead_every: int = 0  # airbench's lookahead: every N steps the weights move to their EMA (0 = off)
+    lookahead_decay: float = 0.95  # per step: rho = decay**every * (step / total_steps)**power
+    lookahead_power: float = 3.0
+    lookahead_start: float = 0.0  # epochs before the first lookahead update
+    freeze_after: dict = field(default_factory=dict)  # {"whiten.bias" = 3}: parameters (name or module) trained N epochs only
     amp: str = "off"  # off | bf16 | fp16 (fp16 only on CUDA, with GradScaler) | auto (bf16 where supported)
     channels_last: bool = False  # NHWC memory format (faster convolutions on CPU with bf16 and on tensor cores)
-    compile: bool = False  # torch.compile the model
+    compile: str | bool = "auto"  # torch.compile: auto (when it pays, measured: docs/training.md) | on | off
     device: str = "auto"  # auto (cuda, then cpu) | cpu | cuda | cuda:1 ...
     seed: int = 0
     eval_every: int = 1  # evaluate every this many epochs (0 = only at the end)
@@ -137,6 +143,14 @@ class TrainSection:
                 f"train.epochs ({self.epochs:g}) and train.steps ({self.steps}) both set the training length; "
                 "keep one and set the other to 0 (e.g. --set train.steps=0)"
             )
+        mode = ("on" if self.compile else "off") if isinstance(self.compile, bool) else self.compile
+        check_choice("train.compile", mode, COMPILE_MODES)
+        object.__setattr__(self, "compile", mode)  # true/false (older configs) read as on/off
+        if self.lookahead_every < 0 or not 0.0 <= self.lookahead_decay <= 1.0:
+            raise ReslabError("train.lookahead_every must be >= 0 and lookahead_decay in [0, 1], e.g. 5 and 0.95")
+        for name, epochs in self.freeze_after.items():
+            if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or epochs < 0:
+                raise ReslabError(f"train.freeze_after['{name}'] must be a number of epochs >= 0, got {epochs!r}")
 
 
 @dataclass(frozen=True)

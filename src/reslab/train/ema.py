@@ -43,7 +43,8 @@ class Lookahead:
     so it averages little early (rho near 0: fast progress) and strongly at the end. Floating
     buffers (BatchNorm statistics) are averaged too; integer ones are left alone. The average starts
     at `start_step` (a copy of the weights then); `sync` puts the average into the model (airbench
-    does it at every epoch end).
+    does it at every epoch end). Steps are counted from 1; `start_step` is the number of steps before
+    the averaging may begin (airbench94: 3 epochs).
     """
 
     def __init__(self, every: int, decay: float, power: float, total_steps: int, start_step: int = 0):
@@ -54,7 +55,7 @@ class Lookahead:
     @torch.no_grad()
     def step(self, model: nn.Module, step: int) -> None:
         """Call after optimizer step number `step` (1-based)."""
-        if step < self.start_step or step % self.every:
+        if step <= self.start_step or step % self.every:  # step `start_step` + 1 is the first of the start epoch
             return
         state = _float_state(model)
         if self.average is None:

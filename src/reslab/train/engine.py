@@ -33,7 +33,8 @@ from . import checkpoint as ckpt_io
 from . import transfer
 from .config import TrainConfig, config_to_toml, replace
 from .distributed import DistInfo, all_reduce_sum, average_buffers, barrier, broadcast_object, init_distributed
-from .ema import ModelEma
+from .compile_policy import CompilePolicy, setup_key
+from .ema import Lookahead, ModelEma
 from .evaluate import autocast, evaluate
 from .logging import Progress, TensorBoard, write_metrics
 from .optim import build_optimizer, set_lr
@@ -43,6 +44,7 @@ from .schedule import LRSchedule, scaled_lr
 
 log = logging.getLogger(__name__)
 ERROR_RULE_EVERY = 50  # steps between checks of the ResNet-110 warm-up rule
+DATA_INIT_IMAGES = 5000  # training images a data-dependent initialisation sees (airbench's whitening: 5,000)
 
 
 class NonFiniteLossError(ReslabError):
@@ -77,6 +79,7 @@ class TrainState:
     best_ema_metric: float | None = None
     evals_since_best: int = 0
     rows: list = field(default_factory=list)
+    compile: dict = field(default_factory=dict)  # the train.compile decision and its measurements
 
 
 def resolve_train_device(name: str, info: DistInfo) -> torch.device:
@@ -129,6 +132,32 @@ def seed_step(seed: int, step: int, rank: int) -> None:
     processes drop different units.
     """
     torch.manual_seed(derive_seed(seed, step, rank, 0xD809))
+
+
+def init_from_data(model: nn.Module, data) -> None:
+    """Data-dependent initialisation (airbench's patch whitening) for models that have one. A resumed
+    run loads its weights over it."""
+    if not hasattr(model, "init_from_data"):
+        return
+    if not hasattr(data.train, "sample_images"):
+        raise ReslabError(f"{type(model).__name__} initialises its first layer from training images, which needs "
+                          "in-memory data (data.in_memory=auto or yes)")
+    device = next(model.parameters()).device
+    model.init_from_data(data.train.sample_images(DATA_INIT_IMAGES).to(device))
+
+
+def apply_freezing(model: nn.Module, freeze_after: dict, epoch: int) -> None:
+    """train.freeze_after: parameters named (or under a module named) `key` train for its first N epochs only."""
+    if not freeze_after:
+        return
+    named = dict(model.named_parameters())
+    for key, epochs in freeze_after.items():
+        chosen = [p for name, p in named.items() if name == key or name.startswith(key + ".")]
+        if not chosen:
+            raise ReslabError(f"train.freeze_after names '{key}', which is no parameter or module of {type(model).__name__}; "
+                              f"parameters look like: {', '.join(list(named)[:4])}")
+        for p in chosen:
+            p.requires_grad_(epoch < epochs)
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -217,6 +246,8 @@ def build_training(cfg: TrainConfig, info: DistInfo, device: torch.device, amp: 
     task.cfg = cfg  # with the number of classes resolved
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank and every resume
     model = task.build_model(cfg.model.num_classes).to(device)
+    if not cfg.model.weights:
+        init_from_data(model, data)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if info.enabled and cfg.model.sync_bn:
@@ -238,11 +269,21 @@ def build_training(cfg: TrainConfig, info: DistInfo, device: torch.device, amp: 
     optimizer = build_optimizer(model, cfg.optim, base_lr, device)
     schedule = LRSchedule(cfg.schedule, base_lr, total_steps, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+    lookahead = None
+    if cfg.train.lookahead_every > 0:
+        lookahead = Lookahead(cfg.train.lookahead_every, cfg.train.lookahead_decay, cfg.train.lookahead_power,
+                              total_steps, start_step=int(round(cfg.train.lookahead_start * steps_per_epoch)))
     preprocess = preprocess_for(cfg.to_dict(), data.mean, data.std)
-    return _Context(cfg, info, device, amp, data, model, wrap_for_training(model, cfg, info, device), optimizer,
+    train_model = wrap_for_training(model, info, device)
+    key = setup_key(cfg.model.name, cfg.model.options, cfg.train.batch_size, cfg.data.image_size, amp,
+                    cfg.train.channels_last, device)
+    compiler = CompilePolicy(cfg.train.compile, train_model, key, total_steps,
+                             decide_everywhere=lambda decision: broadcast_object(decision, info))
+    return _Context(cfg, info, device, amp, data, model, train_model, optimizer,
                     schedule, scaler, ema, TrainState(), None, list(data.classes), total_steps, steps_per_epoch,
                     accum, preprocess, on_step, class_weights=weights, bn_frozen=transfer.bn_frozen(cfg, cfg.train.batch_size),
-                    global_batch=global_batch, base_lr=base_lr, probe=probe_result, task=task)  # fmt: skip
+                    global_batch=global_batch, base_lr=base_lr, probe=probe_result, task=task, lookahead=lookahead,
+                    compiler=compiler)  # fmt: skip
 
 
 def training_length(cfg: TrainConfig, batches_per_epoch: int, accum: int) -> tuple[int, int]:
@@ -259,14 +300,12 @@ def training_length(cfg: TrainConfig, batches_per_epoch: int, accum: int) -> tup
     return steps_per_epoch, total_steps
 
 
-def wrap_for_training(model: nn.Module, cfg: TrainConfig, info: DistInfo, device: torch.device) -> nn.Module:
-    """The module that trains: DDP across processes and/or torch.compile around the bare model."""
-    train_model = model
+def wrap_for_training(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
+    """The module that trains: DDP across processes around the bare model (torch.compile around that
+    comes from the CompilePolicy, when train.compile says so)."""
     if info.enabled:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.train.compile:
-        train_model = torch.compile(train_model)
-    return train_model
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return model
 
 
 def restore_training(ctx: _Context, resume_state: dict, resume) -> None:
@@ -283,8 +322,11 @@ def restore_training(ctx: _Context, resume_state: dict, resume) -> None:
     ctx.schedule.load_state_dict(resume_state["schedule"])
     if ctx.ema is not None and resume_state.get("ema") is not None:
         ctx.ema.load_state_dict(resume_state["ema"])
+    if ctx.lookahead is not None and resume_state.get("lookahead") is not None:
+        ctx.lookahead.load_state_dict(resume_state["lookahead"])
     for key, value in resume_state["state"].items():  # running sums are global (all-reduced every step)
         setattr(ctx.state, key, value)
+    ctx.compiler.load_state_dict(ctx.state.compile)
     ctx.saved_step = ctx.state.step
 
 
@@ -441,6 +483,8 @@ class _Context:
     probe: dict | None = None  # the linear probe's result (finetune.probe_steps > 0)
     adapted: dict = field(default_factory=dict)  # what finetune.auto fitted to the data
     task: object = None  # what is trained: reslab.train.task (the model, the loss of a batch, the export)
+    lookahead: Lookahead | None = None  # train.lookahead_every
+    compiler: CompilePolicy | None = None  # eager or compiled steps (train.compile)
 
     def checkpoint_state(self, rng: dict | None = None) -> dict:
         return {
@@ -449,7 +493,9 @@ class _Context:
             "scaler": self.scaler.state_dict(),
             "schedule": self.schedule.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "state": {k: getattr(self.state, k) for k in TrainState.__dataclass_fields__},
+            "lookahead": self.lookahead.state_dict() if self.lookahead is not None else None,
+            "state": {**{k: getattr(self.state, k) for k in TrainState.__dataclass_fields__},
+                      "compile": dict(self.compiler.state) if self.compiler is not None else {}},
             "rng": rng or ckpt_io.rng_state(),
             "config": self.cfg.to_dict(),
             "classes": list(self.classes),
@@ -505,6 +551,7 @@ def train_one_epoch(ctx: _Context, tb: TensorBoard, progress: Progress) -> bool:
     cfg, state = ctx.cfg, ctx.state
     ctx.train_model.train()
     transfer.eval_frozen_parts(ctx.model, ctx.bn_frozen)
+    apply_freezing(ctx.model, cfg.train.freeze_after, state.epoch)
     if hasattr(ctx.data.train, "set_epoch"):
         ctx.data.train.set_epoch(state.epoch)
     epoch_batches = ctx.steps_per_epoch * ctx.accum
@@ -533,9 +580,21 @@ def advance_one_step(ctx: _Context, micro: list, index: int, epoch_batches: int,
     """One optimizer step and its bookkeeping: a signal waits for the end of it."""
     cfg, state = ctx.cfg, ctx.state
     seed_step(cfg.train.seed, state.step, ctx.info.rank)
-    loss_sum, correct, count = train_step(ctx, micro)
+
+    def redo(step=state.step):  # a failed compile is undone and the step rerun eagerly: the same random draws
+        ckpt_io.restore_rng_state(ctx.step_start_rng)
+        seed_step(cfg.train.seed, step, ctx.info.rank)
+
+    def step_through(module):  # the task's forward goes through ctx.train_model: eager, or compiled
+        ctx.train_model = module
+        return train_step(ctx, micro)
+
+    loss_sum, correct, count = ctx.compiler.run_step(step_through, redo)
     ctx.step_start_rng = None  # the step is complete: an interrupt from here on saves the current RNG state
     state.step += 1
+    ctx.compiler.after_step(state.step)
+    if ctx.lookahead is not None:
+        ctx.lookahead.step(ctx.model, state.step)
     state.batch = index
     sums = state.epoch_sums
     state.epoch_sums = [sums[0] + loss_sum, sums[1] + correct, sums[2] + count]
@@ -580,6 +639,8 @@ def end_of_epoch(ctx: _Context, tb: TensorBoard) -> bool:
     resumed run evaluates again); the bookkeeping and the checkpoints after it finish first."""
     wall_start = time.perf_counter() - ctx.state.wall_time
     with ctx.stop.critical() if ctx.info.enabled else contextlib.nullcontext():
+        if ctx.lookahead is not None:  # airbench: the weights take their average at every epoch end (idempotent)
+            ctx.lookahead.sync(ctx.model)
         average_buffers(ctx.model, ctx.info)
         results = evaluate_epoch(ctx)
         task_metrics = ctx.task.epoch_metrics(ctx)  # e.g. a self-supervised run's kNN monitor
