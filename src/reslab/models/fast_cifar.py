@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .head import ClassifierHead
 from .registry import CIFAR_MEAN, CIFAR_STD, register_model
 
 CIFAR_ENTRY = {"input_size": (3, 32, 32), "num_classes": 10, "mean": CIFAR_MEAN, "std": CIFAR_STD, "resize": 32}
@@ -115,7 +116,7 @@ class ConvGroup(nn.Module):
         return x + out
 
 
-class FastCifarNet(nn.Module):
+class FastCifarNet(ClassifierHead, nn.Module):
     """Patch whitening, three pooled conv groups, global max-pool, scaled linear classifier."""
 
     feature_names = ["whiten", "layer1", "layer2", "layer3"]
@@ -148,15 +149,8 @@ class FastCifarNet(nn.Module):
         x = self.layer3(x)  # (B, w3, 3, 3)
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.pool(x), 1) * OUTPUT_SCALE  # (B, w3)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Linear:
-        return self.fc
+    def pool_features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(x), 1) * OUTPUT_SCALE  # (B, w3): global max, scaled
 
 
 @register_model("cifar_fast", **CIFAR_ENTRY)
