@@ -47,7 +47,13 @@ def embed(
     weights: Weights = None,
     run: Annotated[Optional[Path], typer.Option(help="A training run folder: embed with the trained network.")] = None,
     layer: Annotated[Optional[str], typer.Option(help="Embed this layer (global-average-pooled) instead of the pooled features.")] = None,
-    param: Annotated[Optional[list[str]], typer.Option(help="Embedder parameter key=value (classical methods), repeatable.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(
+        help="Embedder parameter key=value, repeatable. cnn: pool=gem|avg, gem_p=3, flip=true, scales=[1,0.707], "
+        'layers=["features.5"]; hashes: hash_size=16; sift/orb: vocab_size=512.')] = None,
+    whiten: Annotated[Optional[bool], typer.Option("--whiten/--no-whiten", help="PCA-whitening fitted on the indexed collection (default: see docs/search.md).")] = None,
+    whiten_dim: Annotated[Optional[int], typer.Option(min=1, help="Axes kept by the whitening.")] = None,
+    dba: Annotated[Optional[int], typer.Option(min=0, help="Database-side augmentation: neighbours summed into each indexed vector (0 = off).")] = None,
+    qe: Annotated[Optional[int], typer.Option(min=0, help="alpha-query expansion: results summed into each query (0 = off).")] = None,
     index_kind: Annotated[IndexKind, typer.Option(help="flat (exact), ivf, hnsw, or auto (flat below 100k items).")] = IndexKind.auto,
     nprobe: Annotated[int, typer.Option(min=1, help="IVF cells searched per query.")] = 16,
     ef_search: Annotated[int, typer.Option(min=1, help="HNSW candidate list per query.")] = 64,
@@ -77,8 +83,19 @@ def embed(
     from ..search.stores import parse_store, read_pointer
     from ..tomlio import parse_assignments
 
+    post = None
+    if any(v is not None for v in (whiten, whiten_dim, dba, qe)):  # else: the index's own, or the default for a new one
+        import dataclasses
+
+        from ..search.embed import DEFAULT_POST
+        from ..search.postprocess import Postprocess
+
+        manifest = read_manifest(out)
+        base = Postprocess.options_of(manifest) if manifest and "postprocess" in manifest else DEFAULT_POST
+        asked = {"whiten": whiten, "whiten_dim": whiten_dim, "dba": dba, "qe": qe}
+        post = dataclasses.replace(base, **{k: v for k, v in asked.items() if v is not None})
     options = EmbedOptions(batch_size=batch_size, workers=resolve_workers(workers), chunk_size=chunk_size,
-                           index_kind=index_kind.value, nprobe=nprobe, ef_search=ef_search)  # fmt: skip
+                           index_kind=index_kind.value, nprobe=nprobe, ef_search=ef_search, post=post)  # fmt: skip
     if merge:
         _print_report(merge_indexes(merge, out, options, store=store), out, as_json)
         return

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import ReslabError
 from .index import Hit, SearchIndex
 
@@ -69,8 +71,19 @@ def find_duplicates(index: SearchIndex, threshold: float = 0.95, block: int = 10
     (no range search) uses the k nearest neighbours, which can only miss members of groups larger than k.
     """
     uf, best, weakest = UnionFind(), {}, {}
+    raw = None
+    if index.post.active:
+        # thresholds are cosines of the embedder's own rows: whitening or DBA would change their meaning,
+        # so duplicates are searched exactly among the stored rows
+        from . import faiss_index
+
+        all_ids, all_vectors = index.store.all_vectors()
+        raw = faiss_index.build_faiss(all_ids, all_vectors, faiss_index.FaissParams("flat"), int(index.manifest["dim"]))
     for ids, vectors in index.store.iter_vectors(block):
-        in_range = index.range_search(vectors, threshold)
+        if raw is not None:
+            in_range = raw.range_search(np.ascontiguousarray(vectors, dtype=np.float32), float(threshold))
+        else:
+            in_range = index.range_search(vectors, threshold)
         if in_range is not None:
             lims, scores, found = in_range
             pairs = ((int(ids[q]), int(found[j]), float(scores[j])) for q in range(len(ids)) for j in range(lims[q], lims[q + 1]))

@@ -29,6 +29,7 @@ from .. import __version__
 from ..errors import ReslabError
 from ..processes import FolderLock, StopRequests, WorkerInit, signal_name, stop_on_signals, stop_signals_blocked
 from .embedders import Embedder, describe, describe_difference, embedder_from_manifest, identity
+from .postprocess import PostOptions, Postprocess
 from .store import NewItem
 from .stores import IndexMissing, IndexStore, open_store
 from .walk import Decoded, decode_file, decode_many, label_of, shard_of, walk_images
@@ -47,6 +48,7 @@ class EmbedOptions:
     nprobe: int = 16  # IVF cells searched per query
     ef_search: int = 64  # HNSW candidate list per query
     fit_samples: int = 300  # images used to fit a bag-of-words vocabulary
+    post: PostOptions | None = None  # whitening, DBA, QE; None: the index's own, or DEFAULT_POST for a new index
     rank: int = 0  # this process's shard (under torchrun)
     world_size: int = 1
     progress: bool = True
@@ -212,10 +214,27 @@ def embed_files(store: IndexStore, embedder: Embedder, root: Path, options: Embe
 
 
 def finalize(store: IndexStore, manifest: dict, options: EmbedOptions) -> dict:
-    """Make the search structure match the committed vectors and write the final manifest."""
-    kind = store.build_search(options.index_kind, options.nprobe, options.ef_search)
+    """Make the search structure match the committed vectors and write the final manifest.
+
+    With whitening or DBA (`options.post`, else the index's own), they are fitted on the collection's
+    vectors and the search structure is built over the transformed ones."""
+    post_options = post_options_for(manifest, options)
+    post = Postprocess(PostOptions())
+    if post_options.whiten or post_options.dba or post_options.qe:
+        if manifest.get("metric") == "hamming":
+            raise ReslabError("whitening, DBA and query expansion apply to vectors, not to perceptual hashes; drop them for --method "
+                              f"{manifest.get('method')}")
+        if (post_options.whiten or post_options.dba) and store.kind != "local":
+            raise ReslabError(f"whitening and DBA transform the indexed vectors, which the {store.kind} store keeps as they are; "
+                              "drop --whiten/--dba for this store (--qe works), or use a local index")  # fmt: skip
+        _ids, vectors = store.all_vectors()
+        post = Postprocess.fit(post_options, vectors.reshape(-1, int(manifest["dim"])))
+    transform = (lambda v: post.database(post.transform(v))) if (post.whitening is not None or post.options.dba) else None
+    kind = store.build_search(options.index_kind, options.nprobe, options.ef_search, transform=transform)
     manifest = {
         **manifest,
+        "postprocess": post.to_manifest(),
+        "index_dim": int(post.dim_out or manifest["dim"]),
         "count": len(store),
         "index_kind": kind,
         "nprobe": options.nprobe,
@@ -226,6 +245,18 @@ def finalize(store: IndexStore, manifest: dict, options: EmbedOptions) -> dict:
     manifest["created"] = manifest.get("created") or manifest["updated"]
     store.write_manifest(manifest)
     return manifest
+
+
+DEFAULT_POST = PostOptions()  # a new index without explicit options: see docs/search.md for the measured choice
+
+
+def post_options_for(manifest: dict, options: EmbedOptions) -> PostOptions:
+    """The post-processing to fit: as asked, else the index's own, else the default for a new index."""
+    if options.post is not None:
+        return options.post
+    if "postprocess" in manifest:  # an index built since these options existed: keep what it chose
+        return Postprocess.options_of(manifest)
+    return DEFAULT_POST if manifest.get("status") == "building" or "count" not in manifest else PostOptions()
 
 
 def _base_manifest(embedder: Embedder, root: Path, options: EmbedOptions) -> dict:

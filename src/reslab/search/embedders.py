@@ -102,9 +102,17 @@ class CnnEmbedder:
         bf16: bool = False,
         channels_last: bool = False,
         onnx: bool = False,
+        pool: str = "avg",
+        gem_p: float = 3.0,
+        scales=(1.0,),
+        flip: bool = False,
+        layers=(),
     ):
         import torch
 
+        from .pooling import Pooling
+
+        self.pooling = Pooling(pool, float(gem_p), tuple(scales), bool(flip), tuple(layers))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.bf16, self.channels_last, self.use_onnx = bf16, channels_last, onnx
         self.run = str(run) if run is not None else None
@@ -170,13 +178,17 @@ class CnnEmbedder:
             "weights_sha256": self.weights_sha256,
             "layer": self.layer,
             "preprocess": self.eval_preprocess.as_dict(),
-            "params": {},
+            "params": self.pooling.as_params(),
             "dim": self.dim,
         }
 
     @classmethod
     def from_manifest(cls, manifest: dict, index_dir: Path, **runtime) -> "CnnEmbedder":
-        emb = cls(model=manifest["model"], weights=manifest.get("weights"), run=manifest.get("run"), layer=manifest.get("layer"), **runtime)
+        from .pooling import Pooling
+
+        pooling = Pooling.from_params(manifest.get("params") or {}).as_params()  # absent keys: how older indexes pooled
+        emb = cls(model=manifest["model"], weights=manifest.get("weights"), run=manifest.get("run"), layer=manifest.get("layer"),
+                  **pooling, **runtime)  # fmt: skip
         if emb.weights_sha256 != manifest.get("weights_sha256"):
             source = manifest.get("run") or manifest.get("weights")
             raise ReslabError(
@@ -217,7 +229,7 @@ class CnnEmbedder:
     def _output_dim(self) -> int:
         import torch
 
-        if self.layer is None:
+        if self.layer is None and self.pooling.is_plain:
             return int(self.net.num_features)
         crop = self.eval_preprocess.crop
         with torch.inference_mode():
@@ -227,7 +239,11 @@ class CnnEmbedder:
         import torch
 
         if self.layer is None:
-            return net.forward_head(net.forward_features(x), pre_logits=True)
+            if self.pooling.is_plain:
+                return net.forward_head(net.forward_features(x), pre_logits=True)
+            from .pooling import descriptor
+
+            return descriptor(net, x, self.pooling)
         captured = {}
         module = dict(net.named_modules())[self.layer_path]
         handle = module.register_forward_hook(lambda _m, _i, out: captured.setdefault("out", out))
@@ -339,7 +355,12 @@ def _classical_module(method: str):
 
 def identity(manifest: dict) -> dict:
     """The part of a manifest that decides whether two embedders' vectors are comparable."""
-    return {k: manifest.get(k) for k in IDENTITY_KEYS}
+    out = {k: manifest.get(k) for k in IDENTITY_KEYS}
+    if manifest.get("method") == "cnn":  # older indexes record no pooling: they pooled the original way
+        from .pooling import Pooling
+
+        out["params"] = Pooling.from_params(manifest.get("params") or {}).as_params()
+    return out
 
 
 def describe(manifest: dict) -> str:
@@ -347,7 +368,13 @@ def describe(manifest: dict) -> str:
     if manifest.get("method") == "cnn":
         src = manifest.get("run") or manifest.get("weights")
         layer = f", layer {manifest['layer']}" if manifest.get("layer") else ""
-        return f"cnn {manifest.get('model')} ({src}{layer})"
+        from .pooling import Pooling
+
+        p = Pooling.from_params(manifest.get("params") or {})
+        extra = ("" if p.pool == "avg" else f", gem p={p.gem_p:g}") + (", flip" if p.flip else "")
+        extra += (f", scales {'/'.join(f'{x:g}' for x in p.scales)}" if p.scales != (1.0,) else "")
+        extra += (f", + {'+'.join(p.layers)}" if p.layers else "")
+        return f"cnn {manifest.get('model')} ({src}{layer}{extra})"
     params = manifest.get("params") or {}
     if "hash_size" in params:
         return f"{manifest.get('method')} ({params['hash_size'] ** 2} bits)"

@@ -76,6 +76,8 @@ def build_faiss(ids: np.ndarray, vectors: np.ndarray, params: FaissParams, dim: 
     base.this.disown()
     if n:
         index.add_with_ids(vectors, ids)
+        if params.kind == "ivf":
+            base.make_direct_map()  # reconstruct(id), which query expansion needs
     return index
 
 
@@ -118,6 +120,11 @@ def is_binary(index) -> bool:
     import faiss
 
     return isinstance(index, faiss.IndexBinary)
+
+
+def reconstruct(index, ids) -> np.ndarray:
+    """The indexed rows of `ids` (float indexes): (len(ids), d)."""
+    return np.stack([index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, index.d), np.float32)
 
 
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from ..errors import ReslabError
 from .embedders import Embedder, describe, l2_normalize
 from .store import Item
 from .stores import IndexStore, open_store
+from .postprocess import Postprocess
 
 __all__ = ["Hit", "Item", "SearchIndex"]
 
@@ -36,6 +37,7 @@ class SearchIndex:
     def __init__(self, path: Path, manifest: dict, store: IndexStore, runtime: dict, store_uri: str | None = None):
         self.path, self.manifest, self.store, self._runtime, self.store_uri = path, manifest, store, runtime, store_uri
         self._embedder: Embedder | None = None
+        self.post = Postprocess.from_manifest(manifest)  # whitening, DBA, QE fitted on this collection
 
     @classmethod
     def open(cls, path: str | os.PathLike, store: str | None = None, **runtime) -> "SearchIndex":
@@ -142,11 +144,29 @@ class SearchIndex:
         q = l2_normalize(np.atleast_2d(q))
         if q.shape[1] != self.manifest["dim"]:
             raise ReslabError(f"query vectors have {q.shape[1]} dimensions but the index {self.store.describe()} holds {self.manifest['dim']}")
+        k = max(1, min(int(k), MAX_K))
+        if self.post.active:
+            q = self.post.transform(q)
+            if self.post.options.qe > 0:
+                q = self._expand(q)
         # no count here: on a server it is a round trip per query; slots without an item come back as id -1
-        scores, ids = self.store.search(q, max(1, min(int(k), MAX_K)))
+        scores, ids = self.store.search(q, k)
         items = self.store.items_by_ids(i for i in np.unique(ids) if i >= 0)
         # an id missing from the items belongs to a file removed by an unfinished update: skip it
         return [[Hit(int(i), float(s), items[i].path, items[i].label) for s, i in zip(srow, irow) if i in items] for srow, irow in zip(scores, ids)]
+
+    def _expand(self, q: np.ndarray) -> np.ndarray:
+        """alpha-QE: each query plus its `qe` best results (their rows in the index's space), weighted by
+        similarity^alpha, renormalised."""
+        o = self.post.options
+        scores, ids = self.store.search(q, o.qe)
+        out = q.copy()
+        for row, (srow, irow) in enumerate(zip(scores, ids)):
+            keep = irow >= 0
+            if keep.any():
+                w = np.clip(srow[keep], 0, None) ** o.alpha
+                out[row] += w @ self.post.transform(self.store.vectors([int(i) for i in irow[keep]]))
+        return l2_normalize(out)
 
     def range_search(self, q: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(lims, scores, ids) of everything at or above `threshold`, FAISS-style; None where the structure has no range search (HNSW)."""

@@ -128,13 +128,17 @@ class LocalStore(VectorStore, IndexStore):
         return super().delete_unseen()
 
     # -- search --------------------------------------------------------------------------------
-    def build_search(self, kind: str, nprobe: int, ef_search: int) -> str:
+    def build_search(self, kind: str, nprobe: int, ef_search: int, transform=None) -> str:
         ids, vectors = self.all_vectors()
         manifest = self.read_manifest() or {}
         dim = int(manifest["dim"])
+        vectors = vectors.reshape(-1, dim)
+        if transform is not None and len(vectors):
+            vectors = transform(vectors)  # whitened / augmented rows (reslab.search.postprocess)
+            dim = vectors.shape[1]
         kind = faiss_index.resolve_kind(kind, len(ids))
         params = faiss_index.FaissParams(kind=kind, nprobe=nprobe, ef_search=ef_search)
-        index = faiss_index.build_faiss(ids, vectors.reshape(-1, dim), params, dim, manifest.get("metric", "inner_product"))
+        index = faiss_index.build_faiss(ids, vectors, params, dim, manifest.get("metric", "inner_product"))
         atomic_write_bytes(self.dir / FAISS_FILE, faiss_index.serialize(index))
         self._faiss = None
         return kind

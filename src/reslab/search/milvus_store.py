@@ -443,7 +443,7 @@ class MilvusStore(IndexStore):
             self._seen_dir = None
 
     # -- search ------------------------------------------------------------------------------------
-    def build_search(self, kind: str, nprobe: int, ef_search: int) -> str:
+    def build_search(self, kind: str, nprobe: int, ef_search: int, transform=None) -> str:
         """Milvus keeps its index up to date itself; here only the kind changes with the collection's size."""
         if not self._has_items():
             self._create_items(self.read_manifest())

@@ -38,16 +38,21 @@ def query_metrics(relevant: np.ndarray, n_relevant: int, ks: list[int]) -> tuple
     return precision, recall, ap
 
 
-def retrieval_scores(vectors: np.ndarray, labels: list[str], ks: list[int], block: int = 512) -> RetrievalScores:
-    """Leave-one-out retrieval over L2-normalised `vectors` with `labels` as ground truth."""
+def retrieval_scores(vectors: np.ndarray, labels: list[str], ks: list[int], block: int = 512,
+                     database: np.ndarray | None = None) -> RetrievalScores:  # fmt: skip
+    """Leave-one-out retrieval over L2-normalised `vectors` with `labels` as ground truth.
+
+    database: the rows searched, when they differ from the query rows (database-side augmentation);
+    row i of both is the same item."""
     vectors = np.asarray(vectors, dtype=np.float32)
+    db = vectors if database is None else np.asarray(database, dtype=np.float32)
     codes = np.unique(np.asarray(labels), return_inverse=True)[1]
     counts = np.bincount(codes)
     n = len(vectors)
     ks = [k for k in ks if k <= n - 1] or [max(1, n - 1)]
     p_sum, r_sum, ap_sum, queries = {k: 0.0 for k in ks}, {k: 0.0 for k in ks}, 0.0, 0
     for start in range(0, n, block):
-        sims = vectors[start : start + block] @ vectors.T  # (block, N)
+        sims = vectors[start : start + block] @ db.T  # (block, N)
         for row, q in enumerate(range(start, min(start + block, n))):
             n_rel = counts[codes[q]] - 1
             if n_rel == 0:
@@ -67,12 +72,29 @@ def retrieval_scores(vectors: np.ndarray, labels: list[str], ks: list[int], bloc
 
 
 def evaluate_index(index: SearchIndex, ks: list[int]) -> RetrievalScores:
+    """Leave-one-out retrieval as `reslab search` ranks: the index's whitening, DBA and QE included."""
     labels, blocks = [], []
     for items, vectors in index.store.iter_items():
         labels += [it.label for it in items]
         blocks.append(vectors)
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, index.manifest["dim"]), np.float32)
-    return retrieval_scores(vectors, labels, ks)
+    return postprocessed_scores(vectors, labels, ks, index.post)
+
+
+def postprocessed_scores(vectors: np.ndarray, labels: list[str], ks: list[int], post) -> RetrievalScores:
+    """Leave-one-out scores of embedder rows under a fitted `Postprocess`, as `SearchIndex.search_vectors`
+    ranks: results picked against the indexed (augmented) rows, a query expanded with the transformed rows
+    of its first results, never with itself."""
+    from .postprocess import weighted_neighbour_sum
+
+    if not post.active:
+        return retrieval_scores(vectors, labels, ks)
+    queries = post.transform(vectors)
+    database = post.database(queries)
+    if post.options.qe:
+        queries = weighted_neighbour_sum(queries, database, post.options.qe, post.options.alpha,
+                                         exclude=np.arange(len(queries)), rows=queries)  # fmt: skip
+    return retrieval_scores(queries, labels, ks, database=database)
 
 
 def plot_precision_at_k(rows: list[dict], path: str | Path) -> Path:

@@ -161,8 +161,10 @@ class IndexStore(ABC):
 
     # -- search --------------------------------------------------------------------------------
     @abstractmethod
-    def build_search(self, kind: str, nprobe: int, ef_search: int) -> str:
-        """Make the search structure match the committed vectors; returns the kind built (flat/ivf/hnsw)."""
+    def build_search(self, kind: str, nprobe: int, ef_search: int, transform=None) -> str:
+        """Make the search structure match the committed vectors; returns the kind built (flat/ivf/hnsw).
+
+        transform: vectors (N, dim) -> the rows to search (whitening, DBA); only the local store takes one."""
 
     @abstractmethod
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

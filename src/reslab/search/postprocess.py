@@ -1,0 +1,183 @@
+"""Post-processing of retrieval descriptors, fitted on the indexed collection and kept in its manifest.
+
+- PCA-whitening (Jégou & Chum 2012): centre on the collection's mean, rotate onto its principal
+  axes and divide each by the square root of its variance (plus a shrinkage term, so that the
+  noisy low-variance axes of a small collection are not blown up), keep `dim` axes, L2-normalise.
+  Frequent, uninformative directions (background, colour casts) stop dominating the cosine.
+- Database-side augmentation, DBA (Arandjelović & Zisserman 2012; the alpha-weighted form of
+  Radenović et al. 2018): each indexed vector is replaced by the weighted sum of itself and its
+  `n` nearest neighbours, weights similarity^alpha; the FAISS index holds these.
+- alpha-query expansion, alpha-QE (Radenović et al. 2018): a query is searched, the query and its
+  `n` best results are summed with weights similarity^alpha, and the sum is searched again.
+
+The raw embeddings stay in the store: whitening is re-fitted and DBA recomputed whenever
+`reslab embed` finalises the index, and the fitted arrays live in manifest.json (base64 float32),
+so any store that keeps the manifest keeps them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ReslabError
+from .embedders import l2_normalize
+
+
+def _encode(a: np.ndarray) -> dict:
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    raw = a.tobytes()
+    return {"shape": list(a.shape), "dtype": "float32", "sha256": hashlib.sha256(raw).hexdigest(),
+            "data": base64.b64encode(raw).decode("ascii")}  # fmt: skip
+
+
+def _decode(d: dict, what: str) -> np.ndarray:
+    try:
+        raw = base64.b64decode(d["data"])
+        if hashlib.sha256(raw).hexdigest() != d["sha256"]:
+            raise ValueError("checksum mismatch")
+        return np.frombuffer(raw, dtype=np.float32).reshape(d["shape"]).copy()
+    except (KeyError, ValueError, TypeError) as e:
+        raise ReslabError(f"the index manifest's {what} is damaged ({e}); rerun `reslab embed` on the folder to refit it") from None
+
+
+@dataclass(frozen=True)
+class Whitening:
+    mean: np.ndarray  # (d,)
+    projection: np.ndarray  # (d, dim)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return l2_normalize((np.asarray(x, np.float32) - self.mean) @ self.projection)
+
+    def to_manifest(self) -> dict:
+        return {"mean": _encode(self.mean), "projection": _encode(self.projection)}
+
+    @classmethod
+    def from_manifest(cls, d: dict) -> "Whitening":
+        return cls(_decode(d["mean"], "whitening mean"), _decode(d["projection"], "whitening projection"))
+
+
+def fit_whitening(x: np.ndarray, dim: int = 256, shrinkage: float = 0.1) -> Whitening:
+    """PCA-whitening of the rows of x (L2-normalised descriptors).
+
+    dim: axes kept (at most the rank, n - 1). shrinkage: each eigenvalue gets shrinkage * the mean
+    eigenvalue added before the inverse square root, the regularised whitening that a collection of
+    a few hundred images needs (0 = plain whitening)."""
+    x = np.asarray(x, dtype=np.float64)
+    n, d = x.shape
+    if n < 3:
+        raise ReslabError(f"whitening needs at least 3 indexed images to estimate a covariance, the index has {n}; add images or drop --whiten")
+    mean = x.mean(0)
+    centred = x - mean
+    # the covariance's eigenvectors from the smaller of the two Gram matrices (n << d for small collections)
+    if n < d:
+        u, s, vt = np.linalg.svd(centred, full_matrices=False)
+        values, vectors = s**2 / (n - 1), vt.T
+    else:
+        values, vectors = np.linalg.eigh(centred.T @ centred / (n - 1))
+        order = np.argsort(values)[::-1]
+        values, vectors = values[order], vectors[:, order]
+    keep = int(min(dim, n - 1, d, int((values > values[0] * 1e-9).sum())))
+    values, vectors = values[:keep], vectors[:, :keep]
+    scale = 1.0 / np.sqrt(values + shrinkage * values.mean())
+    return Whitening(mean.astype(np.float32), (vectors * scale).astype(np.float32))
+
+
+def weighted_neighbour_sum(queries: np.ndarray, database: np.ndarray, n: int, alpha: float,
+                           exclude: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Each query plus its n nearest database rows weighted by max(similarity, 0)^alpha, L2-normalised.
+
+    exclude: per query, a database row to leave out (the query's own row in leave-one-out).
+    rows: what is added for a neighbour, when not its database row (the same items, another space)."""
+    q = np.asarray(queries, np.float32)
+    db = np.asarray(database, np.float32)
+    add = db if rows is None else np.asarray(rows, np.float32)
+    if n <= 0 or len(db) == 0:
+        return l2_normalize(q)
+    out = q.copy()
+    for start in range(0, len(q), 1024):
+        sims = q[start : start + 1024] @ db.T
+        if exclude is not None:
+            rows = np.arange(len(sims))
+            sims[rows, exclude[start : start + 1024]] = -np.inf
+        k = min(n, db.shape[0] - (1 if exclude is not None else 0))
+        if k <= 0:
+            continue
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        w = np.take_along_axis(sims, top, axis=1).clip(min=0) ** alpha
+        out[start : start + 1024] += np.einsum("qk,qkd->qd", w, add[top])
+    return l2_normalize(out)
+
+
+@dataclass(frozen=True)
+class PostOptions:
+    """What `reslab embed` applies after the embedder (recorded in the manifest's "postprocess")."""
+
+    whiten: bool = False
+    whiten_dim: int = 256
+    whiten_shrinkage: float = 0.1
+    dba: int = 0  # neighbours summed into each indexed vector (0 = none)
+    qe: int = 0  # results summed into each query (0 = none)
+    alpha: float = 3.0  # similarity exponent of DBA and QE weights
+
+    def __post_init__(self):
+        if self.whiten_dim < 1 or self.dba < 0 or self.qe < 0 or self.alpha < 0 or self.whiten_shrinkage < 0:
+            raise ReslabError("whiten_dim must be >= 1 and dba, qe, alpha, shrinkage >= 0")
+
+
+class Postprocess:
+    """The fitted post-processing of one index: transforms for stored vectors and for queries."""
+
+    def __init__(self, options: PostOptions, whitening: Whitening | None = None):
+        self.options, self.whitening = options, whitening
+
+    @property
+    def active(self) -> bool:
+        """Whether the index searches anything but the embedder's own rows."""
+        o = self.options
+        return self.whitening is not None or o.dba > 0 or o.qe > 0
+
+    @classmethod
+    def fit(cls, options: PostOptions, vectors: np.ndarray) -> "Postprocess":
+        whitening = fit_whitening(vectors, options.whiten_dim, options.whiten_shrinkage) if options.whiten and len(vectors) >= 3 else None
+        return cls(options, whitening)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Embedder rows -> the space the index searches in (whitened and renormalised, or as they are)."""
+        return self.whitening.apply(x) if self.whitening is not None else l2_normalize(x)
+
+    def database(self, x: np.ndarray) -> np.ndarray:
+        """Transformed rows of the whole collection -> the rows the FAISS index holds (after DBA)."""
+        return weighted_neighbour_sum(x, x, self.options.dba, self.options.alpha) if self.options.dba else x
+
+    @property
+    def dim_out(self) -> int | None:
+        return None if self.whitening is None else int(self.whitening.projection.shape[1])
+
+    def to_manifest(self) -> dict | None:
+        o = self.options
+        if not (o.whiten or o.dba or o.qe):
+            return None
+        out = {"whiten_requested": o.whiten, "whiten": None, "whiten_dim": o.whiten_dim, "whiten_shrinkage": o.whiten_shrinkage,
+               "dba": o.dba, "qe": o.qe, "alpha": o.alpha}  # fmt: skip
+        if self.whitening is not None:
+            out["whiten"] = self.whitening.to_manifest()
+        return out
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> "Postprocess":
+        d = manifest.get("postprocess")
+        if not d:
+            return cls(PostOptions())
+        whitening = Whitening.from_manifest(d["whiten"]) if d.get("whiten") else None
+        options = PostOptions(whiten=bool(d.get("whiten_requested", whitening is not None)), whiten_dim=int(d.get("whiten_dim", 256)),
+                              whiten_shrinkage=float(d.get("whiten_shrinkage", 0.1)), dba=int(d.get("dba", 0)),
+                              qe=int(d.get("qe", 0)), alpha=float(d.get("alpha", 3.0)))  # fmt: skip
+        return cls(options, whitening)
+
+    @staticmethod
+    def options_of(manifest: dict) -> PostOptions:
+        return Postprocess.from_manifest(manifest).options
