@@ -188,6 +188,10 @@ def near_duplicates(
         per_edit = " ".join(f"{m['edits'][e]['top1']:>10.3f}" for e in r["edits"])
         say(f"  {name:<14} {m['top1_all']:>6.3f} {m['recall_at_threshold_all']:>11.3f} {m['false_pairs']:>11d} "
             f"{m['images_per_s']:>9.1f} {per_edit}", markup=False)  # fmt: skip
+    if "index_top1" in r["methods"].get("cnn", {}):
+        t = r["methods"]["cnn"]["index_top1"]
+        say("  cnn through an index built with `reslab embed`'s defaults, top-1: "
+            + ", ".join(f"{e} {v:.3f}" for e, v in t.items()), markup=False)
     if "search_speed" in r:
         s = r["search_speed"]
         say(f"  search, one query, per million items: binary {s['binary_ms_per_query_per_million']:.2f} ms, "

@@ -96,6 +96,38 @@ def evaluate_method(embedder, originals: list[Image.Image], copies: dict[str, li
     return out
 
 
+def index_top1(originals: list[Image.Image], copies: dict[str, list[Image.Image]]) -> dict:
+    """Top-1 of each copy through a real index built as `reslab embed` builds it by default (the
+    default pooling and post-processing), queried with `SearchIndex.search_image` as `reslab search` does."""
+    import shutil
+    import tempfile
+
+    from .embed import EmbedOptions, build_index
+    from .embedders import make_embedder
+    from .index import SearchIndex
+
+    work = Path(tempfile.mkdtemp(prefix="reslab-near-dup-"))
+    try:
+        folder = _mkdir(work / "originals")
+        for i, im in enumerate(originals):
+            im.save(folder / f"{i:05d}.jpg", quality=95)
+        build_index(work / "originals", work / "index", make_embedder("cnn"), EmbedOptions(workers=0, progress=False))
+        out = {}
+        with SearchIndex.open(work / "index") as idx:
+            for edit, images in copies.items():
+                hits = [idx.search_image(im, k=1)[0] for im in images]
+                out[edit] = float(np.mean([Path(h.path).stem == f"{i:05d}" for i, h in enumerate(hits)]))
+        out["all"] = float(np.mean([out[e] for e in copies]))
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def search_speed(n: int = 1_000_000, bits: int = 64, dim: int = 1280, float_n: int = 50_000, queries: int = 200) -> dict:
     """ms per query (one at a time) of a binary flat index of n hashes vs a float flat index of
     float_n vectors of `dim`, both scaled to a million items; one process, the same queries."""
@@ -135,6 +167,7 @@ def bench_near_duplicates(src: Path | None = None, n: int = 200, methods=("ahash
         emb = make_embedder(method) if method != "cnn" else make_embedder("cnn", bf16=True)
         if method == "cnn":
             result["methods"]["cnn"] = evaluate_method(emb, originals, copies, DEFAULT_COSINE, mirror_queries=False)
+            result["methods"]["cnn"]["index_top1"] = index_top1(originals, copies)
         else:
             threshold = 1 - 2 * DEFAULT_BITS_PER_64 / emb.dim
             result["methods"][method] = evaluate_method(emb, originals, copies, threshold, mirror_queries=False)
