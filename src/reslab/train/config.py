@@ -160,7 +160,6 @@ class FinetuneConfig:
     auto: bool = False  # fit batch size, epochs and in-memory decoding to the data; use the weights' own normalisation
     probe_steps: int = 0  # full-batch steps of a linear probe on cached frozen-backbone features before fine-tuning (0 = none)
     probe_views: int = 4  # augmented views of each training image whose features the probe caches (plus the plain one)
-    probe_lr: float = 0.05  # AdamW learning rate of the probe
     probe_weight_decay: float = 1e-3  # L2 of the probe when there is no validation split to choose it on
     frozen_stages: int = 0  # the first N stages of the backbone (model.feature_names, strides 2, 4, 8, ...) stay frozen
     images_per_run: int = 4000  # auto: epochs = this / training images, within [min_epochs, max_epochs]
