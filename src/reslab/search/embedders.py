@@ -318,7 +318,12 @@ def make_embedder(method: str = "cnn", *, model: str = "efficientnet_lite0", wei
     options for classical methods (e.g. vocab_size=512 for sift/orb).
     """
     if method == "cnn":
-        return CnnEmbedder(model=model, weights=weights, run=run, layer=layer, **params)
+        from .pooling import DEFAULT_PARAMS
+
+        unknown = sorted(set(params) - {"pool", "gem_p", "scales", "flip", "layers", "device", "bf16", "channels_last", "onnx"})
+        if unknown:
+            raise ReslabError(f"the cnn embedder has no option {', '.join(unknown)}; its options are pool, gem_p, scales, flip, layers")
+        return CnnEmbedder(model=model, weights=weights, run=run, layer=layer, **{**DEFAULT_PARAMS, **params})
     # runtime options of the CNN path mean nothing to classical descriptors and hashes
     params = {k: v for k, v in params.items() if k not in ("device", "bf16", "channels_last", "onnx")}
     if method in HASH_METHODS:

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from ..errors import ReslabError
 
 POOLS = ("avg", "gem")
+# what `reslab embed` uses for a new CNN index when no --param says otherwise (chosen in docs/search.md)
+DEFAULT_PARAMS: dict = {}
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,10 @@ class Postprocess:
 
     @classmethod
     def fit(cls, options: PostOptions, vectors: np.ndarray) -> "Postprocess":
-        whitening = fit_whitening(vectors, options.whiten_dim, options.whiten_shrinkage) if options.whiten and len(vectors) >= 3 else None
+        """Fit on the collection. Whitening needs at least 2 x whiten_dim images to estimate the covariance
+        it inverts; a smaller collection is indexed without it (and whitened once it has grown)."""
+        enough = len(vectors) >= max(3, 2 * options.whiten_dim)
+        whitening = fit_whitening(vectors, options.whiten_dim, options.whiten_shrinkage) if options.whiten and enough else None
         return cls(options, whitening)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
