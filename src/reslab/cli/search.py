@@ -90,7 +90,7 @@ def embed(
         from ..search.embed import DEFAULT_POST
         from ..search.postprocess import Postprocess
 
-        manifest = read_manifest(out)
+        manifest = read_manifest(out, store)
         base = Postprocess.options_of(manifest) if manifest and "postprocess" in manifest else DEFAULT_POST
         asked = {"whiten": whiten, "whiten_dim": whiten_dim, "dba": dba, "qe": qe}
         post = dataclasses.replace(base, **{k: v for k, v in asked.items() if v is not None})

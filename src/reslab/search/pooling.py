@@ -22,8 +22,10 @@ import torch.nn.functional as F
 from ..errors import ReslabError
 
 POOLS = ("avg", "gem")
-# what `reslab embed` uses for a new CNN index when no --param says otherwise (chosen in docs/search.md)
-DEFAULT_PARAMS: dict = {}
+# what `reslab embed` uses for a new CNN index when no --param says otherwise: GeM and flip
+# invariance (docs/search.md: neutral to +1 point of P@10 on the selection folders, and a mirrored copy
+# gets its original's vector)
+DEFAULT_PARAMS: dict = {"pool": "gem", "flip": True}
 
 
 @dataclass(frozen=True)
