@@ -148,7 +148,7 @@ def test_index_with_postprocessing_searches_evaluates_and_finds_duplicates(tmp_p
     torch.manual_seed(0)
     save_file(create_model("resnet20").state_dict(), str(weights))
     embed = ["--model", "resnet20", "--weights", str(weights), "--workers", "0", "--param", "pool=gem", "--param", "flip=true"]
-    code, _, err = _cli(capsys, "embed", str(src), "--out", str(tmp_path / "plain"), *embed, "--no-whiten")
+    code, _, err = _cli(capsys, "embed", str(src), "--out", str(tmp_path / "plain"), *embed, "--no-whiten", "--dba", "0", "--qe", "0")
     assert code == 0, err
     code, out, err = _cli(capsys, "search", str(tmp_path / "plain"), str(tmp_path / "mirror.png"), "-k", "1", "--json")
     hit = json.loads(out)["hits"][0]

@@ -218,12 +218,16 @@ def finalize(store: IndexStore, manifest: dict, options: EmbedOptions) -> dict:
 
     With whitening or DBA (`options.post`, else the index's own), they are fitted on the collection's
     vectors and the search structure is built over the transformed ones."""
-    post_options = post_options_for(manifest, options)
+    post_options = post_options_for(manifest, options, store.kind)
     post = Postprocess(PostOptions())
     if post_options.whiten or post_options.dba or post_options.qe:
         if manifest.get("metric") == "hamming":
             raise ReslabError("whitening, DBA and query expansion apply to vectors, not to perceptual hashes; drop them for --method "
                               f"{manifest.get('method')}")
+        if (post_options.whiten or post_options.dba) and store.kind != "local" and options.post is None:
+            # inherited (an index copied or merged into this store): keep what this store can do
+            log.warning("the %s store keeps indexed vectors as they are: whitening and DBA dropped, QE kept", store.kind)
+            post_options = PostOptions(qe=post_options.qe, alpha=post_options.alpha)
         if (post_options.whiten or post_options.dba) and store.kind != "local":
             raise ReslabError(f"whitening and DBA transform the indexed vectors, which the {store.kind} store keeps as they are; "
                               "drop --whiten/--dba for this store (--qe works), or use a local index")  # fmt: skip
@@ -253,13 +257,17 @@ def finalize(store: IndexStore, manifest: dict, options: EmbedOptions) -> dict:
 DEFAULT_POST = PostOptions(dba=3, qe=5)
 
 
-def post_options_for(manifest: dict, options: EmbedOptions) -> PostOptions:
-    """The post-processing to fit: as asked, else the index's own, else the default for a new index."""
+def post_options_for(manifest: dict, options: EmbedOptions, store_kind: str = "local") -> PostOptions:
+    """The post-processing to fit: as asked, else the index's own, else the default for a new index.
+
+    The default was measured on CNN descriptors in the local store (DBA transforms the indexed rows,
+    which only the local store's FAISS index holds): other methods and stores get none unless asked."""
     if options.post is not None:
         return options.post
     if "postprocess" in manifest:  # an index built since these options existed: keep what it chose
         return Postprocess.options_of(manifest)
-    return DEFAULT_POST if manifest.get("status") == "building" or "count" not in manifest else PostOptions()
+    new_index = manifest.get("status") == "building" or "count" not in manifest
+    return DEFAULT_POST if new_index and manifest.get("method") == "cnn" and store_kind == "local" else PostOptions()
 
 
 def _base_manifest(embedder: Embedder, root: Path, options: EmbedOptions) -> dict:

@@ -28,7 +28,7 @@ MAX_K = 16384  # the most neighbours one query returns (Milvus's limit; more is 
 @dataclass(frozen=True)
 class Hit:
     id: int
-    score: float  # cosine similarity, 1.0 for an identical embedding
+    score: float  # cosine similarity in the index's space (1.0 for an identical embedding; with DBA/QE just below)
     path: str
     label: str
 
