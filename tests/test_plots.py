@@ -88,3 +88,48 @@ def test_many_classes_stay_readable(tmp_path):
     assert large.shape[0] < 5 * small.shape[0]
     cm = rng.integers(0, 5, (200, 200))
     _assert_has_content(plots.plot_confusion_matrix(cm, names[:200], tmp_path / "cm.png"))
+
+
+def test_one_diverging_loss_does_not_flatten_the_others(tmp_path, monkeypatch):
+    rows = _rows(8)
+    rows[2]["val_loss"] = 92.9  # one epoch that blew up
+    axes = []
+    real_subplots = plots.pyplot().subplots
+
+    def keep_axes(*a, **k):
+        fig, ax = real_subplots(*a, **k)
+        axes.append(ax)
+        return fig, ax
+
+    monkeypatch.setattr(plots.pyplot(), "subplots", keep_axes)
+    plots.plot_training_curves([("net", rows)], tmp_path / "c.png", metrics=("loss",))
+    ax = axes[0][0][0]
+    low, high = ax.get_ylim()
+    assert high < 20 and max(r["train_loss"] for r in rows) < high  # the ordinary curves keep the scale
+    assert any(t.get_text() == "92.9" for t in ax.texts)  # the outlier is marked with its value
+    plots.plot_training_curves([("net", _rows(8))], tmp_path / "d.png", metrics=("loss",))
+    assert not axes[1][0][0].texts  # nothing off the scale: nothing marked
+
+
+def test_zoo_labels_do_not_overlap(tmp_path, monkeypatch):
+    from reslab.analysis import zoo
+
+    rows = [{"name": n, "family": f, "params": p * 1e6, "macs": m * 1e9, "gmacs": m}
+            for n, f, p, m in [("vgg11", "vgg", 132.9, 7.6), ("vgg11_bn", "vgg", 132.9, 7.6), ("vgg13", "vgg", 133.0, 11.3),
+                               ("vgg16", "vgg", 138.4, 15.5), ("vgg19", "vgg", 143.7, 19.6), ("resnet20", "cifar_resnet", 0.27, 0.041),
+                               ("plain20", "cifar_plain", 0.27, 0.041), ("resnet152", "resnet", 60.2, 11.5),
+                               ("wide_resnet50_2", "resnet", 68.9, 11.4), ("resnext101_32x8d", "resnet", 88.8, 16.4)]]  # fmt: skip
+    placed = []
+    real = zoo._place_labels
+
+    def spy(fig, ax, labels):
+        real(fig, ax, labels)
+        renderer = fig.canvas.get_renderer()
+        placed.extend((t.get_text(), t.get_window_extent(renderer)) for t in ax.texts)
+
+    monkeypatch.setattr(zoo, "_place_labels", spy)
+    _assert_has_content(zoo.plot_params_vs_macs(rows, tmp_path / "zoo.png"))
+    texts = [t for t, _ in placed]
+    assert "vgg11 (+bn)" in texts and "plain20 / resnet20" in texts and len(texts) == 8
+    boxes = [b for _, b in placed]
+    assert not any(zoo._overlap(a, b) > 0 for i, a in enumerate(boxes) for b in boxes[i + 1 :])

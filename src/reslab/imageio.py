@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image
 
 from .errors import ReslabError
 

@@ -107,6 +107,8 @@ def plot_training_curves(
                 if metric == "error":
                     y = 100.0 - y
                 ax.plot(x, y, color=colour, label=f"{label} ({split})", **style)
+        if metric == "loss":
+            _clip_outliers(ax)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(integer_ticks())
         ax.set_ylabel({"loss": "loss", "error": "error (%)", "top1": "top-1 (%)", "lr": "learning rate",
@@ -120,6 +122,30 @@ def plot_training_curves(
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _clip_outliers(ax, factor: float = 4.0) -> None:
+    """Keep one diverging point (a validation loss of 93 among values near 1) from flattening every curve.
+
+    The y-axis stops at `factor` x the 90th percentile of the plotted values; points above it are
+    drawn as triangles on the top edge, labelled with their value.
+    """
+    lines = [line for line in ax.get_lines() if len(line.get_ydata())]
+    values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in lines]) if lines else np.array([])
+    values = values[np.isfinite(values)]
+    if len(values) < 4:
+        return
+    top = factor * float(np.percentile(values, 90))
+    if values.max() <= top or top <= 0:
+        return
+    ax.set_ylim(min(0.0, float(values.min())), top)
+    for line in lines:
+        x, y = np.asarray(line.get_xdata(), dtype=float), np.asarray(line.get_ydata(), dtype=float)
+        for xi, yi in zip(x[y > top], y[y > top]):
+            ax.plot([xi], [top], marker="^", color=line.get_color(), ms=7, clip_on=False, zorder=5)
+            ax.annotate(f"{yi:.3g}", (xi, top), xytext=(0, -11), textcoords="offset points", ha="center",
+                        fontsize=7, color=line.get_color())  # fmt: skip
+    ax.text(0.99, 0.98, "▲ off the scale", transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.4")
 
 
 def plot_confusion_matrix(

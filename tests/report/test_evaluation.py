@@ -51,3 +51,12 @@ def test_display_image_undoes_normalisation():
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     x = (img - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
     assert np.allclose(display_image(x, mean, std), img.permute(1, 2, 0).numpy(), atol=1e-6)
+
+
+def test_samples_are_taken_across_classes():
+    from reslab.report.evaluation import across_classes
+
+    labels = [0] * 7 + [1] * 7 + [2] * 7 + [3] * 7  # a loader sorted by class
+    picked = across_classes(range(28), labels, 8)
+    assert [labels[i] for i in picked] == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert across_classes([3, 9], labels, 8) == [3, 9] and across_classes([], labels, 4) == []

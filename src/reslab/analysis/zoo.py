@@ -70,24 +70,46 @@ def zoo_summary(family: str | None = None) -> list[dict]:
     return rows
 
 
+# plain twins share their residual nets' sizes: hollow, larger markers keep both visible
+MARKERS = "osD^vP*Xph<>"
+
+
 def plot_params_vs_macs(rows: list[dict], path):
-    """Scatter of parameters against GMACs (log-log), one colour per family, labelled by name; writes a PNG."""
-    import matplotlib
+    """Scatter of parameters against GMACs (log-log), one marker per family, labelled by name; writes a PNG.
 
-    if matplotlib.get_backend().lower() != "agg":  # headless: never look for a display
-        matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    Models of (almost) the same size share one label ("plain20 / resnet20"), a family's `_bn` twins
+    are named once ("vgg16 (+bn)"), and each label takes the first free spot around its point, so
+    that none overlaps another label or a marker.
+    """
+    from ..plots import pyplot, save_figure
 
-    from ..plots import save_figure
-
+    plt = pyplot()
     rows = [r for r in rows if r.get("params") and r.get("macs")]
-    fig, ax = plt.subplots(figsize=(9, 6.5))
-    families = sorted({r["family"] for r in rows})
+    fig, ax = plt.subplots(figsize=(11, 8))
+    families = sorted({r["family"] for r in rows}, key=lambda f: ("plain" in f, f))
     colours = plt.get_cmap("tab10")
     for i, fam in enumerate(families):
         pts = [r for r in rows if r["family"] == fam]
-        ax.scatter([r["gmacs"] for r in pts], [r["params"] / 1e6 for r in pts], s=28, color=colours(i % 10), label=fam)
-    # twins (resnet20 / plain20, vgg16 / vgg16_bn) sit on one spot: one label for each group
+        hollow = "plain" in fam  # drawn larger and on top: the residual twin stays visible inside
+        ax.scatter([r["gmacs"] for r in pts], [r["params"] / 1e6 for r in pts], s=110 if hollow else 30,
+                   marker=MARKERS[i % len(MARKERS)], label=fam, zorder=3 if hollow else 2,
+                   facecolors="none" if hollow else colours(i % 10), edgecolors=colours(i % 10),
+                   linewidths=1.4 if hollow else 0.5)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("GMACs per image at the default input (conv + linear multiply-accumulates)")
+    ax.set_ylabel("parameters (millions)")
+    ax.set_title("reslab zoo: size against compute (hollow markers: plain nets, without shortcuts)")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="lower right", markerscale=0.8)
+    fig.tight_layout()
+    groups = _same_size_groups(rows)
+    _place_labels(fig, ax, [((g[0]["gmacs"], g[0]["params"] / 1e6), _group_label(g)) for g in groups])
+    return save_figure(fig, path)
+
+
+def _same_size_groups(rows: list[dict]) -> list[list[dict]]:
+    """Models within 3% of each other in both MACs and parameters: twins that sit on one spot."""
     groups: list[list[dict]] = []
     for r in sorted(rows, key=lambda r: r["name"]):
         for g in groups:
@@ -96,14 +118,59 @@ def plot_params_vs_macs(rows: list[dict], path):
                 break
         else:
             groups.append([r])
-    for g in groups:
-        label = " / ".join(r["name"] for r in g)
-        ax.annotate(label, (g[0]["gmacs"], g[0]["params"] / 1e6), fontsize=6.5, xytext=(3, 2), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("GMACs per image at the default input (conv + linear multiply-accumulates)")
-    ax.set_ylabel("parameters (millions)")
-    ax.set_title("reslab zoo: size against compute")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8, loc="lower right")
-    return save_figure(fig, path)
+    return groups
+
+
+def _group_label(group: list[dict]) -> str:
+    names = [r["name"] for r in group]
+    plain = [n for n in names if not n.endswith("_bn")]
+    if plain and all(n[:-3] in plain for n in names if n not in plain):
+        names = [f"{n} (+bn)" if f"{n}_bn" in names else n for n in plain]
+    return " / ".join(names)
+
+
+# label offsets from the point, in points: right, left, above, below, then the same further out
+_SPOTS = [(dx * r, dy * r, ha) for r in (1, 2.2, 3.6, 5.2)
+          for dx, dy, ha in ((5, 2, "left"), (-5, 2, "right"), (5, -9, "left"), (-5, -9, "right"),
+                             (0, 7, "center"), (0, -15, "center"))]  # fmt: skip
+
+
+def _place_labels(fig, ax, labels: list[tuple[tuple[float, float], str]]) -> None:
+    """Greedy placement: each label at the first spot around its point where it overlaps no placed
+    label, no marker and stays inside the axes (the least-overlapping spot when none is free); a thin
+    leader line joins a label set further out to its point."""
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    markers = [ax.transData.transform(xy) for xy, _ in labels]
+    placed = []
+    for (xy, text), own in sorted(zip(labels, markers), key=lambda item: item[1][0]):
+        best, best_cost = None, None
+        for dx, dy, ha in _SPOTS:
+            t = ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=7, zorder=4)
+            box = t.get_window_extent(renderer).expanded(1.04, 1.15)
+            cost = sum(_overlap(box, other) for other in placed)
+            cost += sum(_overlap(box, _marker_box(m)) for m in markers if not (m == own).all())
+            cost += box.width * box.height - _overlap(box, frame)  # the part outside the axes
+            t.remove()
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (dx, dy, ha, box), cost
+            if cost == 0:
+                break
+        dx, dy, ha, box = best
+        far = abs(dx) > 6 or abs(dy) > 16
+        ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=7, zorder=4,
+                    arrowprops=dict(arrowstyle="-", lw=0.4, color="0.6", shrinkA=0, shrinkB=4) if far else None)  # fmt: skip
+        placed.append(box)
+
+
+def _marker_box(centre, half: float = 5.0):
+    from matplotlib.transforms import Bbox
+
+    x, y = centre
+    return Bbox.from_extents(x - half, y - half, x + half, y + half)
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0

@@ -132,7 +132,7 @@ def embed(
 
 
 def _print_report(report, out: Path, as_json: bool) -> None:
-    from ..console import print_json, printable, say, shown
+    from ..console import print_json, say, shown
 
     if as_json:
         print_json({**report.__dict__, "index": str(out)})
@@ -191,7 +191,7 @@ def duplicates(
 ) -> None:
     """Groups of near-duplicate images (union-find over range search; no N x N matrix)."""
     quiet_faiss()
-    from ..console import print_json, printable, say, shown
+    from ..console import print_json, printable, say
     from ..search.duplicates import duplicate_threshold, find_duplicates
     from ..search.index import SearchIndex
 

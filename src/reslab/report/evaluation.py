@@ -7,7 +7,7 @@ Predictions, the confusion matrix, per-class accuracy, pooled embeddings, and a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -117,6 +117,21 @@ def evaluate_for_report(
         kept_images=kept_t,
         kept_index=np.asarray(kept_index, dtype=np.int64),
     )
+
+
+def across_classes(indices: Sequence[int], labels: Sequence[int], n: int) -> list[int]:
+    """Up to n of `indices`, taken in turn from each class (its first, then its second, ...),
+    so that a panel of samples shows every class rather than the first few of a sorted loader."""
+    by_class: dict[int, list[int]] = {}
+    for i in indices:
+        by_class.setdefault(int(labels[i]), []).append(i)
+    picked: list[int] = []
+    queues = [by_class[c] for c in sorted(by_class)]
+    depth = 0
+    while len(picked) < n and any(depth < len(q) for q in queues):
+        picked += [q[depth] for q in queues if depth < len(q)][: n - len(picked)]
+        depth += 1
+    return picked
 
 
 def display_image(x: torch.Tensor, mean, std) -> np.ndarray:

@@ -199,7 +199,7 @@ def write_report(
 def _evaluation_sections(model, classes, preprocess, batches, device, embedding, max_images, gradcam_images, tmp: Path) -> list[str]:
     from .. import plots
     from .embedding_map import embedding_map_2d, plot_embedding_map
-    from .evaluation import display_image, evaluate_for_report, most_confused_pairs
+    from .evaluation import across_classes, display_image, evaluate_for_report, most_confused_pairs
     from .attention import attention_rollout, has_attention
     from .gradcam import grad_cam_batch, overlay_heatmap
 
@@ -221,8 +221,9 @@ def _evaluation_sections(model, classes, preprocess, batches, device, embedding,
     shown = [display_image(x, mean, std) for x in ev.kept_images]
     kept_pred = ev.predictions[ev.kept_index]
     kept_true = ev.labels[ev.kept_index]
-    right = [i for i in range(len(shown)) if kept_pred[i] == kept_true[i]][:16]
-    wrong = [i for i in range(len(shown)) if kept_pred[i] != kept_true[i]][:16]
+    # every class in turn, so that a loader sorted by class does not fill the panels with its first classes
+    right = across_classes([i for i in range(len(shown)) if kept_pred[i] == kept_true[i]], kept_true, 16)
+    wrong = across_classes([i for i in range(len(shown)) if kept_pred[i] != kept_true[i]], kept_true, 16)
     order = right + wrong
     if order:
         plots.plot_image_grid(
@@ -232,7 +233,7 @@ def _evaluation_sections(model, classes, preprocess, batches, device, embedding,
         out.append(f"<h3>Sample predictions</h3><p class='note'>{len(right)} right (green), then {len(wrong)} wrong (red, with the true class)</p>"
                    + _img(tmp / "samples.png", "sample predictions"))
 
-    picks = (wrong[: gradcam_images // 2] + right)[:gradcam_images]
+    picks = across_classes(wrong[: gradcam_images // 2] + right, kept_true, gradcam_images)
     if picks:
         x = ev.kept_images[picks].to(device)
         cams, _ = grad_cam_batch(model, x, target_classes=[int(kept_pred[i]) for i in picks])

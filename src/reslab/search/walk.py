@@ -64,14 +64,6 @@ def shard_of(relpath: str, world_size: int) -> int:
     return int.from_bytes(digest, "little") % world_size
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class Decoded:
     """What a decode worker returns for one file."""

@@ -44,11 +44,6 @@ def init_distributed(device_kind: str, timeout_s: int) -> DistInfo:
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
-def shutdown_distributed() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum a tensor over processes (a copy; the input is left alone)."""
     if not info.enabled:

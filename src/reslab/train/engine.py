@@ -548,7 +548,7 @@ def train_step(ctx: _Context, micro_batches: list) -> tuple[float, float, int]:
 
 def train_one_epoch(ctx: _Context, tb: TensorBoard, progress: Progress) -> bool:
     """Train from the current position to the end of the epoch (or of training); True at an epoch end."""
-    cfg, state = ctx.cfg, ctx.state
+    state = ctx.state
     ctx.train_model.train()
     transfer.eval_frozen_parts(ctx.model, ctx.bn_frozen)
     apply_freezing(ctx.model, cfg.train.freeze_after, state.epoch)
