@@ -3,7 +3,7 @@
 - `say(text)`: a line of result on stdout (markup allowed, no colour guessing, long paths kept whole);
 - `note(text)`: a side line on stderr ("wrote ...", "chose ..."), so that stdout stays pipeable;
 - `print_json(data)`: the one JSON document of a `--json` command (pretty, sorted as given);
-- `new_table(...)` / `print_table(table)`: rich tables whose first column is never cut to "meth…";
+- `new_table(...)` / `print_table(table)`: rich tables whose names and numbers are never cut (no "meth…");
 - `stdout()` / `stderr()`: the consoles themselves, for progress bars and rules.
 
 Library code that reports progress uses `stderr()`; commands use the rest.
@@ -11,6 +11,7 @@ Library code that reports progress uses `stderr()`; commands use the rest.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -86,19 +87,49 @@ def new_table(*columns: str, title: str | None = None, caption: str | None = Non
     return table
 
 
-def print_table(table: Table, min_width: int = 0) -> None:
-    """Print a table, keeping its first column whole (names) and wrapping the others if narrow.
+def print_table(table: Table, min_width: int = 0, console: Console | None = None) -> None:
+    """Print a table whose names and numbers are never cut: the first column (names) and every
+    right-aligned column (numbers) keep their full width; other text columns wrap. A table that
+    still does not fit the terminal loses its box, then is printed wider rather than cut.
 
     `min_width`: lay the table out at least this wide even when stdout is narrower or a pipe
-    (one line per row for wide listings such as the zoo).
+    (one line per row for wide listings such as the zoo). `console`: another console than stdout's.
     """
-    first = table.columns[0] if table.columns else None
-    if first is not None:
-        cells = [Text.from_markup(c).cell_len if isinstance(c, str) else 0 for c in first._cells]
-        header = len(str(first.header))
-        first.min_width = min(FIRST_COLUMN_MAX, max([header, *cells]))
-        first.no_wrap = True
-    if min_width and _stdout.width < min_width:
-        Console(highlight=False, width=min_width).print(table)
+    import rich.box
+    from rich.measure import Measurement
+
+    for i, column in enumerate(table.columns):
+        longest = max([_cell_len(column.header), *(_cell_len(c) for c in column._cells)])
+        if i == 0 or column.justify == "right":
+            column.min_width = min(FIRST_COLUMN_MAX, longest) if i == 0 else longest
+            column.no_wrap = True
+        else:
+            column.min_width = min(longest, 12)
+            column.overflow = "fold"
+    console = console or _stdout
+    width = max(min_width, console.width)
+    measure = Console(highlight=False, width=10_000)
+
+    def needed() -> int:
+        return Measurement.get(measure, measure.options, table).minimum
+
+    if needed() > width:
+        table.box, table.show_edge = rich.box.SIMPLE_HEAD, False
+    wrapping = [c for i, c in enumerate(table.columns) if i > 0 and c.justify != "right"]
+    if needed() > width and wrapping:  # share what the names and numbers leave among the text columns
+        for column in wrapping:
+            column.min_width, column.max_width = 1, 1
+        share = max(8, (width - needed()) // len(wrapping) + 1)
+        for column in wrapping:
+            column.min_width, column.max_width = min(share, 12), share
+    if needed() > width or min_width > console.width:
+        buffer = io.StringIO()  # laid out wider than the console, then written through it
+        Console(file=buffer, highlight=False, width=max(needed(), min_width), force_terminal=console.is_terminal,
+                color_system=console.color_system).print(table)  # fmt: skip
+        console.out(buffer.getvalue(), end="", highlight=False)
     else:
-        _stdout.print(table)
+        console.print(table)
+
+
+def _cell_len(cell) -> int:
+    return Text.from_markup(cell).cell_len if isinstance(cell, str) else 0

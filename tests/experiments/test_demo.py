@@ -1,23 +1,36 @@
-"""The demo's experiments stage end to end, on tiny data and one epoch (the glue, not the budget)."""
+"""The demo's training and experiments stages end to end, on tiny data and one epoch (the glue, not the budget)."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from rich.console import Console
 
-from reslab.demos import experiments as demo
+from reslab.demos import common
+from reslab.demos import experiments as experiments_stage
+from reslab.demos import train as train_stage
 
 
 @pytest.mark.slow
-def test_demo_stage_writes_plot_results_and_report(colour_data, tmp_path, monkeypatch):
+def test_demo_stages_share_their_runs_and_write_plots_results_and_report(colour_data, tmp_path, monkeypatch):
     monkeypatch.setattr("reslab.data.digits.write_digits_folder", lambda out, size=32: colour_data)
-    monkeypatch.setitem(demo.DEMO, "overrides", demo.DEMO["overrides"] + (
+    monkeypatch.setitem(common.DEMO_PRESET, "overrides", common.DEMO_PRESET["overrides"] + (
         "train.epochs=1", "train.batch_size=16", "data.workers=0", "run.progress=false", "train.device=cpu"))
     console = Console(record=True, width=200)
-    demo.run(tmp_path, console)
-    text = console.export_text()
-    assert (tmp_path / "degradation" / "degradation.png").is_file()
-    assert (tmp_path / "degradation" / "results.json").is_file()
-    reports = list(tmp_path.glob("report-*.html"))
+    train_stage.run(tmp_path / "train", console)
+    assert (tmp_path / "train" / "resnet20_vs_plain20.png").is_file()
+    assert json.loads((tmp_path / "train" / "eval-resnet20" / "metrics.json").read_text())["count"] > 0
+    trained = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/model.safetensors")}
+    assert {p.parent.name for p in trained} == {"resnet20-s0", "plain20-s0"}
+
+    experiments_stage.run(tmp_path / "experiments", console)
+    out = tmp_path / "experiments"
+    assert (out / "degradation" / "degradation.png").is_file() and (out / "degradation" / "results.json").is_file()
+    # the 20-layer nets of the train stage are reused, not trained again
+    assert {p: p.stat().st_mtime_ns for p in trained} == trained
+    assert len(list((tmp_path / "runs").glob("*/model.safetensors"))) == 4
+    reports = list(out.glob("report-*.html"))
     assert len(reports) == 1 and "Grad-CAM" in reports[0].read_text()
-    assert "report of the best run" in text and str(reports[0]) in text.replace("\n", "")
+    text = console.export_text()
+    assert "torch threads:" in text and "report of the best run" in text and str(reports[0]) in text.replace("\n", "")

@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
+from ..console import new_table, print_table
 
 # one copy per kind of edit, from different photos, for the figure
 FIGURE_EXAMPLES = {"astronaut__flipped", "coffee__resized", "rocket__jpeg40", "flower__cropped"}
@@ -32,9 +32,8 @@ def run(out: Path, console: Console) -> None:
     console.print(f"indexing the bundled photos in {originals} with {embedder.model_name} (ImageNet weights)")
     build_index(originals, out / "index-originals", embedder, EmbedOptions(workers=1))
 
-    table = Table(title="Each edited copy, used as a query, finds its original first")
-    for col in ("copy", "top-1", "score", "runner-up", "OK"):
-        table.add_column(col, justify="right" if col == "score" else "left")
+    table = new_table("copy", "top-1", "score", "runner-up", "OK", right=("score",),
+                      title="Each edited copy, used as a query, finds its original first")
     found = 0
     examples = []
     with SearchIndex.open(out / "index-originals") as index:
@@ -47,7 +46,7 @@ def run(out: Path, console: Console) -> None:
             table.add_row(path.name, Path(hits[0].path).name, f"{hits[0].score:.3f}", runner, "[green]yes[/]" if ok else "[red]NO[/]")
             if path.stem in FIGURE_EXAMPLES:
                 examples.append((path, hits))
-    console.print(table)
+    print_table(table, console=console)
     console.print(f"[bold]{found}/{len(copy_paths)}[/] copies found their original as the top hit")
     _plot_examples(examples, out / "copies_and_originals.png")
     console.print(f"wrote {out / 'copies_and_originals.png'}")

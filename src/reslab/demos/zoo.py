@@ -8,8 +8,8 @@ import logging
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
+from ..console import new_table, print_table
 from ..errors import ReslabError
 from ..fileio import atomic_write_text
 
@@ -27,15 +27,14 @@ def run(out: Path, console: Console) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     rows = zoo_summary()
-    table = Table(title=f"the zoo: {len(rows)} models at their default input")
-    for col, justify in (("name", "left"), ("family", "left"), ("params", "right"), ("GMACs", "right"), ("input", "right"), ("depth", "right")):
-        table.add_column(col, justify=justify)
+    table = new_table("name", "family", "params", "GMACs", "input", "depth", right=("params", "GMACs", "input", "depth"),
+                      title=f"the zoo: {len(rows)} models at their default input")  # fmt: skip
     for r in rows:
         table.add_row(
             r["name"], r["family"], human(r["params"]) if r["params"] else "error",
             f"{r['gmacs']:.3f}" if r["gmacs"] is not None else "-", "x".join(map(str, r["input_size"])), str(r["depth"] or "-"),
         )
-    console.print(table)
+    print_table(table, console=console)
     atomic_write_text(out / "zoo.json", json.dumps(rows, indent=2))
     plot = plot_params_vs_macs(rows, out / "zoo_params_vs_macs.png")
     console.print(f"zoo table: {out / 'zoo.json'}; plot: {plot}")
@@ -53,16 +52,14 @@ def compare_depth_and_cost(console: Console) -> list[dict]:
     from ..analysis.zoo import profile_by_name
 
     profiles = [profile_by_name(name) for name in COMPARE]
-    table = Table(title="Depth is cheap with bottlenecks: ImageNet nets at 3x224x224")
-    table.add_column("")
-    for p in profiles:
-        table.add_column(p.model_name, justify="right")
+    names = [p.model_name for p in profiles]
+    table = new_table("", *names, right=tuple(names), title="Depth is cheap with bottlenecks: ImageNet nets at 3x224x224")
     table.add_row("weighted layers", *[str(p.output_depth) for p in profiles])
     table.add_row("parameters", *[f"{p.params / 1e6:.1f}M" for p in profiles])
     table.add_row("GMACs", *[f"{p.macs / 1e9:.2f}" for p in profiles])
     table.add_row("receptive field", *[str(p.receptive_field.size[0]) for p in profiles])
     table.add_row("activations (batch 1)", *[human_bytes(p.activation_bytes) for p in profiles])
-    console.print(table)
+    print_table(table, console=console)
     by_name = {p.model_name: p for p in profiles}
     vgg, r50, r152 = by_name["vgg16"], by_name["resnet50"], by_name["resnet152"]
     console.print(
@@ -102,10 +99,8 @@ def classify_sample_photos(console: Console) -> list[dict] | None:
         except Exception as e:  # a sample missing from this scikit-image install: use the others
             log.warning("scikit-image sample '%s' is unavailable: %s", name, e)
     top5 = predict(model, images, EvalPreprocess.for_model("efficientnet_lite0"), imagenet_classes(), top_k=5)
-    table = Table(title="pretrained EfficientNet-Lite0 on scikit-image's photos: top-5")
-    table.add_column("photo")
-    table.add_column("top-5 (probability)")
+    table = new_table("photo", "top-5 (probability)", title="pretrained EfficientNet-Lite0 on scikit-image's photos: top-5")
     for name, preds in zip(names, top5):
         table.add_row(name, ", ".join(f"{label} ({p:.2f})" for label, p in preds))
-    console.print(table)
+    print_table(table, console=console)
     return [{"photo": n, "top5": [{"label": l, "probability": p} for l, p in preds]} for n, preds in zip(names, top5)]

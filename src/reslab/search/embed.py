@@ -484,8 +484,9 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return lambda n: None
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from ..console import stderr
 
         total = sum(
             1
@@ -495,7 +496,7 @@ class _progress:
         self.bar = Progress(
             TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
-            console=Console(stderr=True),  # stdout stays clean for --json and pipes
+            console=stderr(),  # stdout stays clean for --json and pipes
         )
         self.bar.start()
         self.task = self.bar.add_task("embed", total=total, rate="")

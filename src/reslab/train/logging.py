@@ -75,11 +75,18 @@ class Progress:
         self.bar = None
         if not enabled:
             return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         from rich.progress import Progress as RichProgress
 
-        console = Console(stderr=True)
+        from ..console import stderr
+
+        console = stderr()
         if not console.is_terminal:
             return
         self.bar = RichProgress(
