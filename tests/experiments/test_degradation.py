@@ -65,7 +65,7 @@ def test_summary_writes_plot_table_and_provenance(tmp_path):
     setup = ExperimentSetup(data="/nowhere", out=tmp_path, seeds=(0, 1), preset=QUICK)
     summary = summarise_degradation(setup, results, depths)
     data = json.loads((tmp_path / "results.json").read_text())
-    assert data["seeds"] == [0, 1] and data["code_version"]["reslab_version"]
+    assert data["seeds"] == [0, 1] and data["code_version"]["reslab"]
     assert len(data["runs"]) == 8 and data["runs"][0]["config"] == {"model": {"name": "plain20"}}
     errs = {e["net"]: e for e in data["summary"]["errors"]}
     assert np.allclose(errs["plain56"]["train_error"], [14.0, 14.1])

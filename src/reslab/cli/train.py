@@ -59,12 +59,13 @@ def train(
     from ..console import say
     from ..tomlio import toml_value
     from ..train import fit, load_config
+    from ..train.runs import run_folder
 
     overrides = list(set_ or ())
     if recipe is None:
         if resume is None:
             raise ReslabError("give a recipe (e.g. `reslab train cifar_quick --data PATH`) or --resume RUN")
-        run_dir = resume if resume.is_dir() else resume.parent.parent
+        run_dir = run_folder(resume)
         recipe = str(run_dir / "config.toml")
         if not Path(recipe).is_file():
             raise ReslabError(f"{run_dir} has no config.toml; give the recipe the run was started with")

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import platform
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import ReslabError
 from ..fileio import atomic_write_text
+from ..provenance import code_version, machine
 
 log = logging.getLogger(__name__)
 
@@ -154,26 +153,6 @@ def fmt_mean_std(values: Sequence[float], digits: int = 2) -> str:
     return f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def code_version() -> dict:
-    """The git commit (when the package is in a checkout), reslab and torch versions, host."""
-    import torch
-
-    from .. import __version__ as reslab_version
-
-    commit = None
-    try:
-        here = Path(__file__).resolve().parent
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5).stdout.strip() or None
-        if commit:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
-            commit += "-dirty" if dirty else ""
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"git_commit": commit, "reslab_version": reslab_version, "torch_version": torch.__version__,
-            "python": platform.python_version(), "host": platform.node()}
-
-
 def run_config(setup: ExperimentSetup, net_changes: Changes, name: str, seed: int):
     """The preset's recipe and overrides, then the network's own keys, then where the run goes,
     then the user's --set (which wins)."""
@@ -268,7 +247,7 @@ def write_results(out: Path, experiment: str, setup: ExperimentSetup, results: S
         "extra_overrides": list(setup.extra),
         "data": str(setup.data),
         "seeds": list(setup.seeds),
-        "code_version": code_version(),
+        "code_version": {**code_version(), **machine()},
         "summary": summary,
         "runs": [
             {"net": r.net, "seed": r.seed, "run_dir": str(r.run_dir), "final_train_error": r.final_train_error,
@@ -282,7 +261,7 @@ def write_results(out: Path, experiment: str, setup: ExperimentSetup, results: S
     footer = (f"\n\nPreset `{setup.preset.name}` ({setup.preset.description}); recipe `{setup.preset.recipe}`"
               f"{' with ' + ', '.join(f'`{o}`' for o in (*setup.preset.overrides, *setup.extra)) if setup.preset.overrides or setup.extra else ''}."
               f"\nSeeds: {', '.join(map(str, setup.seeds))}. Data: `{data_note}`."
-              f"\nCode: reslab {version['reslab_version']}, git {version['git_commit'] or 'n/a'}, torch {version['torch_version']}."
+              f"\nCode: reslab {version['reslab']}, git {version['git_commit'] or 'n/a'}, torch {version['torch']}."
               "\nResolved configs of every run: `results.json` (`runs[].config`) and `runs/<run>/config.toml`.\n")
     atomic_write_text(out / "results.md", markdown.rstrip() + footer)
     return {"json": out / "results.json", "markdown": out / "results.md"}

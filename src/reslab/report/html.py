@@ -296,11 +296,11 @@ def report_run(run: str | Path, data: str | None = None, out: str | Path | None 
     data: replaces the data path in the run's config. Without reachable data the page still has
     the curves and key numbers, and says how to add the rest.
     """
-    from ..train.runs import load_run_model
+    from ..train.runs import load_run_model, run_folder
     from .evaluation import eval_batches
 
     run = Path(run)
-    run_dir = run if run.is_dir() else (run.parent.parent if run.parent.name == "checkpoints" else run.parent)
+    run_dir = run_folder(run)
     model, config, classes, preprocess = load_run_model(run, device=device)
     if config.get("ssl", {}).get("method"):
         return _report_ssl_run(run_dir, model, config, preprocess, data, out, device, embedding, max_images)

@@ -19,7 +19,6 @@ only the removed files of its own share. Milvus Lite is refused: it serves one p
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -36,10 +35,10 @@ log = logging.getLogger(__name__)
 
 def distributed_env() -> tuple[int, int, int] | None:
     """(rank, world_size, local_rank) when launched by torchrun with more than one process, else None."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return None
-    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
+    from ..launch import torchrun_env
+
+    env = torchrun_env()
+    return (env.rank, env.world_size, env.local_rank) if env.enabled else None
 
 
 def shard_dir(out: str | Path, rank: int) -> Path:

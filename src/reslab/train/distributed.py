@@ -9,39 +9,23 @@ group down as soon as one worker exits with an error).
 from __future__ import annotations
 
 import datetime
-import os
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
+from ..launch import DistInfo, torchrun_env
 
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+__all__ = ["DistInfo", "init_distributed", "all_reduce_sum", "barrier", "broadcast_object", "average_buffers"]
 
 
 def init_distributed(device_kind: str, timeout_s: int) -> DistInfo:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistInfo()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
+    info = torchrun_env()
+    if info.enabled and not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(local_rank)
+            torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
+    return info
 
 
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -38,7 +38,7 @@ from .ema import Lookahead, ModelEma
 from .evaluate import autocast, evaluate
 from .logging import Progress, TensorBoard, write_metrics
 from .optim import build_optimizer, set_lr
-from .runs import base_meta, export_safetensors, new_run_dir, preprocess_for, write_meta
+from .runs import base_meta, export_safetensors, new_run_dir, preprocess_for, run_folder, write_meta
 from .task import task_for
 from .schedule import LRSchedule, scaled_lr
 
@@ -336,7 +336,7 @@ def open_run(ctx: _Context, resume_state: dict | None, resume) -> dict:
     run_dir = None
     if info.is_main:
         if resume_state is not None:
-            run_dir = Path(resume_state["run_dir"]) if Path(resume_state["run_dir"]).is_dir() else run_dir_of(resume)
+            run_dir = Path(resume_state["run_dir"]) if Path(resume_state["run_dir"]).is_dir() else run_folder(resume)
         else:
             run_dir = new_run_dir(cfg.run.dir, cfg.run.name, cfg.model.name)
         # one process trains into a run folder at a time: a second --resume of it is refused
@@ -440,12 +440,6 @@ def save_interrupted(ctx: "_Context", meta: dict, interrupt: KeyboardInterrupt) 
         log.warning("%s: stopped during step %d, before any checkpoint; start the run again", cause, state.step + 1)
     write_meta(ctx.run_dir, {**meta, "status": "interrupted", "signal": cause, "step": state.step,
                              "checkpoint_step": ctx.saved_step})
-
-
-def run_dir_of(resume) -> Path:
-    """The run folder of a --resume argument: the folder itself, or the run above checkpoints/X.pt."""
-    path = Path(resume)
-    return path if path.is_dir() else path.parent.parent
 
 
 @dataclass

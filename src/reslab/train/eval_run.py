@@ -12,7 +12,7 @@ from ..devices import resolve_device
 from ..errors import ReslabError
 from ..fileio import atomic_write_text
 from .evaluate import evaluate
-from .runs import is_self_supervised, load_run_model, no_classifier_error
+from .runs import is_self_supervised, load_run_model, no_classifier_error, run_folder
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def run_eval(
         )
     loader = dataset.eval_tta(tta) if tta else dataset.eval
     result = evaluate(model, loader, dev, num_classes=len(classes))
-    out_dir = Path(out) if out else (run if run.is_dir() else run.parent.parent if run.suffix == ".pt" else run.parent) / "eval"
+    out_dir = Path(out) if out else run_folder(run) / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"top1": result["top1"], "top5": result["top5"], "loss": result["loss"], "count": result["count"],
                "split": dataset.eval_split, "tta": tta or "none", "weights": which, "data": str(cfg.path),

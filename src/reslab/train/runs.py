@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,6 +12,15 @@ import torch
 from ..errors import ReslabError
 from ..fileio import atomic_save_safetensors, atomic_write_text
 from ..preprocess import EvalPreprocess
+
+
+def run_folder(path: str | Path) -> Path:
+    """The run folder a user's path stands for: the folder itself, the run above `checkpoints/X.pt`,
+    or the folder holding a run's file (`model.safetensors`, `config.toml`)."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
 def new_run_dir(parent: str | Path, name: str, model_name: str) -> Path:
@@ -29,32 +36,18 @@ def new_run_dir(parent: str | Path, name: str, model_name: str) -> Path:
     return path
 
 
-def code_version() -> dict:
-    from .. import __version__
-
-    commit = None
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
-        if out.returncode == 0:
-            commit = out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"reslab": __version__, "git_commit": commit}
-
-
 def write_meta(run_dir: Path, meta: dict) -> None:
     atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
 
 
 def base_meta(seed: int, world_size: int, device: torch.device) -> dict:
+    """meta.json's start: code version and machine (reslab.provenance), seed, device, world size."""
+    from ..provenance import code_version, machine
+
     return {
         **code_version(),
+        **machine(),
         "seed": seed,
-        "host": platform.node(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
         "device": str(device),
         "world_size": world_size,
         "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
