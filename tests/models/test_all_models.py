@@ -169,8 +169,12 @@ def test_builders_of_one_family_share_one_signature():
 
     from reslab.models import cifar_resnet, resnet
 
+    from reslab.models import vit
+
     for module, family, options in ((resnet, "resnet", ["variant", "shortcut", "zero_init_residual"]),
-                                    (cifar_resnet, "cifar_resnet", ["shortcut", "zero_init_residual", "shortcut_pad"])):
+                                    (cifar_resnet, "cifar_resnet", ["shortcut", "zero_init_residual", "shortcut_pad"]),
+                                    (vit, "vit", ["image_size", "dropout", "attention_dropout", "representation_size",
+                                                  "stochastic_depth", "pool"])):
         signatures = {inspect.signature(getattr(module, n)) for n in list_models(family)}
         assert len(signatures) == 1, signatures
         assert list(signatures.pop().parameters) == ["num_classes", *options]

@@ -29,7 +29,7 @@ import contextlib
 import logging
 import math
 from collections import OrderedDict
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ from torch import nn
 
 from ..errors import InputSizeError, ReslabError
 from .head import ClassifierHead
-from .registry import CIFAR_MEAN, CIFAR_STD, register_model
+from .registry import CIFAR_MEAN, CIFAR_STD, register_builder, register_model
 
 log = logging.getLogger(__name__)
 POOLS = ("token", "mean")
@@ -343,90 +343,38 @@ def record_attention(model: nn.Module) -> Iterator[list[torch.Tensor]]:
 VIT_ENTRY = {"resize": 256}
 
 
-def _vit(patch_size, num_layers, num_heads, hidden_dim, mlp_dim, **options) -> VisionTransformer:
-    return VisionTransformer(
-        patch_size=patch_size, num_layers=num_layers, num_heads=num_heads, hidden_dim=hidden_dim, mlp_dim=mlp_dim, **options
-    )
+def _vit(name: str, patch_size: int, num_layers: int, num_heads: int, hidden_dim: int, mlp_dim: int, doc: str,
+         **entry_fields) -> Callable[..., VisionTransformer]:  # fmt: skip
+    """torchvision's ViT builders share one signature; each differs only in its architecture numbers."""
+
+    def builder(
+        num_classes: int = 1000,
+        image_size: int = 224,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        representation_size: int | None = None,
+        stochastic_depth: float = 0.0,
+        pool: str = "token",
+    ) -> VisionTransformer:
+        return VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
+                                 hidden_dim=hidden_dim, mlp_dim=mlp_dim, dropout=dropout, attention_dropout=attention_dropout,
+                                 num_classes=num_classes, representation_size=representation_size,
+                                 stochastic_depth=stochastic_depth, pool=pool)  # fmt: skip
+
+    return register_builder(name, builder, doc, "vit", **(entry_fields or VIT_ENTRY))
 
 
-@register_model("vit", **VIT_ENTRY)
-def vit_b_16(
-    num_classes: int = 1000,
-    image_size: int = 224,
-    dropout: float = 0.0,
-    attention_dropout: float = 0.0,
-    representation_size: int | None = None,
-    stochastic_depth: float = 0.0,
-    pool: str = "token",
-) -> VisionTransformer:
-    """ViT-B/16: 12 blocks of width 768 (12 heads), 16x16 patches; 86.6M parameters, 17.56 GMACs at 224."""
-    return _vit(16, 12, 12, 768, 3072, num_classes=num_classes, image_size=image_size, dropout=dropout,
-                attention_dropout=attention_dropout, representation_size=representation_size,
-                stochastic_depth=stochastic_depth, pool=pool)
-
-
-@register_model("vit", **VIT_ENTRY)
-def vit_b_32(
-    num_classes: int = 1000,
-    image_size: int = 224,
-    dropout: float = 0.0,
-    attention_dropout: float = 0.0,
-    representation_size: int | None = None,
-    stochastic_depth: float = 0.0,
-    pool: str = "token",
-) -> VisionTransformer:
-    """ViT-B/32: ViT-B with 32x32 patches (49 tokens at 224); 88.2M parameters, 4.41 GMACs."""
-    return _vit(32, 12, 12, 768, 3072, num_classes=num_classes, image_size=image_size, dropout=dropout,
-                attention_dropout=attention_dropout, representation_size=representation_size,
-                stochastic_depth=stochastic_depth, pool=pool)
-
-
-@register_model("vit", resize=242)
-def vit_l_16(
-    num_classes: int = 1000,
-    image_size: int = 224,
-    dropout: float = 0.0,
-    attention_dropout: float = 0.0,
-    representation_size: int | None = None,
-    stochastic_depth: float = 0.0,
-    pool: str = "token",
-) -> VisionTransformer:
-    """ViT-L/16: 24 blocks of width 1024 (16 heads), 16x16 patches; 304.3M parameters, 61.56 GMACs at 224."""
-    return _vit(16, 24, 16, 1024, 4096, num_classes=num_classes, image_size=image_size, dropout=dropout,
-                attention_dropout=attention_dropout, representation_size=representation_size,
-                stochastic_depth=stochastic_depth, pool=pool)
-
-
-@register_model("vit", **VIT_ENTRY)
-def vit_l_32(
-    num_classes: int = 1000,
-    image_size: int = 224,
-    dropout: float = 0.0,
-    attention_dropout: float = 0.0,
-    representation_size: int | None = None,
-    stochastic_depth: float = 0.0,
-    pool: str = "token",
-) -> VisionTransformer:
-    """ViT-L/32: ViT-L with 32x32 patches; 306.5M parameters, 15.38 GMACs at 224."""
-    return _vit(32, 24, 16, 1024, 4096, num_classes=num_classes, image_size=image_size, dropout=dropout,
-                attention_dropout=attention_dropout, representation_size=representation_size,
-                stochastic_depth=stochastic_depth, pool=pool)
-
-
-@register_model("vit", resize=224, interpolation="bicubic")
-def vit_h_14(
-    num_classes: int = 1000,
-    image_size: int = 224,
-    dropout: float = 0.0,
-    attention_dropout: float = 0.0,
-    representation_size: int | None = None,
-    stochastic_depth: float = 0.0,
-    pool: str = "token",
-) -> VisionTransformer:
-    """ViT-H/14: 32 blocks of width 1280 (16 heads), 14x14 patches; 632.0M parameters, 167.3 GMACs at 224."""
-    return _vit(14, 32, 16, 1280, 5120, num_classes=num_classes, image_size=image_size, dropout=dropout,
-                attention_dropout=attention_dropout, representation_size=representation_size,
-                stochastic_depth=stochastic_depth, pool=pool)
+vit_b_16 = _vit("vit_b_16", 16, 12, 12, 768, 3072,
+                "ViT-B/16: 12 blocks of width 768 (12 heads), 16x16 patches; 86.6M parameters, 17.56 GMACs at 224.")
+vit_b_32 = _vit("vit_b_32", 32, 12, 12, 768, 3072,
+                "ViT-B/32: ViT-B with 32x32 patches (49 tokens at 224); 88.2M parameters, 4.41 GMACs.")
+vit_l_16 = _vit("vit_l_16", 16, 24, 16, 1024, 4096,
+                "ViT-L/16: 24 blocks of width 1024 (16 heads), 16x16 patches; 304.3M parameters, 61.56 GMACs at 224.",
+                resize=242)
+vit_l_32 = _vit("vit_l_32", 32, 24, 16, 1024, 4096, "ViT-L/32: ViT-L with 32x32 patches; 306.5M parameters, 15.38 GMACs at 224.")
+vit_h_14 = _vit("vit_h_14", 14, 32, 16, 1280, 5120,
+                "ViT-H/14: 32 blocks of width 1280 (16 heads), 14x14 patches; 632.0M parameters, 167.3 GMACs at 224.",
+                resize=224, interpolation="bicubic")  # fmt: skip
 
 
 # --- small ViTs for 32 px images --------------------------------------------------------------------
