@@ -3,7 +3,8 @@
 Scores the real weights on the ants/bees photos of ../shared/data/hymenoptera.tar.gz (both are
 ImageNet classes: "ant" 310, "bee" 309) with 1000-way top-1 and the mean negative log-likelihood
 of the true class, for each candidate preprocessing, and prints the top-5 of scikit-image's test
-photos with the registered one. Writes benchmarks/results/lite0_preprocessing.json.
+photos with the registered one. Writes lite0_preprocessing.json to the benchmark results folder
+($RESLAB_BENCH_RESULTS, else benchmarks/results).
 
     .venv/bin/python benchmarks/lite0_preprocessing.py
 """
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import platform
 import sys
 import tarfile
 import time
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from reslab.fileio import atomic_write_text
+from reslab.provenance import save_benchmark
 from reslab.labels import imagenet_classes
 from reslab.models import create_model, model_entry
 from reslab.models import efficientnet
@@ -117,12 +116,8 @@ def main() -> int:
         "registered_preprocessing": {"resize": entry.resize, "crop": 224, "interpolation": entry.interpolation, "mean": entry.mean, "std": entry.std},
         "variants": results,
         "skimage_top5": {n: [[label, round(p, 4)] for label, p in preds] for n, preds in zip(photos, top5)},
-        "torch": torch.__version__,
-        "python": platform.python_version(),
     }
-    out = REPO / "benchmarks" / "results" / "lite0_preprocessing.json"
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out.relative_to(REPO)}")
+    print(f"\nwrote {save_benchmark('lite0_preprocessing', report)}")
     return 0
 
 

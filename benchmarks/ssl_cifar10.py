@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from reslab.provenance import bench_results_dir, machine
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 256
@@ -31,21 +31,18 @@ RECIPES = {"simclr": "ssl_simclr", "moco": "ssl_moco", "byol": "ssl_byol"}
 
 
 def load_average() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
+    return machine()["load_average"]
 
 
-def cpu_flags() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    keep = ("Model name", "CPU(s)", "Flags")
-    return "\n".join(line for line in out.splitlines() if line.split(":")[0].strip() in keep)
+def cpu_flags() -> dict:
+    """The CPU model and the flags that decide speed (reslab.provenance, as every benchmark records them)."""
+    info = machine()
+    return {"cpu": info["cpu"], "cores": info["cores"], "flags": info["cpu_flags"]}
 
 
 def quiet_step_seconds() -> float:
     """SimCLR's seconds per step on the quiet CI machine: 2 x batch views at the engine's measured throughput."""
-    bench = json.loads((REPO / "benchmarks" / "results" / "bench_train_resnet20.json").read_text())
+    bench = json.loads((bench_results_dir() / "bench_train_resnet20.json").read_text())
     return 2 * BATCH / bench["engine_bf16_channels_last_images_per_s"]
 
 
@@ -145,7 +142,7 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=None, help="the budget (default: 5 to compare, 30 for budget)")
     p.add_argument("--runs", type=Path, default=Path("/tmp/ssl-cifar10-runs"))
     p.add_argument("--knn-limit-per-class", type=int, default=200, help="the per-epoch monitor's bank (the final score uses all)")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--out", type=Path, default=bench_results_dir(), help="default: $RESLAB_BENCH_RESULTS, else benchmarks/results")
     args = p.parse_args()
     import torch
 

@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ssl_cifar10 import REPO, cpu_flags, load_average  # noqa: E402
+from ssl_cifar10 import cpu_flags, load_average  # noqa: E402
+
+from reslab.provenance import bench_results_dir  # noqa: E402
 
 RESLAB = [sys.executable, "-m", "reslab"]
 
@@ -45,7 +47,7 @@ def main() -> int:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--work", type=Path, default=Path("/tmp/ssl-retrieval"))
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--out", type=Path, default=bench_results_dir(), help="default: $RESLAB_BENCH_RESULTS, else benchmarks/results")
     args = p.parse_args()
     work = args.work
     record = {"benchmark": "ssl_retrieval_hymenoptera", "load_average_start": load_average(), "cpu": cpu_flags(),
