@@ -120,3 +120,15 @@ def test_choices_match_the_library():
 def test_a_bad_choice_is_one_usage_error():
     result = CliRunner().invoke(app, ["report", "run", "--embedding", "umap"])
     assert result.exit_code == 2 and "umap" in result.output and "Traceback" not in result.output
+
+
+def test_comma_separated_choices_are_checked_in_one_place():
+    from reslab.cli.options import comma_choices
+    from reslab.errors import ReslabError
+
+    assert comma_choices(" flat, ivf ,", "--kinds", ("flat", "ivf", "hnsw")) == ["flat", "ivf"]
+    for bad, words in (("flat,lsh", "unknown 'lsh'"), (" , ", "nothing given")):
+        with pytest.raises(ReslabError, match=f"--kinds .*{words}; give some of flat, ivf, hnsw"):
+            comma_choices(bad, "--kinds", ("flat", "ivf", "hnsw"))
+    result = CliRunner().invoke(app, ["experiment", "shortcuts", "--options", "A,D"])
+    assert "unknown 'D'" in str(result.exception)  # main() prints a ReslabError as one line, exit 1

@@ -14,7 +14,7 @@ import typer
 
 from ..errors import ReslabError
 from .app import bench_app
-from .options import BatchSize, TopK, Workers
+from .options import BatchSize, TopK, Workers, comma_choices
 
 ResultsDir = Annotated[
     Optional[Path],
@@ -119,10 +119,7 @@ def search(
     from .search import quiet_faiss
 
     quiet_faiss()
-    chosen = ["flat"] + [x.strip() for x in kinds.split(",") if x.strip() and x.strip() != "flat"]
-    for kind in chosen:
-        if kind not in (*INDEX_KINDS, "ivfpq"):
-            raise ReslabError(f"--kinds: unknown index kind '{kind}'; choose from {', '.join(INDEX_KINDS)}, ivfpq")
+    chosen = ["flat"] + [k for k in comma_choices(kinds, "--kinds", (*INDEX_KINDS, "ivfpq")) if k != "flat"]
     if store is not None and store != "milvus":
         from ..search.stores import parse_store
 
@@ -175,10 +172,7 @@ def near_duplicates(
     from .search import quiet_faiss
 
     quiet_faiss()
-    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
-    unknown = [m for m in chosen if m not in ("ahash", "dhash", "phash", "whash", "cnn")]
-    if unknown:
-        raise ReslabError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from ahash, dhash, phash, whash, cnn")
+    chosen = tuple(comma_choices(methods, "--methods", ("ahash", "dhash", "phash", "whash", "cnn")))
     r = bench_near_duplicates(src, n=n, methods=chosen, speed=speed)
     r["command"] = "reslab bench near-duplicates" + (f" {src}" if src else "") + f" --n {n} --methods {','.join(chosen)}"
     path = save_benchmark("bench_near_duplicates", r, out)

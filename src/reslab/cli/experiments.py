@@ -10,7 +10,7 @@ import typer
 
 from ..errors import ReslabError
 from .app import experiment_app
-from .options import Device, Overrides
+from .options import Device, Overrides, comma_choices
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +142,7 @@ def shortcuts(
     """Shortcut options A (zero-padding), B (projection where the shape changes), C (all projections): Table 3."""
     from ..experiments.shortcuts import OPTIONS, run_shortcuts
 
-    chosen = tuple(o.strip().upper() for o in options.split(",") if o.strip())
-    if not chosen or any(o not in OPTIONS for o in chosen):
-        raise ReslabError(f"--options {options} must be letters of A, B, C separated by commas")
+    chosen = tuple(comma_choices(options.upper(), "--options", OPTIONS))
     setup = _setup(data, out, quick, seeds, set_, device)
     run_shortcuts(setup, model, chosen)
     _report(out, "shortcuts.png")

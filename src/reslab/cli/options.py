@@ -15,7 +15,7 @@ Nothing here imports torch: `reslab --help` must stay fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Sequence
 
 import typer
 
@@ -61,6 +61,19 @@ ModelOrRun = Annotated[
 ]
 IndexPath = Annotated[Path, typer.Argument(help="An index made by `reslab embed`: its folder (or, with --store, its name).")]
 RunPath = Annotated[Path, typer.Argument(help="A run folder, a .pt checkpoint or a model.safetensors.")]
+
+def comma_choices(text: str, option: str, choices: Sequence[str]) -> list[str]:
+    """'flat, ivf' -> ['flat', 'ivf'] for a comma-separated list option; anything outside `choices`
+    (or nothing at all) is one clear error naming the option and the choices."""
+    from ..errors import ReslabError
+
+    chosen = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [item for item in chosen if item not in choices]
+    if unknown or not chosen:
+        got = f"unknown {', '.join(map(repr, unknown))}" if unknown else "nothing given"
+        raise ReslabError(f"{option} {text!r}: {got}; give some of {', '.join(choices)}, separated by commas")
+    return chosen
+
 
 # The option names above, for the vocabulary test and for readers: a new command reuses them.
 SHARED_OPTIONS = {
