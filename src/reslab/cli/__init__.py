@@ -4,17 +4,19 @@ Where a command goes
 --------------------
 One module per area; each attaches its commands to `app` or to a group made in `app.py`:
 
-    models.py       models, profile, explain, export          (the zoo and its arithmetic)
-    predict.py      predict                                    (classify images)
-    data.py         data verify | digits | preview             (datasets; `verify-data` is an old alias)
-    train.py        train, eval-classifier, eval-ssl           (`eval` is an old alias)
-    report.py       report, compare-runs                       (look at finished runs)
-    search.py       embed, search, duplicates, eval-retrieval  (similarity search over an index)
-    images.py       compare-images, faces                      (two images, one photo; `compare` is an old alias)
-    web.py          serve                                      (the search page)
-    viz.py          viz features | filters
-    bench.py        bench data | train | embed | search | features
-    experiments.py  experiment degradation | cifar-depths | layer-responses | shortcuts | tricks | gradient-flow
+    models.py       models, profile, explain, export               (the zoo and its arithmetic)
+    predict.py      predict                                         (classify images)
+    data.py         data verify | digits | preview                  (datasets; `verify-data` is an old alias)
+    train.py        train, eval-classifier, eval-ssl                (`eval` is an old alias)
+    report.py       report, compare-runs                            (look at finished runs)
+    search.py       embed, search, duplicates, eval-retrieval,      (similarity search over an index)
+                    index info | copy
+    images.py       compare-images, faces                           (two images, one photo; `compare` is an old alias)
+    web.py          serve                                           (the search page)
+    viz.py          viz features | filters | attention
+    bench.py        bench data | train | embed | search | features | near-duplicates
+    experiments.py  experiment degradation | cifar-depths | layer-responses | shortcuts | tricks |
+                    gradient-flow | conv-vs-attention
     demo.py         demo
 
 A new command joins the module of its area (or a new module listed in COMMAND_MODULES), takes
