@@ -366,10 +366,15 @@ def _coerce(value, hint, key: str):
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
     elif origin is tuple:
+        items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        if typing.get_args(hint)[:1] == (float,):  # tuple[float, ...]: numbers only (mean, std, probabilities)
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+                return tuple(float(v) for v in items)
+            raise ReslabError(f"config key '{key}' takes numbers (one, or a list like [0.5, 0.2]), got {value!r}")
         if isinstance(value, (list, tuple)):
-            return tuple(value)
+            return items
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            return (value,)
+            return items
     elif origin is dict:
         if isinstance(value, dict):
             return dict(value)
