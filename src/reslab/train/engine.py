@@ -545,7 +545,7 @@ def train_one_epoch(ctx: _Context, tb: TensorBoard, progress: Progress) -> bool:
     state = ctx.state
     ctx.train_model.train()
     transfer.eval_frozen_parts(ctx.model, ctx.bn_frozen)
-    apply_freezing(ctx.model, cfg.train.freeze_after, state.epoch)
+    apply_freezing(ctx.model, ctx.cfg.train.freeze_after, state.epoch)
     if hasattr(ctx.data.train, "set_epoch"):
         ctx.data.train.set_epoch(state.epoch)
     epoch_batches = ctx.steps_per_epoch * ctx.accum
