@@ -103,3 +103,12 @@ def test_apply_overrides_after_replace():
     assert apply_overrides(cfg, []) is cfg
     with pytest.raises(ReslabError, match="optim.name"):
         apply_overrides(cfg, ["optim.name=lion"])
+
+
+def test_tuple_keys_take_numbers_of_their_kind():
+    # found by the faults suite's fuzzing: a string in a probability tuple reached a comparison (TypeError)
+    with pytest.raises(ReslabError, match="data.solarize_p"):
+        load_config(None, ['data.solarize_p="x"'])
+    with pytest.raises(ReslabError, match="data.rrc_scale' takes 2 values"):
+        load_config(None, ["data.rrc_scale=[0.1, 0.5, 0.9]"])
+    assert load_config(None, ["data.solarize_p=[0, 0.2]", "data.views=2"]).data.solarize_p == (0.0, 0.2)

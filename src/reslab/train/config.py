@@ -366,15 +366,18 @@ def _coerce(value, hint, key: str):
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
     elif origin is tuple:
-        items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-        if typing.get_args(hint)[:1] == (float,):  # tuple[float, ...]: numbers only (mean, std, probabilities)
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
-                return tuple(float(v) for v in items)
-            raise ReslabError(f"config key '{key}' takes numbers (one, or a list like [0.5, 0.2]), got {value!r}")
-        if isinstance(value, (list, tuple)):
-            return items
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            return items
+        items = list(value) if isinstance(value, (list, tuple)) else None
+        if items is None and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            items = [value]
+        if items is not None:
+            args = typing.get_args(hint)  # tuple[float, ...], tuple[float, float], or a bare tuple
+            if len(args) == 2 and args[1] is Ellipsis:
+                if args[0] is float and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+                    raise ReslabError(f"config key '{key}' takes numbers (one, or a list like [0.5, 0.2]), got {value!r}")
+                return tuple(_coerce(v, args[0], key) for v in items)
+            if args and len(items) != len(args):
+                raise ReslabError(f"config key '{key}' takes {len(args)} values, got {len(items)}: {value!r}")
+            return tuple(_coerce(v, a, key) for v, a in zip(items, args)) if args else tuple(items)
     elif origin is dict:
         if isinstance(value, dict):
             return dict(value)
