@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from reslab.train.config import load_config
+from tests.train.conftest import one_thread  # noqa: F401 - autouse: one intra-op thread on a shared 2-core machine
 
 
 def write_photo_folder(root: Path, classes=("ants", "bees"), per_class: int = 8, size=(20, 24),
@@ -42,12 +42,3 @@ def file_training_config(data_path: Path, run_dir: Path, *overrides: str):
         f'data.path="{data_path}"', 'data.in_memory="no"', "data.workers=0", "data.image_size=16",
         "train.batch_size=4", "train.epochs=2", "optim.lr=0.05", *overrides,
     ])
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two spinning OpenMP threads per test are ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
