@@ -25,7 +25,8 @@ Seeds = Annotated[str, typer.Option(help=SEEDS_HELP)]
 Out = Annotated[Path, typer.Option(help=OUT_HELP)]
 
 
-def _setup(data: Path | None, out: Path, quick: bool, seeds: str, overrides: list[str] | None, device: str, need_data: bool = True):
+def _setup(data: Path | None, out: Path, quick: bool, seeds: str, overrides: list[str] | None, device: str, need_data: bool = True,
+           full_cost: str = "the paper's recipe (64k iterations per network)"):  # fmt: skip
     from ..devices import resolve_device
     from ..experiments.common import FULL, QUICK, ExperimentSetup, parse_seeds
 
@@ -35,7 +36,7 @@ def _setup(data: Path | None, out: Path, quick: bool, seeds: str, overrides: lis
         if not data.exists():
             raise ReslabError(f"--data {data} does not exist; give the CIFAR-10 folder or cifar-10-batches-py directory")
     if not quick and resolve_device(device).type == "cpu":
-        log.warning("the full preset is the paper's recipe (64k iterations per network): GPU hours; add --quick on a CPU")
+        log.warning("the full preset is %s: GPU hours; add --quick on a CPU", full_cost)
     return ExperimentSetup(data=str(data) if data else "", out=out, preset=QUICK if quick else FULL,
                            seeds=parse_seeds(seeds), extra=tuple(overrides or ()), device=device)  # fmt: skip
 
@@ -170,7 +171,8 @@ def conv_vs_attention(
     from ..experiments.conv_attention import FULL, QUICK, run_conv_vs_attention
 
     budget = QUICK if quick else FULL
-    setup = _setup(data, out, quick, seeds, set_, device)
+    setup = _setup(data, out, quick, seeds, set_, device,
+                   full_cost=f"{len(FULL.per_class) * 2} runs of {FULL.steps:,} steps per seed")  # fmt: skip
     setup = dataclasses.replace(setup, preset=budget.preset)
     sizes = None
     if per_class is not None:
