@@ -24,7 +24,7 @@ def test_the_two_networks_cost_the_same_per_image():
         keys = dict(o.split("=", 1) for o in budget.preset.overrides)
         assert keys["train.steps"] == str(budget.steps) and keys["train.batch_size"] == "128"
     # the networks change their model and optimiser, never the data, the steps or the batch
-    assert all("data" not in c and set(c.get("train", {})) <= {"grad_clip"} for c in NETS.values())
+    assert all("data" not in c and set(c.get("train", {})) <= {"grad_clip", "channels_last"} for c in NETS.values())
 
 
 def point(net, n, test, train=(90.0,)):

@@ -36,6 +36,7 @@ NETS = {
         "model": {"name": "resnet20", "options": {"shortcut": "A"}},
         # the paper's SGD at batch 128, Nesterov momentum, no decay on BN and biases
         "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "no_decay_norm_bias": True},
+        "train": {"channels_last": True},  # faster convolutions; the same arithmetic
     },
     "vit": {
         "model": {"name": "vit_tiny_patch4_32", "options": dict(VIT_OPTIONS)},
