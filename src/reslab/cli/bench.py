@@ -1,4 +1,4 @@
-"""Benchmarks: `reslab bench data | train | embed | search | features`.
+"""Benchmarks: `reslab bench data | train | recipe | embed | search | features`.
 
 Each measures a ratio against a baseline run in the same process and saves its JSON, with the
 command and the machine (`reslab.provenance`), under `--out` (default: $RESLAB_BENCH_RESULTS, else
@@ -14,7 +14,7 @@ import typer
 
 from ..errors import ReslabError
 from .app import bench_app
-from .options import BatchSize, TopK, Workers, comma_choices
+from .options import BatchSize, Device, Overrides, TopK, Workers, comma_choices
 
 ResultsDir = Annotated[
     Optional[Path],
@@ -54,12 +54,44 @@ def train(
     accuracy_steps: Annotated[
         int, typer.Option(min=0, help="Also train fp32 and bf16 this many steps and compare loss curves.")
     ] = 0,
+    device: Device = "cpu",
+    fastest_only: Annotated[
+        bool, typer.Option("--fastest-only", help="Time only the engine with every speed-up (no textbook loop, no ablation rows).")
+    ] = False,
     out: ResultsDir = None,
 ) -> None:
-    """Training images/s of the engine (in-memory data, bf16, channels_last) against a textbook fp32 loop."""
+    """Training images/s: a textbook fp32 loop, then the engine adding one speed-up per row
+    (in-memory batches, channels_last, bf16, fused optimizer, torch.compile), same process."""
+    from ..devices import resolve_device
     from ..train.bench import run_bench
 
-    run_bench(model, batch=batch_size, steps=steps, image_size=image_size, data=data, accuracy_steps=accuracy_steps, out=out)
+    run_bench(model, batch=batch_size, steps=steps, image_size=image_size, data=data, accuracy_steps=accuracy_steps,
+              out=out, device=str(resolve_device(device)), rows="fastest" if fastest_only else "all")
+
+
+@bench_app.command("recipe")
+def recipe(
+    recipes: Annotated[list[str], typer.Argument(help="Recipes to race (shipped names or TOML files), e.g. cifar_fast cifar_airbench.")],
+    data: Annotated[Path, typer.Option("--data", help="The dataset folder (train/ and test/), e.g. the extracted CIFAR-10 copy.")],
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; each recipe trains once per seed.")] = "0,1,2",
+    overrides: Overrides = None,
+    runs_dir: Annotated[
+        Optional[Path], typer.Option("--runs-dir", help="Keep the run folders here (default: a temporary folder, deleted).")
+    ] = None,
+    out: ResultsDir = None,
+) -> None:
+    """Time to accuracy: final top-1 (mean ± std over seeds), wall time, epochs and FLOPs of each recipe."""
+    from ..train.race import run_race
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ReslabError(f"--seeds must be comma-separated integers such as 0,1,2, got '{seeds}'") from None
+    if not seed_list:
+        raise ReslabError("--seeds is empty; give at least one seed, e.g. --seeds 0")
+    if not data.is_dir():
+        raise ReslabError(f"--data {data} is not a folder; give the dataset folder (train/ and test/ inside)")
+    run_race(recipes, str(data), seed_list, overrides or [], out=out, runs_dir=runs_dir)
 
 
 @bench_app.command("embed")

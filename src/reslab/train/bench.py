@@ -101,38 +101,60 @@ def textbook_loop(model_name: str, folder: Path, batch: int, steps: int, size: i
     return batch * steps / (times[-1] - times[WARMUP_STEPS - 1]), losses
 
 
-def engine_run(model_name: str, folder: Path, batch: int, steps: int, size: int, amp: str, channels_last: bool,
-               runs: Path, seed: int = 0) -> tuple[float, list[float]]:
-    """The engine (`fit`) on the same files; returns (images/s over timed steps, per-step losses)."""
+# The engine's speed-ups, one row each and cumulative: every row adds one to the row above it.
+ENGINE_ROWS = [
+    ("engine, fp32: in-memory batched augmentation", ("train.amp=off", "train.channels_last=false", "optim.kernel=loop")),
+    ("+ channels_last", ("train.amp=off", "train.channels_last=true", "optim.kernel=loop")),
+    ("+ bf16 autocast", ("train.amp=bf16", "train.channels_last=true", "optim.kernel=loop")),
+    ("+ fused optimizer", ("train.amp=bf16", "train.channels_last=true", "optim.kernel=fused")),
+    ("+ torch.compile", ("train.amp=bf16", "train.channels_last=true", "optim.kernel=fused", "train.compile=on")),
+]
+
+
+def engine_run(model_name: str, folder: Path, batch: int, steps: int, size: int, settings: tuple[str, ...],
+               runs: Path, seed: int = 0, device: str = "cpu") -> tuple[float, list[float], dict]:
+    """The engine (`fit`) on the same files with `settings`; returns (images/s over the timed steps,
+    per-step losses, the run's compile record)."""
+    from .checkpoint import load_checkpoint
     from .config import load_config
     from .engine import fit
 
     small = size <= 64
     overrides = [
         f"model.name={model_name}", f'data.path="{folder}"', f"data.image_size={size}", "data.eval_split=none",
-        f"data.augment={'cifar_paper' if small else 'rrc'}", "data.in_memory=yes",
-        f"train.batch_size={batch}", f"train.steps={WARMUP_STEPS + steps}", f"train.amp={amp}",
-        f"train.channels_last={'true' if channels_last else 'false'}", f"train.seed={seed}", "optim.lr=0.05",
-        "schedule.name=constant", "run.tensorboard=false", "run.progress=false", f'run.dir="{runs}"',
-        f"run.name={model_name}-{amp}-{len(list(runs.glob('*'))) if runs.exists() else 0}",
+        f"data.augment={'cifar_paper' if small else 'rrc'}", "data.in_memory=yes", f"train.device={device}",
+        f"train.batch_size={batch}", f"train.steps={WARMUP_STEPS + steps}", "train.compile=off",
+        f"train.seed={seed}", "optim.lr=0.05", "schedule.name=constant", "run.tensorboard=false", "run.progress=false",
+        f'run.dir="{runs}"', f"run.name={model_name}-{len(list(runs.glob('*'))) if runs.exists() else 0}", *settings,
     ]
     times, losses = [], []
-    fit(load_config(None, overrides), on_step=lambda step, loss: (times.append(time.perf_counter()), losses.append(loss)))
-    return batch * steps / (times[-1] - times[WARMUP_STEPS - 1]), losses
+    history = fit(load_config(None, overrides), on_step=lambda step, loss: (times.append(time.perf_counter()), losses.append(loss)))
+    compiled = load_checkpoint(history.run_dir)["state"].get("compile", {})
+    return batch * steps / (times[-1] - times[WARMUP_STEPS - 1]), losses, compiled
 
 
 def run_bench(model: str, *, batch: int | None = None, steps: int | None = None, image_size: int = 0,
-              data: str | None = None, accuracy_steps: int = 0, out: Path | None = None) -> dict:
-    """Measure, print the table, and save OUT/bench_train_MODEL.json (default: the benchmark results folder)."""
+              data: str | None = None, accuracy_steps: int = 0, out: Path | None = None, device: str = "cpu",
+              rows: str = "all") -> dict:
+    """Measure, print the table, and save OUT/bench_train_MODEL.json (default: the benchmark results folder).
+
+    rows: "all" (the textbook loop and every engine row) or "fastest" (the last engine row only: GPU runs).
+    """
     from ..console import new_table, note, print_table, say
     from ..models import model_entry
     from ..provenance import save_benchmark
+    from .peaks import measure_peaks
+    from .race import train_flops_per_image
 
     entry = model_entry(model)
     size = image_size or entry.input_size[1]
     small = size <= 64
     batch = batch or (128 if small else 32)
     steps = steps or (30 if small else 4)
+    engine_rows = ENGINE_ROWS if rows == "all" else ENGINE_ROWS[-1:]
+    train_flops, _ = train_flops_per_image(model, {}, size, 10)
+    note("this machine's peaks (matrix product, 3x3 convolution; fp32 and bf16) ...")
+    peaks = measure_peaks(device, small=size < 32 and batch < 32)
     with tempfile.TemporaryDirectory(prefix="reslab-bench-") as tmp:
         tmp = Path(tmp)
         if data:
@@ -142,34 +164,56 @@ def run_bench(model: str, *, batch: int | None = None, steps: int | None = None,
             note(f"writing {n} generated {size if small else 256}px JPEGs ...")
             folder = write_bench_images(tmp / "images", n, size if small else 256)
         mean, std = entry.mean, entry.std
-        note(f"textbook fp32 loop: {model}, batch {batch}, {steps} timed steps ...")
-        base_speed, _ = textbook_loop(model, folder, batch, steps, size, 10, mean, std)
-        note("engine (in-memory data, bf16, channels_last) ...")
-        engine_speed, _ = engine_run(model, folder, batch, steps, size, "bf16", True, tmp / "runs")
+        measured = []
+        if rows == "all":
+            note(f"textbook fp32 loop: {model}, batch {batch}, {steps} timed steps ...")
+            base_speed, _ = textbook_loop(model, folder, batch, steps, size, 10, mean, std)
+            measured.append({"row": "textbook fp32 eager (PIL + DataLoader)", "images_per_s": base_speed})
+        for label, settings in engine_rows:
+            note(f"{label} ...")
+            speed, _, compiled = engine_run(model, folder, batch, steps, size, settings, tmp / "runs", device=device)
+            row = {"row": label, "settings": list(settings), "images_per_s": speed}
+            if compiled.get("compile_s") is not None and compiled.get("compiled"):
+                row["compile_s"] = compiled["compile_s"]
+            measured.append(row)
+        base = measured[0]["images_per_s"]
+        for previous, row in zip([None] + measured[:-1], measured):
+            row["vs_first_row"] = row["images_per_s"] / base
+            row["vs_row_above"] = row["images_per_s"] / previous["images_per_s"] if previous else 1.0
+            row["gflop_per_s"] = row["images_per_s"] * train_flops / 1e9
+        fastest = measured[-1]
         result = {
             "benchmark": "bench_train", "model": model, "batch": batch, "timed_steps": steps, "image_size": size,
-            "textbook_fp32_images_per_s": base_speed, "engine_bf16_channels_last_images_per_s": engine_speed,
-            "speedup": engine_speed / base_speed, "threads": torch.get_num_threads(),
+            "device": device, "rows": measured, "train_gflop_per_image": train_flops / 1e9, "peaks_gflop_per_s": peaks,
+            "textbook_fp32_images_per_s": base if rows == "all" else None,
+            "engine_images_per_s": fastest["images_per_s"],
+            "speedup": fastest["images_per_s"] / base if rows == "all" else None, "threads": torch.get_num_threads(),
             "command": "reslab bench train " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "train"] else [model]),
-        }
+        }  # fmt: skip
         if accuracy_steps:
             note(f"loss curves, fp32 vs bf16 engine, {accuracy_steps} steps each ...")
             curves = {}
-            for amp in ("off", "bf16"):
-                _, curves[amp] = engine_run(model, folder, batch, accuracy_steps - WARMUP_STEPS, size, amp,
-                                            amp == "bf16", tmp / "runs")
+            for amp, settings in (("off", ENGINE_ROWS[0][1]), ("bf16", ENGINE_ROWS[-2][1])):
+                _, curves[amp], _ = engine_run(model, folder, batch, accuracy_steps - WARMUP_STEPS, size, settings,
+                                               tmp / "runs", device=device)
             window = max(1, len(curves["off"]) // 5)
             fp32_end, bf16_end = float(np.mean(curves["off"][-window:])), float(np.mean(curves["bf16"][-window:]))
             result.update(accuracy_steps=accuracy_steps, fp32_final_loss=fp32_end, bf16_final_loss=bf16_end,
                           loss_curve_fp32=curves["off"], loss_curve_bf16=curves["bf16"])
-    table = new_table("loop", "images/s", "ratio", right=("images/s", "ratio"),
-                      title=f"training throughput: {model}, batch {batch}, {size}px, {torch.get_num_threads()} threads")
-    table.add_row("textbook fp32 eager (PIL + DataLoader)", f"{base_speed:.1f}", "1.00x")
-    table.add_row("engine: in-memory batches, bf16, channels_last", f"{engine_speed:.1f}", f"{result['speedup']:.2f}x")
+    table = new_table("loop", "images/s", "x first row", "x row above", "GFLOP/s",
+                      right=("images/s", "x first row", "x row above", "GFLOP/s"),
+                      title=f"training throughput: {model}, batch {batch}, {size}px, {device}, {torch.get_num_threads()} threads")
+    for row in measured:
+        extra = f" (+{row['compile_s']:.0f} s to compile)" if "compile_s" in row else ""
+        table.add_row(row["row"] + extra, f"{row['images_per_s']:.1f}", f"{row['vs_first_row']:.2f}x",
+                      f"{row['vs_row_above']:.2f}x", f"{row['gflop_per_s']:.0f}")
     print_table(table)
+    say(f"measured peaks, GFLOP/s: matmul fp32 {peaks['matmul_fp32']:.0f} / bf16 {peaks['matmul_bf16']:.0f}; "
+        f"3x3 conv fwd+bwd fp32 {peaks['conv_train_fp32']:.0f} / bf16 {peaks['conv_train_bf16']:.0f}; the fastest row reaches "
+        f"{100 * fastest['gflop_per_s'] / peaks['conv_train_bf16']:.0f}% of the bf16 conv's", markup=False)
     if accuracy_steps:
         note(f"mean loss over the last {window} of {accuracy_steps} steps: fp32 {result['fp32_final_loss']:.4f}, "
-                      f"bf16 {result['bf16_final_loss']:.4f}")
+             f"bf16 {result['bf16_final_loss']:.4f}")
     say(f"reproduce: {result['command']}")
     say(f"saved {save_benchmark(f'bench_train_{model}', result, out)}", markup=False)
     return result
