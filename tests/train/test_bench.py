@@ -53,3 +53,18 @@ def test_recipe_race_table_over_seeds(tmp_path):
     per_image, forward = race.train_flops_per_image("airbench94", {"widths": [8, 8, 8]}, 16, 4)
     assert row["pflop"] * 1e15 == pytest.approx(per_image * 40 + forward * (6 + 1) * 8)
     assert json.loads((tmp_path / "recipe_cifar_airbench.json").read_text())["runs"][1]["seed"] == 1
+
+
+def test_gpu_bench_script_runs_at_toy_size_on_the_cpu(tmp_path, no_compile_row):
+    """`make gpu-bench` is for a CUDA machine; its code path runs here at toy sizes on the CPU."""
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "benchmarks" / "gpu_bench.py")
+    gpu_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_bench)
+    assert gpu_bench.main(["--device", "cpu", "--tiny", "--out", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "gpu_bench_tiny.json").read_text())
+    assert saved["resnet50_images_per_s"] > 0 and saved["resnet20_images_per_s"] > 0
+    assert 0 <= saved["cifar_fast"]["top1"] <= 100 and saved["cifar_fast"]["epochs"] == pytest.approx(1.0)
