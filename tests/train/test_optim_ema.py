@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -107,3 +108,43 @@ def test_lookahead_moves_the_weights_to_their_average():
         model[0].weight.fill_(0.0)
     la.sync(model)
     assert torch.allclose(model[0].weight, torch.full((2, 2), expected))
+
+
+def test_newton_schulz_orthogonalises():
+    from reslab.train.muon import orthogonalise
+
+    g = torch.randn(16, 48, generator=torch.Generator().manual_seed(0))
+    x = orthogonalise(g, steps=5).float()
+    s = torch.linalg.svdvals(x)
+    assert s.min() > 0.5 and s.max() < 1.5  # every direction moves by about the same amount
+    # a matrix polynomial of g: the same singular vectors, each singular value moved towards 1
+    u, _, vh = torch.linalg.svd(g, full_matrices=False)
+    core = u.T @ x @ vh.T
+    diagonal = core.diagonal()
+    assert (diagonal > 0.5).all() and (diagonal < 1.5).all()
+    assert (core - torch.diag(diagonal)).abs().max() < 0.05  # bf16 rounding only
+    assert orthogonalise(g.T).shape == (48, 16)
+
+
+def test_muon_groups_and_one_step_by_hand():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.randn(2, 3, 5, 5))
+    opt = build_optimizer(model, OptimConfig(lr=0.1, muon_lr=0.2, muon_momentum=0.6, nesterov=True, weight_decay=1e-3), lr=0.1)
+    (muon,) = [g for g in opt.param_groups if g["muon"]]
+    assert [id(p) for p in muon["params"]] == [id(model[0].weight)] and muon["lr"] == pytest.approx(0.2)
+    assert muon["weight_decay"] == 0.0 and muon["momentum"] == 0.6
+    sgd_params = {id(p) for g in opt.param_groups if not g["muon"] for p in g["params"]}
+    assert sgd_params == {id(p) for p in model.parameters()} - {id(model[0].weight)}
+    w0, b0 = model[0].weight.detach().clone(), model[3].bias.detach().clone()
+    gw, gb = torch.randn_like(w0), torch.randn_like(b0)
+    model[0].weight.grad, model[3].bias.grad = gw.clone(), gb.clone()
+    opt.step()
+    from reslab.train.muon import orthogonalise
+
+    scaled = w0 * (4**0.5 / w0.norm())
+    expected = scaled - 0.2 * orthogonalise((gw + 0.6 * gw).reshape(4, -1)).view_as(w0)
+    torch.testing.assert_close(model[0].weight.detach(), expected)
+    # SGD, first step: buffer = gradient (+ L2), Nesterov: g + m * buffer
+    g = gb + 1e-3 * b0
+    torch.testing.assert_close(model[3].bias.detach(), b0 - 0.1 * (g + 0.9 * g))

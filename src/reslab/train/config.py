@@ -65,10 +65,15 @@ class OptimConfig:
     backbone_lr_scale: float = 1.0  # every parameter outside the classifier trains at lr * this (discriminative fine-tuning)
     norm_lr_scale: float = 1.0  # lr multiplier of normalisation-layer parameters (airbench: 64); their L2 is divided by it
     kernel: str = "auto"  # update kernel: auto (fused where PyTorch has it, else foreach) | fused | foreach | loop
+    muon_lr: float = 0.0  # > 0: conv filters train with Muon at this peak lr (scheduled like lr), the rest with SGD
+    muon_momentum: float = 0.6  # Muon's momentum (Nesterov when optim.nesterov)
 
     def __post_init__(self):
         check_choice("optim.name", self.name, OPTIMIZERS)
         check_choice("optim.kernel", self.kernel, OPTIM_KERNELS)
+        if self.muon_lr < 0 or (self.muon_lr > 0 and (self.name != "sgd" or self.lr <= 0)):
+            raise ReslabError("optim.muon_lr > 0 trains the conv filters with Muon beside SGD: it needs optim.name = "
+                              f"sgd and optim.lr > 0 (got {self.name}, lr {self.lr:g}, muon_lr {self.muon_lr:g})")
         if self.norm_lr_scale <= 0:
             raise ReslabError(f"optim.norm_lr_scale must be > 0, got {self.norm_lr_scale:g}")
 

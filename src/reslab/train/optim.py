@@ -60,11 +60,25 @@ def discriminative_groups(model: nn.Module, groups: list[dict], backbone_lr_scal
     return out
 
 
+def muon_groups(groups: list[dict], lr_scale: float, momentum: float) -> list[dict]:
+    """Move the conv filters (4-D weights) of every group into one Muon group (no weight decay)."""
+    filters = [p for g in groups for p in g["params"] if p.ndim == 4]
+    rest = [{**g, "params": [p for p in g["params"] if p.ndim != 4]} for g in groups]
+    muon = [{"params": filters, "muon": True, "momentum": momentum, "weight_decay": 0.0, "lr_scale": lr_scale}] if filters else []
+    return [g for g in rest if g["params"]] + muon
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float, device: torch.device | str = "cpu") -> torch.optim.Optimizer:
     groups = param_groups(model, cfg.weight_decay, cfg.no_decay_norm_bias, cfg.norm_lr_scale)
     groups = discriminative_groups(model, groups, cfg.backbone_lr_scale)
+    if cfg.muon_lr > 0:
+        groups = muon_groups(groups, cfg.muon_lr / lr, cfg.muon_momentum)
     for g in groups:
         g["lr"] = lr * g["lr_scale"]
+    if cfg.muon_lr > 0:
+        from .muon import MuonSGD
+
+        return MuonSGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.name == "sgd":
         cls, kwargs = torch.optim.SGD, dict(lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     elif cfg.name == "adamw":
