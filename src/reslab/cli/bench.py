@@ -54,7 +54,7 @@ def train(
     accuracy_steps: Annotated[
         int, typer.Option(min=0, help="Also train fp32 and bf16 this many steps and compare loss curves.")
     ] = 0,
-    device: Device = "cpu",
+    device: Device = "auto",
     fastest_only: Annotated[
         bool, typer.Option("--fastest-only", help="Time only the engine with every speed-up (no textbook loop, no ablation rows).")
     ] = False,
