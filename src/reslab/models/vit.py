@@ -190,7 +190,9 @@ class VisionTransformer(ClassifierHead, nn.Module):
     ):
         super().__init__()
         if image_size % patch_size:
-            raise ReslabError(f"image_size {image_size} is not a multiple of the patch size {patch_size}; use a multiple")
+            lower, upper = image_size // patch_size * patch_size, (image_size // patch_size + 1) * patch_size
+            nearest = f"{lower} or {upper}" if lower else str(upper)
+            raise ReslabError(f"image_size {image_size} is not a multiple of the patch size {patch_size}; use a multiple, such as {nearest}")
         if pool not in POOLS:
             raise ReslabError(f"unknown pool {pool!r}; use 'token' (the class token) or 'mean' (mean of patch tokens)")
         if not 0.0 <= stochastic_depth < 1.0:
