@@ -25,19 +25,39 @@ Seeds = Annotated[str, typer.Option(help=SEEDS_HELP)]
 Out = Annotated[Path, typer.Option(help=OUT_HELP)]
 
 
+PRESET_HELP = ("quick (CPU minutes, trends), cpu (about an hour on 2 cores: the ordering), gpu10 (all of it in about "
+               "10 minutes on one GPU) or full (the paper's recipe). Default: full, or quick with --quick.")
+Preset = Annotated[Optional[str], typer.Option(help=PRESET_HELP)]
+
+
+def _preset(quick: bool, preset: str | None):
+    """--preset NAME, or --quick (= quick), else the full preset; a clear error for anything else."""
+    from ..experiments.common import FULL, PRESETS, QUICK
+
+    if preset is None:
+        return QUICK if quick else FULL
+    if preset not in PRESETS:
+        raise ReslabError(f"--preset {preset!r} is not a preset; choose one of {', '.join(PRESETS)}")
+    if quick and preset != "quick":
+        raise ReslabError(f"--quick and --preset {preset} disagree; give one of them")
+    return PRESETS[preset]
+
+
 def _setup(data: Path | None, out: Path, quick: bool, seeds: str, overrides: list[str] | None, device: str, need_data: bool = True,
-           full_cost: str = "the paper's recipe (64k iterations per network)"):  # fmt: skip
+           full_cost: str = "the paper's recipe (64k iterations per network)", preset: str | None = None):  # fmt: skip
     from ..devices import resolve_device
-    from ..experiments.common import FULL, QUICK, ExperimentSetup, parse_seeds
+    from ..experiments.common import ExperimentSetup, parse_seeds
 
     if need_data:
         if data is None:
             raise ReslabError("--data is required: the CIFAR-10 folder (train/ and test/) or cifar-10-batches-py directory")
         if not data.exists():
             raise ReslabError(f"--data {data} does not exist; give the CIFAR-10 folder or cifar-10-batches-py directory")
-    if not quick and resolve_device(device).type == "cpu":
-        log.warning("the full preset is %s: GPU hours; add --quick on a CPU", full_cost)
-    return ExperimentSetup(data=str(data) if data else "", out=out, preset=QUICK if quick else FULL,
+    chosen = _preset(quick, preset)
+    if chosen.name in ("full", "gpu10") and resolve_device(device).type == "cpu":
+        cost = full_cost if chosen.name == "full" else "designed for a GPU"
+        log.warning("the %s preset is %s: GPU hours on a CPU; add --quick (or --preset cpu) on a CPU", chosen.name, cost)
+    return ExperimentSetup(data=str(data) if data else "", out=out, preset=chosen,
                            seeds=parse_seeds(seeds), extra=tuple(overrides or ()), device=device)  # fmt: skip
 
 
@@ -62,12 +82,13 @@ def degradation(
     depths: Annotated[str, typer.Option(help="Depths of the plain and residual CIFAR nets (of 20, 32, 44, 56, 110).")] = "20,56",
     set_: Overrides = None,
     device: Device = "auto",
+    preset: Preset = None,
 ) -> None:
     """Plain vs residual nets at two or more depths: the paper's Figures 4 and 6 and its verdict."""
     from ..experiments.common import parse_depths
     from ..experiments.degradation import PLAIN_DEPTHS, run_degradation
 
-    setup = _setup(data, out, quick, seeds, set_, device)
+    setup = _setup(data, out, quick, seeds, set_, device, preset=preset)
     summary = run_degradation(setup, parse_depths(depths, PLAIN_DEPTHS))
     _report(out, "degradation.png", summary["verdict"])
 
@@ -82,12 +103,13 @@ def cifar_depths(
     with_1202: Annotated[bool, typer.Option("--with-1202", help="Also train ResNet-1202 (19.4M parameters).")] = False,
     set_: Overrides = None,
     device: Device = "auto",
+    preset: Preset = None,
 ) -> None:
     """ResNet-20 to 110 (1202) on CIFAR-10 beside the paper's Table 6 errors and parameter counts."""
     from ..experiments.common import parse_depths
     from ..experiments.depths import PAPER_TABLE6, run_cifar_depths
 
-    setup = _setup(data, out, quick, seeds, set_, device)
+    setup = _setup(data, out, quick, seeds, set_, device, preset=preset)
     chosen = parse_depths(depths, tuple(PAPER_TABLE6))
     if with_1202 and 1202 not in chosen:
         chosen = (*chosen, 1202)

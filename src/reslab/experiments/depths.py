@@ -60,7 +60,7 @@ def summarise_cifar_depths(setup: ExperimentSetup, results: Sequence[RunResult],
     plot_training_curves([(net, runs[0].rows) for net, runs in grouped.items()], out / "cifar_depths_curves.png",
                          metrics=("error", "loss"), title="first seed of every depth")
     note = ("" if setup.preset.name == "full" else
-            "\n\nThese runs use the quick preset (a data subset, a few epochs): compare depths with each other, "
+            f"\n\nThese runs use the {setup.preset.name} preset ({setup.preset.description}): compare depths with each other, "
             "not with the paper's column, which needs the full preset (`--preset full`, GPU hours).")
     markdown = ("# CIFAR-10 ResNets by depth (the paper's Table 6)\n\n![errors](cifar_depths.png)\n\n"
                 + "\n".join(table) + note + "\n\n![curves](cifar_depths_curves.png)")
