@@ -55,6 +55,7 @@ def test_every_command_renders_its_help_at_80_columns(path, cmd):
     result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "80"}, prog_name="reslab")
     assert result.exit_code == 0, result.output
     assert "Usage: reslab " + " ".join(path) in " ".join(result.output.split())
+    assert "<bool>" not in result.output, "a flag takes no value: no type beside it"
     assert (cmd.help or "").strip(), f"`reslab {' '.join(path)}` has no description"
 
 
@@ -85,6 +86,33 @@ def test_shared_options_mean_the_same_everywhere(path, cmd):
         assert opts["--set"].multiple, f"{where}: --set is repeatable"
     if "--weights" in opts:
         assert "-w" in opts["--weights"].opts, f"{where}: --weights has the short form -w"
+
+
+def test_one_option_name_one_meaning_across_commands():
+    """A long option is a flag everywhere or takes a value everywhere; a short option stands for one long one."""
+    kinds, shorts, spellings = {}, {}, {}
+    for path, cmd in LEAVES:
+        for p in cmd.params:
+            if type(p).__name__ != "TyperOption" or p.hidden:  # hidden ones are old spellings kept working
+                continue
+            where = f"reslab {' '.join(path)}"
+            longs = tuple(o for o in p.opts if o.startswith("--"))
+            for name in longs:
+                kind = "a flag" if p.is_flag else "an option with a value"
+                seen = kinds.setdefault(name, (kind, where))
+                assert seen[0] == kind, f"{name} is {kind} in `{where}` but {seen[0]} in `{seen[1]}`"
+            for short in (o for o in p.opts if not o.startswith("--")):
+                seen = shorts.setdefault(short, (longs, where))
+                assert seen[0] == longs, f"{short} means {longs} in `{where}` but {seen[0]} in `{seen[1]}`"
+            seen = spellings.setdefault(p.name, (longs, where))
+            assert seen[0] == longs, f"`{p.name}` is spelled {longs} in `{where}` but {seen[0]} in `{seen[1]}`"
+
+
+def test_root_version_and_help_flags():
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"})
+    assert "--version" in result.output and "<bool>" not in result.output
+    version = CliRunner().invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.startswith("reslab ") and "torch" in version.output
 
 
 def test_old_names_still_work_but_are_hidden():

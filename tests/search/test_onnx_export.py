@@ -1,5 +1,7 @@
 """ONNX export: ONNX Runtime outputs match PyTorch, for logits, embeddings and the `embed --onnx` path."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -30,3 +32,20 @@ def test_onnx_embedder_matches_torch_embedder(tmp_path, monkeypatch):
     via_torch = emb.embed(batch)
     np.testing.assert_allclose(via_onnx, via_torch, atol=1e-4)
     np.testing.assert_allclose(np.linalg.norm(via_onnx, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("args", [["--out", "m.onnx", "--embedding-head"], ["--onnx", "m.onnx", "--embedding"]])
+def test_export_cli_takes_the_shared_spelling_and_the_old_one(monkeypatch, args):
+    from typer.testing import CliRunner
+
+    from reslab.cli import _load_commands, app
+    from reslab.search import onnx_export
+
+    calls = []
+    monkeypatch.setattr(onnx_export, "export_model", lambda model, out, **kw: calls.append((model, out, kw)) or (out, 0.0))
+    _load_commands()
+    result = CliRunner().invoke(app, ["export", "resnet20", *args])
+    assert result.exit_code == 0, result.output
+    assert calls == [("resnet20", Path("m.onnx"), {"weights": "imagenet", "run": None, "embedding": True})]
+    missing = CliRunner().invoke(app, ["export", "resnet20"])
+    assert missing.exit_code == 2 and "--out" in missing.output

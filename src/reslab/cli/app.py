@@ -5,8 +5,37 @@ from __future__ import annotations
 from typing import Annotated, Callable
 
 import typer
+import typer.core
+
+
+class _Group(typer.core.TyperGroup):
+    """A command group whose --help shows no type beside a flag.
+
+    typer (0.29) prints `<bool>` beside every flag, `--help` and `--version` included, which reads
+    as if the flag took a value. A flag's metavar is used nowhere else, so an empty one hides it.
+    Every command is reached through its group's `get_command`, its help through `format_help`.
+    """
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _hide_flag_types(command, ctx)
+        return command
+
+    def format_help(self, ctx, formatter):
+        _hide_flag_types(self, ctx)
+        return super().format_help(ctx, formatter)
+
+
+def _hide_flag_types(command, ctx) -> None:
+    help_option = command.get_help_option(ctx)  # made on first use, then kept by the command
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False) and not getattr(param, "count", False):
+            param.metavar = ""
+
 
 app = typer.Typer(
+    cls=_Group,
     name="reslab",
     help="Deep residual learning for image recognition: models, training, analysis, search.",
     no_args_is_help=True,
@@ -25,7 +54,7 @@ MORE = "Groups and tour"
 
 
 def _group(name: str, help: str) -> typer.Typer:
-    group = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode="rich")
+    group = typer.Typer(cls=_Group, help=help, no_args_is_help=True, rich_markup_mode="rich")
     app.add_typer(group, name=name, rich_help_panel=MORE)
     return group
 

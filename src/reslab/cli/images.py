@@ -26,7 +26,7 @@ def compare_images(
     image_a: Annotated[Path, typer.Argument(help="First image.")],
     image_b: Annotated[Path, typer.Argument(help="Second image.")],
     method: Annotated[CompareMethod, typer.Option("--method", "-m", help="Embedding cosine (cnn, hog, hist) or keypoint matches (sift, orb).")] = CompareMethod.cnn,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG of the RANSAC inlier matches (sift and orb).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="PNG of the RANSAC inlier matches (sift and orb).")] = None,
     as_json: JsonOutput = False,
     model: Annotated[str, typer.Option(help="Zoo model for --method cnn.")] = "efficientnet_lite0",
     weights: Annotated[str, typer.Option("--weights", "-w", help="Weights for --method cnn: a tag such as imagenet, or a file.")] = "imagenet",
@@ -66,7 +66,7 @@ alias(app, "compare", compare_images, "compare-images")
 @app.command(rich_help_panel=IMAGES)
 def faces(
     image: Annotated[Path, typer.Argument(help="A photo.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG of the photo with the faces boxed.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="PNG of the photo with the faces boxed.")] = None,
     as_json: JsonOutput = False,
     scale_factor: Annotated[float, typer.Option(min=1.01, help="Pyramid step: smaller finds more faces, slower.")] = 1.2,
     min_neighbors: Annotated[int, typer.Option(min=1, help="Overlapping detections a face needs: higher, fewer false alarms.")] = 6,

@@ -97,15 +97,24 @@ def explain(as_json: JsonOutput = False) -> None:
 @app.command(rich_help_panel=MODELS)
 def export(
     model: ModelName,
-    onnx: Annotated[Path, typer.Option("--onnx", help="Output .onnx file.")],
+    out: Annotated[Optional[Path], typer.Option(help="The .onnx file to write.")] = None,
     weights: Weights = "imagenet",
     run: Annotated[Optional[Path], typer.Option(help="A training run folder instead of --weights.")] = None,
-    embedding: Annotated[bool, typer.Option("--embedding", help="Export the embedding head (pooled features) instead of the logits.")] = False,
+    embedding_head: Annotated[
+        bool, typer.Option("--embedding-head", help="Export the embedding head (pooled features) instead of the logits.")
+    ] = False,
+    # the spellings before the shared vocabulary (`--onnx` is a flag elsewhere: run with ONNX Runtime)
+    old_onnx: Annotated[Optional[Path], typer.Option("--onnx", hidden=True)] = None,
+    old_embedding: Annotated[bool, typer.Option("--embedding", hidden=True)] = False,
 ) -> None:
     """Export a model (or its embedding head) to ONNX with a dynamic batch axis, checked with ONNX Runtime."""
     from ..console import say
     from ..search.onnx_export import export_model
 
-    path, diff = export_model(model, onnx, weights=None if run else weights, run=run, embedding=embedding)
+    out = out or old_onnx
+    if out is None:
+        raise typer.BadParameter("give the file to write, e.g. --out model.onnx", param_hint="--out")
+    embedding = embedding_head or old_embedding
+    path, diff = export_model(model, out, weights=None if run else weights, run=run, embedding=embedding)
     what = "embedding head" if embedding else "classifier"
     say(f"wrote {path} ({what} of {model}); ONNX Runtime vs PyTorch max abs diff {diff:.2e}")

@@ -41,7 +41,7 @@ def quiet_faiss() -> None:
 @app.command(rich_help_panel=SEARCH)
 def embed(
     src: Annotated[Optional[Path], typer.Argument(help="Folder of images, walked recursively (labels: parent folder names).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="The index: created, or updated incrementally (a folder; with --store milvus..., its name).")] = ...,
+    out: Annotated[Path, typer.Option("--out", help="The index: created, or updated incrementally (a folder; with --store milvus..., its name).")] = ...,
     method: Annotated[Optional[EmbedMethod], typer.Option(help="How images become vectors (default cnn, or the index's own).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Zoo model for --method cnn (default efficientnet_lite0).")] = None,
     weights: Weights = None,
