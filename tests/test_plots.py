@@ -93,6 +93,7 @@ def test_many_classes_stay_readable(tmp_path):
 def test_one_diverging_loss_does_not_flatten_the_others(tmp_path, monkeypatch):
     rows = _rows(8)
     rows[2]["val_loss"] = 92.9  # one epoch that blew up
+    rows[4]["val_loss"] = 3e7  # and one that went to the moon
     axes = []
     real_subplots = plots.pyplot().subplots
 
@@ -105,8 +106,9 @@ def test_one_diverging_loss_does_not_flatten_the_others(tmp_path, monkeypatch):
     plots.plot_training_curves([("net", rows)], tmp_path / "c.png", metrics=("loss",))
     ax = axes[0][0][0]
     low, high = ax.get_ylim()
-    assert high < 20 and max(r["train_loss"] for r in rows) < high  # the ordinary curves keep the scale
-    assert any(t.get_text() == "92.9" for t in ax.texts)  # the outlier is marked with its value
+    assert ax.get_yscale() == "log"  # each decade as tall as the next: small losses stay readable
+    assert low < min(r["train_loss"] for r in rows) and 92.9 < high < 3e7  # 92.9 on the scale, 3e7 above it
+    assert [t.get_text() for t in ax.texts if t.get_text() != "▲ off the scale"] == ["3e+07"]  # marked with its value
     plots.plot_training_curves([("net", _rows(8))], tmp_path / "d.png", metrics=("loss",))
     assert not axes[1][0][0].texts  # nothing off the scale: nothing marked
 

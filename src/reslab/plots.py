@@ -108,7 +108,7 @@ def plot_training_curves(
                     y = 100.0 - y
                 ax.plot(x, y, color=colour, label=f"{label} ({split})", **style)
         if metric == "loss":
-            _clip_outliers(ax)
+            _log_loss_axis(ax)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(integer_ticks())
         ax.set_ylabel({"loss": "loss", "error": "error (%)", "top1": "top-1 (%)", "lr": "learning rate",
@@ -124,21 +124,21 @@ def plot_training_curves(
     return save_figure(fig, path)
 
 
-def _clip_outliers(ax, factor: float = 4.0) -> None:
-    """Keep one diverging point (a validation loss of 93 among values near 1) from flattening every curve.
-
-    The y-axis stops at `factor` x the 90th percentile of the plotted values; points above it are
-    drawn as triangles on the top edge, labelled with their value.
-    """
+def _log_loss_axis(ax, decades: float = 3.0) -> None:
+    """Losses on a log scale, so that one diverging epoch (a validation loss of 846 among values near
+    0.05) leaves every other curve readable; the axis spans at most `decades` above the 90th
+    percentile of the values, and a point beyond is drawn as a triangle on the top edge with its value."""
     lines = [line for line in ax.get_lines() if len(line.get_ydata())]
     values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in lines]) if lines else np.array([])
-    values = values[np.isfinite(values)]
-    if len(values) < 4:
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values) < 2:
         return
-    top = factor * float(np.percentile(values, 90))
-    if values.max() <= top or top <= 0:
+    ax.set_yscale("log")
+    low, top = float(values.min()) / 1.5, float(np.percentile(values, 90)) * 10**decades
+    if values.max() <= top:
+        ax.set_ylim(low, float(values.max()) * 1.5)
         return
-    ax.set_ylim(min(0.0, float(values.min())), top)
+    ax.set_ylim(low, top)
     for line in lines:
         x, y = np.asarray(line.get_xdata(), dtype=float), np.asarray(line.get_ydata(), dtype=float)
         for xi, yi in zip(x[y > top], y[y > top]):
@@ -176,6 +176,8 @@ def plot_confusion_matrix(
         threshold = 0.5 * (1.0 if normalize else (shown.max() if shown.size else 0))
         for i in range(n):
             for j in range(n):
+                if cm[i, j] == 0:  # an empty cell stays blank: the mistakes stand out
+                    continue
                 text = f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=7,
                         color="white" if shown[i, j] > threshold else "black")

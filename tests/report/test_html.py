@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -94,3 +95,22 @@ def test_missing_run_is_one_line_error(tmp_path, capsys):
     assert "does not exist" in err and "Traceback" not in err
     with pytest.raises(ReslabError, match="metrics.jsonl"):
         read_metrics(tmp_path)
+
+
+def test_report_panels_show_every_class(tiny_run, tmp_path, monkeypatch):
+    from reslab import plots
+
+    grids = {}
+    real = plots.plot_image_grid
+
+    def spy(images, path, captions=None, caption_colours=None, columns=8, **kw):
+        grids[Path(path).stem] = (len(images), captions, columns)
+        return real(images, path, captions=captions, caption_colours=caption_colours, columns=columns, **kw)
+
+    monkeypatch.setattr(plots, "plot_image_grid", spy)
+    report_run(tiny_run, out=tmp_path / "report.html")
+    n, captions, columns = grids["samples"]
+    assert columns == 3  # three classes: a column each
+    shown, cam_captions, _ = grids["gradcam"]
+    classes = {c.removeprefix("true ") for c in cam_captions if c.startswith("true ")}
+    assert len(classes) == 3 and shown == 2 * 8  # at least eight images (two tiles each), every class among them

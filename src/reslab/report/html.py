@@ -119,11 +119,12 @@ def write_report(
     device: str = "cpu",
     embedding: str = "pca",
     max_images: int = 2000,
-    gradcam_images: int = 8,
+    gradcam_images: int | None = None,
     data_note: str | None = None,
 ) -> Path:
     """Write the HTML report of `run_dir` to `out` (default run_dir/report.html) and return its path.
 
+    gradcam_images: images in the Grad-CAM panel (default: one per class, at least 8 and at most 12).
     model/classes/preprocess: the trained model, its class names and eval preprocessing
     (`report_run` loads them with load_run_model); without a model the parameter count is n/a.
     batches: (images, labels) validation batches, normalised by `preprocess`; without them the page
@@ -221,19 +222,22 @@ def _evaluation_sections(model, classes, preprocess, batches, device, embedding,
     shown = [display_image(x, mean, std) for x in ev.kept_images]
     kept_pred = ev.predictions[ev.kept_index]
     kept_true = ev.labels[ev.kept_index]
-    # every class in turn, so that a loader sorted by class does not fill the panels with its first classes
-    right = across_classes([i for i in range(len(shown)) if kept_pred[i] == kept_true[i]], kept_true, 16)
-    wrong = across_classes([i for i in range(len(shown)) if kept_pred[i] != kept_true[i]], kept_true, 16)
+    # every class in turn, so that a loader sorted by class does not fill the panels with its first
+    # classes; with up to 12 classes a column is a class: two rows right, one row wrong
+    columns = len(classes) if len(classes) <= 12 else 8
+    right = across_classes([i for i in range(len(shown)) if kept_pred[i] == kept_true[i]], kept_true, 2 * columns)
+    wrong = across_classes([i for i in range(len(shown)) if kept_pred[i] != kept_true[i]], kept_true, columns)
     order = right + wrong
     if order:
         plots.plot_image_grid(
             [shown[i] for i in order], tmp / "samples.png",
             captions=[f"{classes[kept_pred[i]]}" + ("" if kept_pred[i] == kept_true[i] else f"\n(true {classes[kept_true[i]]})") for i in order],
-            caption_colours=["green" if kept_pred[i] == kept_true[i] else "red" for i in order], columns=8, cmap="gray")
+            caption_colours=["green" if kept_pred[i] == kept_true[i] else "red" for i in order], columns=columns, cmap="gray")
         out.append(f"<h3>Sample predictions</h3><p class='note'>{len(right)} right (green), then {len(wrong)} wrong (red, with the true class)</p>"
                    + _img(tmp / "samples.png", "sample predictions"))
 
-    picks = across_classes(wrong[: gradcam_images // 2] + right, kept_true, gradcam_images)
+    n_cams = gradcam_images if gradcam_images is not None else min(max(len(classes), 8), 12)
+    picks = across_classes(wrong[: n_cams // 2] + right, kept_true, n_cams)
     if picks:
         x = ev.kept_images[picks].to(device)
         cams, _ = grad_cam_batch(model, x, target_classes=[int(kept_pred[i]) for i in picks])
@@ -247,7 +251,8 @@ def _evaluation_sections(model, classes, preprocess, batches, device, embedding,
                 tiles.append(overlay_heatmap(shown[i], rollouts[k]))
                 captions.append("attention rollout")
         per_image = 2 if rollouts is None else 3
-        plots.plot_image_grid(tiles, tmp / "gradcam.png", captions=captions, columns=4 * per_image, cmap="gray")
+        rows = math.ceil(len(picks) / 5)  # rows of at most five images, as even as they go: 10 -> 5+5, 8 -> 4+4
+        plots.plot_image_grid(tiles, tmp / "gradcam.png", captions=captions, columns=math.ceil(len(picks) / rows) * per_image, cmap="gray")
         if rollouts is None:
             out.append("<h3>Grad-CAM</h3><p class='note'>where the evidence for the predicted class lies (last feature map)</p>"
                        + _img(tmp / "gradcam.png", "Grad-CAM heatmaps"))
