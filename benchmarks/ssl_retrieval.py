@@ -45,6 +45,7 @@ def main() -> int:
     p.add_argument("--method", default="byol", choices=("simclr", "moco", "byol"))
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--knn-every", type=int, default=10, help="epochs between kNN monitor evaluations on the val photos")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--work", type=Path, default=Path("/tmp/ssl-retrieval"))
     p.add_argument("--out", type=Path, default=bench_results_dir(), help="default: $RESLAB_BENCH_RESULTS, else benchmarks/results")
@@ -54,7 +55,7 @@ def main() -> int:
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": "python benchmarks/ssl_retrieval.py " + " ".join(sys.argv[1:]),
               "steps": []}  # fmt: skip
     common = ["--set", f'run.dir="{work / "runs"}"', "--set", "run.progress=false", "--set", f"data.image_size={args.image_size}",
-              "--set", f"train.batch_size={args.batch_size}", "--set", f'ssl.knn_data="{args.data}"']  # fmt: skip
+              "--set", f"train.batch_size={args.batch_size}", "--set", f'ssl.knn_data="{args.data}"', "--set", f"ssl.knn_every={args.knn_every}"]  # fmt: skip
     runs = {"self-supervised": work / "runs" / f"{args.method}", "random": work / "runs" / "random"}
     if not (runs["self-supervised"] / "model.safetensors").is_file():
         cli("train", f"ssl_{args.method}", "--data", args.data, "--name", args.method, *common, "--set", f"train.epochs={args.epochs}")

@@ -184,3 +184,16 @@ def test_alternate_flip_is_refused_for_file_data(tmp_path):
     root = write_folder(tmp_path / "f", per_class=(3, 3), size=(40, 30), splits=("train",))
     with pytest.raises(ReslabError, match="alternate_flip needs in-memory"):
         build_data(DataConfig(path=str(root), augment="rrc", image_size=24, in_memory="no", alternate_flip=True), 2)
+
+
+def test_eval_loader_per_class_subset_shows_every_class(tmp_path):
+    """A split is stored class by class: a per-class subset (the SSL report's map) holds every class, not the first."""
+    from reslab.data.build import build_eval_loader
+
+    write_folder(tmp_path / "f", classes=("a", "b", "c"), per_class=(5, 5, 5), splits=("",))
+    cfg = DataConfig(path=str(tmp_path / "f"), image_size=8)
+    first_six = torch.cat([y for _x, y in build_eval_loader(cfg, "train", 6)[0].batches()])[:6]
+    assert set(first_six.tolist()) != {0, 1, 2}  # the case the subset is for
+    loader, classes = build_eval_loader(cfg, "train", 4, per_class=2)
+    labels = torch.cat([y for _x, y in loader.batches()])
+    assert classes == ["a", "b", "c"] and sorted(labels.tolist()) == [0, 0, 1, 1, 2, 2]

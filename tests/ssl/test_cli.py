@@ -53,6 +53,9 @@ def test_ssl_run_from_the_cli_works_where_a_run_works(tmp_path, capsys):
     result = json.loads(out)
     assert 0 <= result["knn_top1"] <= 100 and 0 <= result["probe_top1"] <= 100 and result["count"] == 9
     assert (run / "eval-ssl" / "metrics.json").is_file()
+    for bad in (photos, tmp_path / "absent"):  # unlabelled, missing: one line naming --data
+        code, out, err = run_cli(capsys, "eval-ssl", run, "--data", bad)
+        assert code != 0 and "--data" in err and "labelled" in err and "Traceback" not in err
 
     for args in (("predict", run, query), ("eval-classifier", run)):
         code, out, err = run_cli(capsys, *args)

@@ -108,6 +108,17 @@ def test_ssl_config_errors(images, tmp_path):
         fit(toy_config("ssl_simclr", photos, tmp_path, "data.eval_split=auto"))
     with pytest.raises(ReslabError, match="ssl.method"):
         toy_config("ssl_simclr", photos, tmp_path, "ssl.method=dino")
+    # the kNN monitor's set is checked before any training, naming its key
+    with pytest.raises(ReslabError, match="ssl.knn_data .*does not exist"):
+        fit(toy_config("ssl_simclr", photos, tmp_path, f'ssl.knn_data="{tmp_path / "absent"}"'))
+    with pytest.raises(ReslabError, match="ssl.knn_data: .*no class folders.*kNN monitor needs labelled"):
+        fit(toy_config("ssl_simclr", photos, tmp_path, f'ssl.knn_data="{photos}"'))
+    one_class = tmp_path / "one" / "a"
+    one_class.mkdir(parents=True)
+    (one_class / "x.png").write_bytes(next(photos.iterdir()).read_bytes())
+    with pytest.raises(ReslabError, match="has 1 class; give two or more class folders"):
+        fit(toy_config("ssl_simclr", photos, tmp_path, f'ssl.knn_data="{tmp_path / "one"}"'))
+    assert not any(tmp_path.glob("*/checkpoints/*.pt"))
 
 
 def test_ssl_backbone_embeds_and_fine_tunes(images, tmp_path):

@@ -246,12 +246,15 @@ def build_eval_loader(
     channels_last: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    per_class: int = 0,
 ) -> tuple[object, list[str]]:
     """An unaugmented, fixed-order loader over one split, and the class names.
 
     split: "train" (after the hold-out and limit_per_class, as training sees it), "val", "test" or
     "holdout". mean, std: the normalisation a model was trained with (default: as build_data picks
     it). Frozen-feature evaluations use it: a kNN bank of the training images, a linear probe.
+    per_class > 0: a seeded subset of at most that many images of each class (splits are stored
+    class by class, so the first N images of a split would show only its first classes).
     """
     device = torch.device(device)
     source = open_source(cfg.path, cfg.format, labelled=cfg.labelled)
@@ -259,6 +262,8 @@ def build_eval_loader(
         chosen = select_splits(source, replace(cfg, eval_split="none"))[0]
     else:
         _train, chosen, _name = select_splits(source, replace(cfg, eval_split=split))
+    if per_class > 0:
+        chosen = chosen.subset(per_class_subset(chosen.labels, per_class, cfg.split_seed))
     bad_log = BadFileLog(len(chosen), cfg.max_bad_fraction, str(source.root))
     in_memory = _decide_in_memory(cfg, chosen)
     if in_memory:

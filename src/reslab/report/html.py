@@ -341,8 +341,9 @@ def _report_ssl_run(run_dir: Path, model, config: dict, preprocess, data: str | 
                 "with a labelled folder for the map of its features")
         return write_report(run_dir, out, model=model, classes=[], preprocess=preprocess, device=device, data_note=note)
     cfg = labelled_config(labelled, preprocess)
-    splits = open_source(cfg.path, cfg.format).splits
-    split = next((s for s in ("test", "val") if s in splits), "train")
-    loader, classes = build_eval_loader(cfg, split, 200, mean=cfg.mean, std=cfg.std, device=device)
+    source = open_source(cfg.path, cfg.format)
+    split = next((s for s in ("test", "val") if s in source.splits), "train")
+    per_class = -(-max_images // max(1, len(source.classes)))  # every class on the map, not the first few
+    loader, classes = build_eval_loader(cfg, split, 200, mean=cfg.mean, std=cfg.std, device=device, per_class=per_class)
     return write_report(run_dir, out, model=model, classes=classes, preprocess=preprocess, batches=loader.batches(),
                         device=device, embedding=embedding, max_images=max_images)

@@ -85,19 +85,34 @@ def linear_probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: 
     return {"probe_top1": top1, "probe_weight_decay": decay}
 
 
+def open_labelled(path: str, name: str, why: str):
+    """The labelled dataset at `path` (reslab.data.formats.Source), or one error naming `name` (the option or key)."""
+    from ..data.formats import open_source
+
+    if not Path(path).expanduser().exists():
+        raise ReslabError(f"{name} {path} does not exist; give a labelled dataset (class folders, or train/ and test/ of them; "
+                          f"a CIFAR or MNIST folder); {why}")  # fmt: skip
+    try:
+        source = open_source(path)
+    except ReslabError as e:
+        raise ReslabError(f"{name}: {e} ({why})") from None
+    if len(source.classes) < 2:
+        raise ReslabError(f"{name} {path} has {len(source.classes)} class; give two or more class folders ({why})")
+    return source
+
+
 def evaluate_features(source: str, data: str, *, weights: str | None = None, split: str = "auto", k: int = KNN_K,
                       temperature: float = KNN_TEMPERATURE, limit_per_class: int = 0, batch_size: int = 256,
                       probe: bool = True, device: str = "auto", out: str | Path | None = None) -> dict:  # fmt: skip
     """kNN (and linear-probe) accuracy of an encoder's frozen features on a labelled dataset."""
     from ..data import build_eval_loader
-    from ..data.formats import open_source
     from ..devices import resolve_device
 
     dev = resolve_device(device)
     t0 = time.perf_counter()
+    source_data = open_labelled(data, "--data", "kNN and linear-probe accuracy need labelled images")
     model, pre, description = load_encoder(source, weights, dev)
     cfg = labelled_config(data, pre, limit_per_class)
-    source_data = open_source(cfg.path, cfg.format)
     classes = list(source_data.classes)
     query_split = _query_split(split, source_data.splits)
     bank_loader, _ = build_eval_loader(cfg, "train", batch_size, mean=cfg.mean, std=cfg.std, device=dev)

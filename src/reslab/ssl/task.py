@@ -49,6 +49,10 @@ def check_config(cfg: TrainConfig) -> None:
                           "training has none: use schedule.warmup (epochs) instead")  # fmt: skip
     if cfg.model.dropout > 0:
         raise ReslabError("model.dropout acts on the classifier, which a self-supervised backbone does not have; set it to 0")
+    if cfg.ssl.knn_data:  # checked before training rather than after the first epoch
+        from .evaluate import open_labelled
+
+        open_labelled(cfg.ssl.knn_data, "ssl.knn_data", "the kNN monitor needs labelled images; leave it empty to train without")
 
 
 class SelfSupervisedTask:
