@@ -196,3 +196,19 @@ def test_predict_and_embed_use_the_finetuned_network(tmp_path, finetune_config, 
     assert code == 0, err
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["run"] == str(run) and manifest["dim"] == 64  # resnet20's pooled features
+
+
+def test_train_help_names_every_shipped_recipe_finetune_first():
+    import re
+
+    from typer.testing import CliRunner
+
+    from reslab.cli import _load_commands, app
+    from reslab.train.config import list_recipes
+
+    _load_commands()
+    out = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    listed = out[out.index("Shipped recipes:") : out.index("any TOML file")]
+    names = re.findall(r"\b(?:finetune|[a-z]+_[a-z_]+)\b", listed)
+    assert sorted(names) == list_recipes()
+    assert names[0] == "finetune"

@@ -54,7 +54,9 @@ def train(
 ) -> None:
     """Train a model; writes runs/<name>/ (config, metrics, checkpoints, model.safetensors).
 
-    Shipped recipes: cifar_quick, cifar_resnet_paper, imagenet_resnet_paper (and any TOML file).
+    Shipped recipes: finetune (pretrained weights on your photos/<class>/ folder), cifar_quick, cifar_fast,
+    cifar_airbench, cifar_resnet_paper, imagenet_resnet_paper, vit_cifar, ssl_simclr, ssl_moco, ssl_byol
+    (and any TOML file).
     """
     from ..console import say
     from ..tomlio import toml_value
