@@ -174,7 +174,14 @@ def search(
             f"{v['single_speedup_vs_faiss_flat']:6.1f}x  {v['build_s']:7.1f}")  # fmt: skip
     if "milvus" in r:
         memory = ", ".join(f"{name.replace('_', ' ')} {value:.0f}" for name, value in r["milvus"]["memory"].items())
-        say(f"  milvus ({r['milvus']['store']}): {memory}; 'vs flat' is against FAISS flat", markup=False)
+        say(f"  milvus ({r['milvus']['store']}): {memory}; 'vs flat' is against FAISS flat; build = index copy + index", markup=False)
+        c = r["milvus"]["copy"]
+        say(f"  local index of the same vectors built in {c['local_index_build_s']:.1f} s", markup=False)
+        for direction in ("local_to_milvus", "milvus_to_local"):
+            v = c[direction]
+            say(f"  index copy {direction.replace('_', ' ')}: {v['seconds']:.1f} s, {v['items_per_s']:,.0f} items/s "
+                f"({v['over_local_build']:.1f}x the local build), peak memory +{v['peak_rss_growth_bytes_per_vector']:,.0f} bytes/vector, "
+                f"{v['checked_items']} sampled items verified", markup=False)  # fmt: skip
     say(f"saved {path}", markup=False)
 
 

@@ -222,37 +222,90 @@ def _rss_bytes() -> int:
     return 0
 
 
-def bench_milvus(store: str, base: np.ndarray, q: np.ndarray, truth: np.ndarray, kinds: list[str], k: int, nprobe: int, ef_search: int) -> dict:
-    """The same measurements through the Milvus store: insert (the `index copy` path), index build, search."""
-    from .milvus_store import MilvusStore
+class _PeakRss:
+    """The highest resident set size while the block runs (sampled every 20 ms), in bytes above its start."""
+
+    def __enter__(self):
+        import threading
+
+        self.start = self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
+def _local_index(folder: Path, base: np.ndarray, block: int = 8192) -> float:
+    """A complete local index of `base` (ids 0..n-1, flat search), as `embed` would leave it; returns the seconds taken."""
+    from .embed import EmbedOptions, finalize
+    from .local_store import LocalStore
     from .store import Item
-    from .stores import parse_store
 
     n, dim = base.shape
-    work = Path(tempfile.mkdtemp(prefix="reslab-bench-milvus-")) if store == "milvus" else None
-    address = parse_store(f"milvus://{work / 'bench.db'}" if work else store)
-    name = f"reslab_bench_{n}x{dim}"
-    results: dict = {}
-    rss0 = _rss_bytes()
-    st = MilvusStore(address, name, create=True)
-    try:
-        if st.read_manifest() is not None:  # a leftover of an interrupted run on a server: ours to drop
-            _drop(st)
-            st.close()
-            st = MilvusStore(address, name, create=True)
-        manifest = {"method": "bench", "model": None, "weights_sha256": None, "layer": None, "params": {}, "dim": dim, "status": "building"}
+    t = time.perf_counter()
+    with LocalStore(folder, create=True) as st:
+        manifest = {"method": "bench", "model": None, "weights_sha256": None, "layer": None, "params": {}, "dim": dim,
+                    "metric": "inner_product", "status": "building"}  # fmt: skip
         st.write_manifest(manifest)
-        t = time.perf_counter()
-        block = 8192
         for start in range(0, n, block):
-            items = [Item(i, f"v{i}", 0, 0.0, "", "", 0, 0) for i in range(start, min(n, start + block))]
-            st.import_items(items, base[start : start + block])
-        insert_s = time.perf_counter() - t
+            st.import_items([Item(i, f"v{i}", 0, 0.0, "", "", 0, 0) for i in range(start, min(n, start + block))], base[start : start + block])
+        finalize(st, manifest, EmbedOptions(index_kind="flat"))
+    return time.perf_counter() - t
+
+
+def _timed_copy(src, dst, src_store=None, dst_store=None) -> dict:
+    """`index copy` (streamed in 4096-item chunks, verified, search structure rebuilt): its speed and memory."""
+    from .copy import copy_index
+
+    with _PeakRss() as rss:
+        report = copy_index(src, dst, src_store=src_store, dst_store=dst_store)
+    return {"seconds": report.seconds, "items_per_s": report.items / report.seconds, "peak_rss_growth_bytes_per_vector": rss.growth / report.items,
+            "checked_items": report.checked}  # fmt: skip
+
+
+def bench_milvus(store: str, base: np.ndarray, q: np.ndarray, truth: np.ndarray, kinds: list[str], k: int, nprobe: int, ef_search: int) -> dict:
+    """The same measurements through the Milvus store, filled the way users fill it from a local index:
+    `index copy` local -> Milvus (its throughput, against building the local index in the same process),
+    then index build and search for each kind, then `index copy` Milvus -> local."""
+    from .milvus_store import MilvusStore
+    from .stores import collection_name, parse_store
+
+    n, dim = base.shape
+    work = Path(tempfile.mkdtemp(prefix="reslab-bench-milvus-"))
+    lite = store == "milvus"
+    uri = f"milvus://{work / 'bench.db'}" if lite else store
+    address = parse_store(uri)
+    name = work / f"reslab_bench_{n}x{dim}"  # the collection's name; the folder keeps the pointer manifest
+    results: dict = {}
+    st = None
+    try:
+        if not lite:  # a leftover of an interrupted run on a server: ours to drop
+            with MilvusStore(address, collection_name(name), create=True) as leftover:
+                _drop(leftover)
+        local_s = _local_index(work / "source.index", base)
+        rss0 = _rss_bytes()
+        copy_in = _timed_copy(work / "source.index", name, dst_store=uri)
+        copy_in["over_local_build"] = copy_in["seconds"] / local_s
+        st = MilvusStore(address, collection_name(name), pointer_dir=name)
+        manifest = st.read_manifest()
         single = q[: min(200, len(q))]
         for kind in kinds:
             t = time.perf_counter()
             built = st.build_search(kind, nprobe, ef_search)
-            st.write_manifest({**manifest, "status": "complete", "index_kind": built, "nprobe": nprobe, "ef_search": ef_search})
+            st.write_manifest({**manifest, "index_kind": built, "nprobe": nprobe, "ef_search": ef_search})
             st.search(single[:1], k)  # the first search loads what the index build left on disk
             index_s = time.perf_counter() - t
             t = time.perf_counter()
@@ -271,20 +324,30 @@ def bench_milvus(store: str, base: np.ndarray, q: np.ndarray, truth: np.ndarray,
                 "recall_at_k": recall_at_k(found, truth),
                 "batch_ms_per_query": batch_ms,
                 "single_ms_per_query": single_ms,
-                "insert_s": insert_s,
+                "insert_s": copy_in["seconds"],
                 "index_s": index_s,
-                "build_s": insert_s + index_s,
+                "build_s": copy_in["seconds"] + index_s,
             }
         memory = {"rss_growth_bytes_per_vector": (_rss_bytes() - rss0) / n}
-        if work is not None:
+        if lite:
             memory["disk_bytes_per_vector"] = sum(f.stat().st_size for f in (work / "bench.db").rglob("*") if f.is_file()) / n
-        return {"store": address.public_uri() if work is None else "milvus (a temporary Milvus Lite file)", "kinds": results, "memory": memory}
-    finally:
-        if work is None:
-            _drop(st)
         st.close()
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+        st = None
+        copy_out = _timed_copy(name, work / "back.index")
+        copy_out["over_local_build"] = copy_out["seconds"] / local_s
+        return {
+            "store": "a temporary Milvus Lite file" if lite else address.public_uri(),
+            "kinds": results,
+            "memory": memory,
+            "copy": {"local_index_build_s": local_s, "local_to_milvus": copy_in, "milvus_to_local": copy_out},
+        }
+    finally:
+        if st is not None:
+            st.close()
+        if not lite:
+            with MilvusStore(address, collection_name(name), create=True) as leftover:
+                _drop(leftover)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _drop(st) -> None:
