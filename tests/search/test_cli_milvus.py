@@ -97,3 +97,17 @@ def test_store_mistakes_end_in_one_clear_line(tmp_path, capsys, args, words):
     assert code == 1 and line.startswith("error:") and "Traceback" not in err, err
     for w in words:
         assert w in line
+
+
+def test_a_local_index_and_a_milvus_store_of_the_same_name_are_not_confused(tmp_path, capsys, monkeypatch):
+    photos = tmp_path / "photos"
+    write_photos(photos)
+    monkeypatch.chdir(tmp_path)
+    store = f"milvus://{tmp_path / 'search.db'}"
+    assert run_cli(capsys, "embed", photos, "--out", "other", "--store", store, "--method", "hist", "--workers", "0")[0] == 0
+    assert run_cli(capsys, "embed", photos, "--out", "local", "--method", "hist", "--workers", "0")[0] == 0
+    code, _, err = run_cli(capsys, "search", "local", "id:1", "--store", store)
+    assert code == 1 and "local is a local index" in err and "drop --store" in err and "Traceback" not in err
+    # an index without a network names that, not 'None'
+    code, _, err = run_cli(capsys, "search", "other", "id:1", "--model", "resnet18")
+    assert code == 1 and "the index uses no network" in err and "None" not in err

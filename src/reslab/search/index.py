@@ -93,9 +93,9 @@ class SearchIndex:
         if method is not None and method != m.get("method"):
             wrong.append(f"method '{method}' (the index uses '{m.get('method')}')")
         if model is not None and model != m.get("model"):
-            wrong.append(f"model '{model}' (the index uses '{m.get('model')}')")
+            wrong.append(f"model '{model}' (" + (f"the index uses '{m['model']}')" if m.get("model") else "the index uses no network)"))
         if layer is not None and layer != m.get("layer"):
-            wrong.append(f"layer '{layer}' (the index uses '{m.get('layer')}')")
+            wrong.append(f"layer '{layer}' (" + (f"the index uses '{m['layer']}')" if m.get("layer") else "the index uses the pooled output)"))
         if wrong:
             raise ReslabError(
                 f"the index {self.store.describe()} was built with {describe(m)}, so it cannot be queried with {' and '.join(wrong)}; "

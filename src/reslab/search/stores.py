@@ -286,6 +286,12 @@ def open_store(index: str | Path, store: str | None = None, create: bool = False
             f"{path} points at collection {pointer.get('collection')} in {pointer.get('uri')}, not at {address.public_uri()}; "
             "drop --store (the folder knows where its index is) or use another index name"
         )
-    if pointer is None and create and (path / "items.sqlite").exists():
-        raise ReslabError(f"{path} is a local index; copy it with `reslab index copy {path} NAME --store {address.public_uri()}` or use another name")
+    if pointer is None and (path / "items.sqlite").exists():
+        if create:
+            raise ReslabError(f"{path} is a local index; copy it with `reslab index copy {path} NAME --store {address.public_uri()}` or use another name")
+        try:  # the same name may also be a collection in that Milvus (another machine's index)
+            return MilvusStore(address, collection_name(path), pointer_dir=None)
+        except IndexMissing:
+            raise IndexMissing(f"{path} is a local index, and {address.public_uri()} has no index {collection_name(path)}; "
+                               "drop --store to use the local one") from None
     return MilvusStore(address, collection_name(path), create=create, pointer_dir=path if create or path.is_dir() else None)
