@@ -26,8 +26,27 @@ SIZES = (100_000_000, 1_000_000_000)
 def load(results: Path, name: str) -> dict:
     path = results / f"{name}.json"
     if not path.exists():
-        raise SystemExit(f"{path} is missing; run the command in this script's docstring tables first")
+        raise SystemExit(f"{path} is missing; run `reslab bench embed` first (see docs/search.md)")
     return json.loads(path.read_text())
+
+
+def largest(results: Path, patterns: tuple[str, ...], what: str) -> dict:
+    """The result of `reslab bench search` with the most vectors among the files matching `pattern`
+    that carry every measurement this script reads (bytes per vector came later than the first runs)."""
+    found = []
+    for path in sorted({p for pattern in patterns for p in results.glob(pattern)}):
+        r = json.loads(path.read_text())
+        if all("bytes_per_vector" in k for k in r.get("kinds", {}).values()) and "provenance" in r:
+            found.append((r["n"], len(r["kinds"]), r))
+    if not found:
+        raise SystemExit(f"no {what} result in {results}; run `{COMMANDS[what]}`")
+    return max(found, key=lambda f: f[:2])[2]
+
+
+COMMANDS = {
+    "FAISS": "reslab bench search --n 1000000 --kinds flat,ivf,hnsw,ivfpq",
+    "Milvus": "reslab bench search --n 100000 --kinds flat,ivf,hnsw,ivfpq --store milvus",
+}
 
 
 def cores_of(result: dict) -> int:
@@ -50,11 +69,12 @@ def cost_growth(kind: str, n_from: int, n_to: int) -> float:
 
 
 def sizing(results: Path) -> dict:
-    big = load(results, "bench_search_1000000x512_flat-ivf-hnsw-ivfpq")
-    small = load(results, "bench_search_milvus_200000x512_flat-ivf-hnsw-ivfpq")
+    big = largest(results, ("bench_search_[0-9]*x512*.json", "bench_search_milvus_*x512*.json"), "FAISS")  # FAISS is measured in both
+    small = largest(results, ("bench_search_milvus_*x512*.json",), "Milvus")
     embed = load(results, "bench_embed")
-    out: dict = {"inputs": {"faiss_1m": big["command"], "milvus": small["command"], "embed": embed["command"]}}
+    out: dict = {"inputs": {"faiss": big["command"], "milvus": small["command"], "embed": embed["command"]}}
     cores = cores_of(big)
+    measured_n = big["n"]
 
     # 1. memory: measured bytes per vector (FAISS: the serialised index; Milvus Lite: its files and RSS)
     memory = {}
@@ -64,15 +84,15 @@ def sizing(results: Path) -> dict:
         memory[f"milvus lite ({key.replace('_', ' ')})"] = {"bytes_per_vector": value, "vectors_per_gb": 1e9 / value}
     out["memory"] = memory
 
-    # 2. queries: measured batch throughput at 1M per core, grown to each size; nodes for TARGET_QPS
+    # 2. queries: measured batch throughput per core at the measured size, grown to each size; nodes for TARGET_QPS
     queries = {}
     for kind, r in big["kinds"].items():
-        per_core_qps_1m = 1000.0 / (r["batch_ms_per_query"] * cores)
-        row = {"recall_at_10": r["recall_at_k"], "qps_per_core_at_1m": per_core_qps_1m}
+        per_core_qps = 1000.0 / (r["batch_ms_per_query"] * cores)
+        row = {"recall_at_10": r["recall_at_k"], "qps_per_core_at_measured_n": per_core_qps}
         for n in SIZES:
             shards = math.ceil(n * r["bytes_per_vector"] / (NODE_INDEX_GB * 1e9))  # memory decides how many pieces
             shard_n = n / shards
-            shard_qps = per_core_qps_1m / cost_growth(kind, 1_000_000, shard_n) * NODE_CORES  # every query visits every shard
+            shard_qps = per_core_qps / cost_growth(kind, measured_n, shard_n) * NODE_CORES  # every query visits every shard
             replicas = math.ceil(TARGET_QPS / shard_qps)
             row[f"{n}"] = {"shards": shards, "replicas": replicas, "nodes": shards * replicas, "qps_per_shard_node": shard_qps}
         queries[kind] = row
@@ -84,14 +104,25 @@ def sizing(results: Path) -> dict:
         for kind, r in small["milvus"]["kinds"].items()
     }  # fmt: skip
 
-    # 3. embedding: measured images/s on this machine's cores, per core, to core-hours for each size
+    # 3. moving an index: `index copy` items/s each way (Milvus Lite in this process; a server ingests in parallel)
+    copy = small["milvus"].get("copy")
+    if copy:
+        out["copy"] = {
+            direction: {"items_per_s": c["items_per_s"], "peak_rss_growth_bytes_per_vector": c["peak_rss_growth_bytes_per_vector"],
+                        **{f"{n}": n / c["items_per_s"] / 3600 for n in SIZES}}
+            for direction, c in copy.items() if isinstance(c, dict)
+        }  # fmt: skip
+
+    # 4. embedding: measured images/s on this machine's cores, per core, to core-hours for each size
     embed_cores = cores_of(embed)
     rates = {"pipeline fp32": embed["pipeline_images_per_s"], **{f"model {k}": v for k, v in embed["model_paths_images_per_s"].items()}}
     out["embedding"] = {
         name: {"images_per_s_per_core": rate / embed_cores, **{f"{n}": n / (rate / embed_cores) / 3600 for n in SIZES}}
         for name, rate in rates.items()
     }
-    out["assumptions"] = {"node_cores": NODE_CORES, "node_index_gb": NODE_INDEX_GB, "target_qps": TARGET_QPS, "measured_on_cores": cores}
+    out["assumptions"] = {"node_cores": NODE_CORES, "node_index_gb": NODE_INDEX_GB, "target_qps": TARGET_QPS, "measured_on_cores": cores,
+                          "measured_n": measured_n, "milvus_measured_n": small["n"],
+                          "load_average": big["provenance"]["machine"].get("load_average")}
     return out
 
 
@@ -100,12 +131,25 @@ def markdown(s: dict) -> str:
     for name, m in s["memory"].items():
         lines.append(f"| {name} | {m['bytes_per_vector']:,.0f} | {m['vectors_per_gb'] / 1e6:,.2f} M |")
     a = s["assumptions"]
-    lines += ["", f"| kind | recall@10 | q/s per core at 1M | " + " | ".join(
+    n_label = f"{a['measured_n'] / 1e6:g}M"
+    lines += ["", f"| kind | recall@10 | q/s per core at {n_label} | " + " | ".join(
         f"{n // 1_000_000}M: shards x replicas = nodes" for n in SIZES) + " |", "|---|---|---|" + "---|" * len(SIZES)]  # fmt: skip
     for kind, q in s["queries"].items():
         cells = [f"{q[str(n)]['shards']} x {q[str(n)]['replicas']} = {q[str(n)]['nodes']}" for n in SIZES]
-        lines.append(f"| {kind} | {q['recall_at_10']:.3f} | {q['qps_per_core_at_1m']:,.1f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {kind} | {q['recall_at_10']:.3f} | {q['qps_per_core_at_measured_n']:,.1f} | " + " | ".join(cells) + " |")
     lines += ["", f"(nodes of {a['node_cores']} cores with {a['node_index_gb']} GB for the index, {a['target_qps']} q/s)", ""]
+    lines += [f"| Milvus Lite at {a['milvus_measured_n']:,} | recall@10 | batch ms/query (FAISS) | single ms/query (FAISS) | build s (FAISS) |",
+              "|---|---|---|---|---|"]
+    for kind, m in s["milvus_lite_vs_faiss"].items():
+        lines.append(f"| {kind} | {m['recall_at_10']:.3f} | {m['batch_ms']:.2f} ({m['faiss_batch_ms']:.2f}) | "
+                     f"{m['single_ms']:.1f} ({m['faiss_single_ms']:.1f}) | {m['build_s']:.0f} ({m['faiss_build_s']:.0f}) |")  # fmt: skip
+    lines.append("")
+    if "copy" in s:
+        lines += ["| index copy | items/s | peak memory, bytes/vector | 100M items: hours | 1B items: hours |", "|---|---|---|---|---|"]
+        for direction, c in s["copy"].items():
+            lines.append(f"| {direction.replace('_', ' ')} | {c['items_per_s']:,.0f} | {c['peak_rss_growth_bytes_per_vector']:,.0f} | "
+                         f"{c[str(SIZES[0])]:,.0f} | {c[str(SIZES[1])]:,.0f} |")  # fmt: skip
+        lines.append("")
     lines += ["| embedding path | images/s per core | 100M images: core-hours | 1B images: core-hours |", "|---|---|---|---|"]
     for name, e in s["embedding"].items():
         lines.append(f"| {name} | {e['images_per_s_per_core']:.1f} | {e[str(SIZES[0])]:,.0f} | {e[str(SIZES[1])]:,.0f} |")
