@@ -34,3 +34,31 @@ def test_demo_stages_share_their_runs_and_write_plots_results_and_report(colour_
     assert len(reports) == 1 and "Grad-CAM" in reports[0].read_text()
     text = console.export_text()
     assert "torch threads:" in text and "report of the best run" in text and str(reports[0]) in text.replace("\n", "")
+
+
+@pytest.mark.parametrize("slower, expected", [("many", 1), ("one", 2)])
+def test_the_demo_keeps_the_faster_thread_count_and_stops_a_losing_probe_early(monkeypatch, slower, expected):
+    import torch
+
+    # a clock where the slower setting takes ten times as long per step (no real timing)
+    now = [0.0]
+
+    def perf_counter():
+        many = torch.get_num_threads() > 1
+        now[0] += 10.0 if many == (slower == "many") else 1.0
+        return now[0]
+
+    monkeypatch.setattr(common.time, "perf_counter", perf_counter)
+    monkeypatch.setattr("reslab.provenance.cores", lambda: 2)
+    tiny = lambda name: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * common.IMAGE_SIZE**2, 10))  # noqa: E731
+    monkeypatch.setattr("reslab.models.create_model", tiny)
+    threads_before = torch.get_num_threads()
+    console = Console(record=True, width=200)
+    try:
+        assert common.use_free_cores(console, steps=3) == expected
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(threads_before)
+    text = console.export_text()
+    assert f"torch threads: {expected}" in text
+    assert ("stopped early" in text) == (slower == "many")

@@ -85,7 +85,7 @@ def plot_params_vs_macs(rows: list[dict], path):
 
     plt = pyplot()
     rows = [r for r in rows if r.get("params") and r.get("macs")]
-    fig, ax = plt.subplots(figsize=(11, 8))
+    fig, ax = plt.subplots(figsize=(12, 9.5))
     families = sorted({r["family"] for r in rows}, key=lambda f: ("plain" in f, f))
     colours = plt.get_cmap("tab10")
     for i, fam in enumerate(families):
@@ -143,7 +143,10 @@ def _place_labels(fig, ax, labels: list[tuple[tuple[float, float], str]]) -> Non
     frame = ax.get_window_extent(renderer)
     markers = [ax.transData.transform(xy) for xy, _ in labels]
     placed = []
-    for (xy, text), own in sorted(zip(labels, markers), key=lambda item: item[1][0]):
+    def neighbours(own) -> int:  # markers within 60 px: the crowded labels choose their spot first
+        return sum(1 for m in markers if 0 < ((m - own) ** 2).sum() < 60**2)
+
+    for (xy, text), own in sorted(zip(labels, markers), key=lambda item: (-neighbours(item[1]), item[1][0])):
         best, best_cost = None, None
         for dx, dy, ha in _SPOTS:
             t = ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=7, zorder=4)

@@ -44,10 +44,11 @@ def demo(
         times[name.value] = time.perf_counter() - t0
         console.print(f"[dim]{name.value} took {times[name.value]:.0f} s[/]")
     total = sum(times.values())
-    table = new_table("stage", "seconds", right=("seconds",), title=f"demo finished in {total:.0f} s; outputs in {out}/")
+    table = new_table("stage", "seconds", right=("seconds",))
     for name, seconds in times.items():
         table.add_row(name, f"{seconds:.0f}")
     table.add_row("[bold]total", f"[bold]{total:.0f}")
     console.rule()
     print_table(table)
+    console.print(f"demo finished in {total:.0f} s ({total / 60:.1f} min); outputs in {out}/", soft_wrap=True)
     atomic_write_text(out / "timings.json", json.dumps({"stages_s": times, "total_s": total, **record()}, indent=2) + "\n")

@@ -20,11 +20,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+IMAGE_SIZE = 16  # the digits are 8x8: nothing is lost
+
 DEMO_PRESET = dict(
     name="demo",
     recipe="cifar_resnet_paper",
     overrides=(
-        "data.image_size=16",
+        f"data.image_size={IMAGE_SIZE}",
         "data.cifar_pad=2",
         "data.hflip=false",  # a mirrored 2 or 5 is another glyph
         "data.val_fraction=0",
@@ -47,13 +49,18 @@ def demo_setup(out_root: Path):
     from ..data import digits
     from ..experiments.common import ExperimentSetup, Preset
 
-    data = digits.write_digits_folder(Path(out_root) / "digits", size=16)
+    data = digits.write_digits_folder(Path(out_root) / "digits", size=IMAGE_SIZE)
     return ExperimentSetup(data=str(data), out=Path(out_root) / "experiments" / "degradation", preset=Preset(**DEMO_PRESET),
                            seeds=(0,), device="auto", runs_dir=Path(out_root) / "runs")  # fmt: skip
 
 
 def use_free_cores(console: Console, steps: int = 6) -> int:
-    """Time `steps` training steps of ResNet-20 (16x16, batch 64) with every core and with one; keep the faster."""
+    """Time `steps` training steps of ResNet-20 (a demo batch) with one thread, then with every core; keep the faster.
+
+    The every-core run stops as soon as it is slower than the one-thread run was in all: on a
+    machine where another job holds a core it can be ten times slower, and the probe would
+    otherwise cost more than it saves.
+    """
     import torch
 
     from ..models import create_model
@@ -65,22 +72,26 @@ def use_free_cores(console: Console, steps: int = 6) -> int:
         return 1
     model = create_model("resnet20")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    x, y = torch.randn(64, 3, 16, 16), torch.randint(0, 10, (64,))
+    x, y = torch.randn(64, 3, IMAGE_SIZE, IMAGE_SIZE), torch.randint(0, 10, (64,))
 
-    def rate(threads: int) -> float:
+    def seconds(threads: int, limit: float = float("inf")) -> float:
         torch.set_num_threads(threads)
-        for i in range(steps + 2):  # two warm-up steps
-            if i == 2:
+        for i in range(steps + 1):  # one warm-up step
+            if i == 1:
                 start = time.perf_counter()
             loss = torch.nn.functional.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        return 64 * steps / (time.perf_counter() - start)
+            if i >= 1 and time.perf_counter() - start > limit:
+                return float("inf")  # already lost
+        return time.perf_counter() - start
 
-    rates = {n: rate(n) for n in (available, 1)}
-    best = max(rates, key=rates.get)
+    one = seconds(1)
+    every = seconds(available, limit=one)
+    best = available if every < one else 1
     torch.set_num_threads(best)
-    shown = ", ".join(f"{n} thread{'s' if n > 1 else ''} {r:,.0f} img/s" for n, r in rates.items())
+    shown = f"1 thread {64 * steps / one:,.0f} img/s, {available} threads " + (
+        f"{64 * steps / every:,.0f} img/s" if every < float("inf") else "slower (stopped early)")
     console.print(f"[dim]torch threads: {best} (measured: {shown})[/]")
     return best
