@@ -130,12 +130,14 @@ def test_old_names_still_work_but_are_hidden():
 
 def test_choices_match_the_library():
     from reslab.cli.data import Augment, DataFormat
+    from reslab.cli.experiments import PresetName
     from reslab.cli.images import CompareMethod
     from reslab.cli.report import EmbeddingMap
     from reslab.cli.search import EmbedMethod
     from reslab.data.config import AUGMENTS, FORMATS
     from reslab.features.compare import COMPARE_METHODS
     from reslab.report.embedding_map import METHODS as MAPS
+    from reslab.experiments.common import PRESETS
     from reslab.search.embedders import METHODS
 
     assert [m.value for m in DataFormat] == list(FORMATS)
@@ -143,6 +145,7 @@ def test_choices_match_the_library():
     assert {m.value for m in CompareMethod} == set(COMPARE_METHODS)
     assert [m.value for m in EmbeddingMap] == list(MAPS)
     assert {m.value for m in EmbedMethod} == set(METHODS)
+    assert {m.value for m in PresetName} == set(PRESETS)
 
 
 def test_a_bad_choice_is_one_usage_error():
