@@ -23,9 +23,58 @@ from rich.text import Text
 
 FIRST_COLUMN_MAX = 48  # characters: a first column is kept whole up to this width
 
+
+
+class _EscapingStream:
+    """The console's stream, writing what its encoding cannot hold as escapes instead of raising.
+
+    A name that is not UTF-8 (held by Python as surrogate escapes) reaches a strict UTF-8 stdout
+    (a UTF-8 locale, a pipe, pytest) through any message nobody passed through `printable`; it
+    must print as \\xNN, not end the command with a UnicodeEncodeError (and rich, failing
+    mid-write, would keep the line in its buffer and fail again on every later print)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except UnicodeEncodeError:  # raised while encoding, before anything is written
+            encoding = getattr(self._stream, "encoding", None) or "utf-8"
+            return self._stream.write(_undecodable_escaped(text).encode(encoding, "backslashreplace").decode(encoding))
+
+    def __getattr__(self, name):  # flush, isatty, fileno, encoding: the stream's own
+        return getattr(self._stream, name)
+
+
+class _Console(Console):
+    @property
+    def file(self):
+        return _EscapingStream(Console.file.fget(self))
+
+    @file.setter
+    def file(self, new_file) -> None:
+        Console.file.fset(self, new_file)
+
+
 # file=None: each print goes to the current sys.stdout / sys.stderr (a redirect, pytest's capture)
-_stdout = Console(highlight=False)
-_stderr = Console(stderr=True, highlight=False)
+_stdout = _Console(highlight=False)
+_stderr = _Console(stderr=True, highlight=False)
+
+
+def _undecodable_escaped(text: str) -> str:
+    """Bytes that are not UTF-8 (held by Python as surrogate escapes) as \\xNN; other text unchanged."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if _only_escapes(text) \
+            else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _only_escapes(text: str) -> bool:
+    """Every surrogate in `text` is one of the escapes that stand for an undecodable byte (U+DC80..U+DCFF)."""
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
 
 
 def printable(name: Any) -> str:
@@ -33,11 +82,7 @@ def printable(name: Any) -> str:
     bytes that are not UTF-8 (a disk written by another system) become \\xNN and control
     characters (a newline in a name) their escapes. For display only: the name itself is kept
     exactly where it is stored. Still escape it for rich markup (`rich.markup.escape`)."""
-    text = os.fspath(name) if isinstance(name, os.PathLike) else str(name)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # undecodable bytes, held by Python as surrogate escapes
-        text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    text = _undecodable_escaped(os.fspath(name) if isinstance(name, os.PathLike) else str(name))
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -86,15 +86,63 @@ def test_predict_classifies_the_good_files_and_names_the_bad(zoo, capsys, tmp_pa
     assert _names(r["image"] for r in results if "error" in r) == _names(zoo.bad)
 
 
-def test_web_upload_of_every_zoo_file_is_an_answer_never_a_500(zoo, tmp_path):
-    from fastapi.testclient import TestClient
-
+@pytest.fixture(scope="module")
+def zoo_index(zoo, tmp_path_factory):
     from reslab.search.embed import EmbedOptions, build_index
     from reslab.search.embedders import make_embedder
+
+    index = tmp_path_factory.mktemp("zoo-index") / "index"
+    build_index(zoo.root, index, make_embedder("hist"), EmbedOptions(workers=0, progress=False))
+    return index
+
+
+@pytest.fixture(scope="module")
+def zoo_weights(tmp_path_factory):
+    from reslab.models import create_model
+
+    weights = tmp_path_factory.mktemp("weights") / "resnet20.pth"
+    torch.save(create_model("resnet20").state_dict(), weights)
+    return weights
+
+
+# the commands that take one image file: each zoo file as that image
+ONE_IMAGE_COMMANDS = {
+    "search": lambda f, index, weights: ["search", index, f, "-k", "3"],
+    "compare-images hist": lambda f, index, weights: ["compare-images", "--method", "hist", f, f],
+    "compare-images orb": lambda f, index, weights: ["compare-images", "--method", "orb", f, f],
+    "compare-images sift": lambda f, index, weights: ["compare-images", "--method", "sift", f, f],
+    "faces": lambda f, index, weights: ["faces", f],
+    "predict": lambda f, index, weights: ["predict", "resnet20", "--weights", weights, f],
+}
+
+
+@pytest.mark.parametrize("command", sorted(ONE_IMAGE_COMMANDS))
+def test_commands_on_one_image_answer_or_name_the_file(command, zoo, zoo_index, zoo_weights, capsys):
+    for path in zoo.files + [zoo.root / "train" / "odd" / "folder.jpg"]:
+        code, out, err = cli(capsys, *ONE_IMAGE_COMMANDS[command](path, zoo_index, zoo_weights))
+        if path in zoo.good:
+            assert code == 0, (command, path, err)
+        else:
+            assert code == 1, (command, path, out)
+            assert printable(path) in err.replace("\n", ""), (command, path, err)  # rich wraps long lines
+            assert len(err.strip().splitlines()) <= 4 and "error:" in err, err  # one message
+
+
+def test_duplicates_lists_the_zoo_index_with_its_odd_names(zoo, zoo_index, capsys):
+    code, out, _ = cli(capsys, "duplicates", zoo_index, "--threshold", "0.5", "--json")
+    assert code == 0
+    listed = [Path(item["path"]).name for group in json.loads(out) for item in group["items"]]
+    assert listed and set(listed) <= _names(zoo.good) and len(set(listed)) == len(listed)
+    code, out, _ = cli(capsys, "duplicates", zoo_index, "--threshold", "0.5")  # the table: names escaped, one line each
+    assert code == 0 and printable(next(p for p in zoo.good if "\n" in p.name).name) in out
+
+
+def test_web_upload_of_every_zoo_file_is_an_answer_never_a_500(zoo, zoo_index):
+    from fastapi.testclient import TestClient
+
     from reslab.web.app import create_app
 
-    build_index(zoo.root, tmp_path / "index", make_embedder("hist"), EmbedOptions(workers=0, progress=False))
-    with TestClient(create_app(tmp_path / "index"), raise_server_exceptions=False) as client:
+    with TestClient(create_app(zoo_index), raise_server_exceptions=False) as client:
         for path in zoo.files:
             try:
                 data = path.read_bytes()

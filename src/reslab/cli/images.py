@@ -35,7 +35,7 @@ def compare_images(
 
     (Overlaying the curves of training runs is `reslab compare-runs`.)
     """
-    from ..console import print_json, say
+    from ..console import print_json, printable, say
     from ..features.compare import compare_images as compare, save_match_image
     from ..imageio import load_image
 
@@ -51,7 +51,7 @@ def compare_images(
     if as_json:
         print_json(summary)
         return
-    say(f"{method} similarity of {image_a.name} and {image_b.name}: {result.score:.4f}", markup=False)
+    say(f"{method} similarity of {printable(image_a.name)} and {printable(image_b.name)}: {result.score:.4f}", markup=False)
     if result.matches is not None:
         s = result.matches.summary()
         say(f"  keypoints {s['keypoints_a']} / {s['keypoints_b']}, ratio-test matches {s['matches']}, "
@@ -73,7 +73,7 @@ def faces(
     min_size: Annotated[Optional[int], typer.Option(min=8, help="Smallest face side in pixels (default: 1/20 of the shorter side).")] = None,
 ) -> None:
     """Find frontal faces with a boosted cascade classifier; print or draw the boxes."""
-    from ..console import print_json, say
+    from ..console import print_json, printable, say
     from ..features.faces import detect_faces, detector_name, save_faces_image
     from ..imageio import load_image
 
@@ -88,7 +88,7 @@ def faces(
             payload["boxed_png"] = str(out)
         print_json(payload)
         return
-    say(f"{len(found)} face{'s' if len(found) != 1 else ''} in {image.name}", markup=False)
+    say(f"{len(found)} face{'s' if len(found) != 1 else ''} in {printable(image.name)}", markup=False)
     for f in found:
         say(f"  x={f.x} y={f.y} width={f.width} height={f.height}")
     if out is not None:

@@ -74,7 +74,7 @@ def predict(
         ]
         print_json({"model": source, "results": out})
     else:
-        say(f"[dim]{source}[/]")
+        say(f"[dim]{shown(source)}[/]")
         for path, preds in zip(paths, results):
             say(printable(path), style="bold", markup=False)  # a long path stays whole
             if preds is None:
@@ -86,8 +86,11 @@ def predict(
             print_table(table)
     if bad:
         listed = "; ".join(f"{printable(p)} ({printable(r)})" for p, r in bad[:5]) + ("; ..." if len(bad) > 5 else "")
+        if len(paths) == 1:
+            raise ReslabError(f"cannot decode image {listed}; fix or remove the file")
+        others = "the others were classified" if len(bad) < len(paths) else "nothing was classified"
         raise ReslabError(f"{len(bad)} of {len(paths)} images could not be read and were skipped: {listed}; "
-                          "fix or remove them (the others were classified)")
+                          f"fix or remove them ({others})")
 
 
 def expand_images(images: list[Path]) -> list[Path]:
@@ -102,7 +105,7 @@ def expand_images(images: list[Path]) -> list[Path]:
             if not found:
                 raise ReslabError(f"folder {p} holds no images (.jpg, .png, .webp, ...); give image files or another folder")
             paths += found
-        elif p.is_file():
+        elif p.is_file() or p.is_symlink():  # a link loop or a dangling link: reported with its reason below
             paths.append(p)
         else:
             raise ReslabError(f"image {p} does not exist; check the path")

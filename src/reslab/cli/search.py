@@ -168,7 +168,7 @@ def search(
     if as_json:
         print_json({"query": query, "hits": [h.__dict__ for h in hits]})
         return
-    table = new_table("rank", "score", "id", "label", "path", title=f"{query} in {index} ({count} items)",
+    table = new_table("rank", "score", "id", "label", "path", title=f"{shown(query)} in {shown(index)} ({count} items)",
                       right=("rank", "score", "id"))  # fmt: skip
     for rank, h in enumerate(hits, 1):
         table.add_row(str(rank), f"{h.score:.4f}", str(h.id), shown(h.label), shown(h.path))
@@ -201,7 +201,7 @@ def duplicates(
     if as_json:
         print_json([{"min_score": g.min_score, "items": [h.__dict__ for h in g.items]} for g in groups])
         return
-    say(f"{len(groups)} groups of near-duplicates ({rule}) in {index}", markup=False)
+    say(f"{len(groups)} groups of near-duplicates ({rule}) in {printable(index)}", markup=False)
     for n, g in enumerate(groups, 1):
         say(f"[bold]group {n}[/] ({len(g.items)} images, weakest link {g.min_score:.3f})")
         for h in g.items:

@@ -183,7 +183,11 @@ class SearchIndex:
         return item
 
     def item_by_path(self, path: str | Path) -> Item | None:
-        return self.store.item_by_path(str(Path(path).expanduser().resolve()))
+        try:
+            resolved = Path(path).expanduser().resolve()
+        except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13): nothing indexed is there
+            return None
+        return self.store.item_by_path(str(resolved))
 
     def items(self) -> Iterator[Item]:
         return self.store.items()
@@ -213,6 +217,6 @@ class SearchIndex:
         if item is not None:
             return item.id, None
         path = Path(query).expanduser()
-        if not path.exists():
+        if not os.path.lexists(path):  # a link that leads nowhere is the decoder's to name (loop, dangling)
             raise ReslabError(f"the query {query} is neither an image file nor an indexed item; give an image path or id:N")
         return None, path
