@@ -1,5 +1,6 @@
-"""Signals x phases for `reslab embed`: stopped three times (SIGTERM to the group during a commit,
-Ctrl-C to the group while a worker decodes, kill -9 between a vector shard and its transaction),
+"""Signals x phases for `reslab embed`: stopped four times (SIGTERM to the group during a commit,
+Ctrl-C to the group while a worker decodes, SIGTERM to the main process alone while a worker
+decodes, kill -9 between a vector shard and its transaction),
 rerun each time, the index ends with every file once and the vectors of an uninterrupted build.
 
 The guarantees checked (docs/search.md states them):
@@ -56,7 +57,7 @@ def _vectors(index) -> dict[str, np.ndarray]:
         return {it.path: idx.vector(it.id) for it in items}
 
 
-def test_three_stops_and_reruns_build_the_same_index(pictures, tmp_path):
+def test_four_stops_and_reruns_build_the_same_index(pictures, tmp_path):
     reference = tmp_path / "reference"
     build_index(pictures, reference, make_embedder("hist"), EmbedOptions(workers=0, progress=False))
 
@@ -77,17 +78,23 @@ def test_three_stops_and_reruns_build_the_same_index(pictures, tmp_path):
     assert out.returncode == 130 and out.left_behind == [], out.output[-3000:]
     assert _manifest(index)["signal"] == "SIGINT" and _committed(index) >= first
 
-    # 3. kill -9 between a chunk's vector shard and its transaction: the workers die with the run
+    # 3. SIGTERM to the main process only (`kill PID`) while its first decode is in a worker
     before = _committed(index)
-    out = run(args, tmp_path / "p3", pause=("commit", 1), send="SIGKILL")
+    out = run(args, tmp_path / "p3", pause=("decode", 1), send="SIGTERM")
+    assert out.returncode == 143 and out.left_behind == [], out.output[-3000:]
+    assert _manifest(index)["signal"] == "SIGTERM" and _committed(index) >= before
+
+    # 4. kill -9 between a chunk's vector shard and its transaction: the workers die with the run
+    before = _committed(index)
+    out = run(args, tmp_path / "p4", pause=("commit", 1), send="SIGKILL")
     assert out.returncode == -9 and out.left_behind == [], out.output[-3000:]
     assert _committed(index) == before  # the chunk in flight is lost, nothing is half-committed
     with sqlite3.connect(index / "items.sqlite") as db:
         known = {r[0] for r in db.execute("SELECT file FROM shards")}
     assert {p.name for p in (index / "vectors").iterdir()} - known, "the pause was not between shard and commit"
 
-    # 4. the last rerun finishes: every file once, the vectors of an uninterrupted build
-    out = run(args + ["--json"], tmp_path / "p4")
+    # 5. the last rerun finishes: every file once, the vectors of an uninterrupted build
+    out = run(args + ["--json"], tmp_path / "p5")
     assert out.returncode == 0, out.output[-3000:]
     assert _manifest(index)["status"] == "complete" and _committed(index) == FILES
     with sqlite3.connect(index / "items.sqlite") as db:

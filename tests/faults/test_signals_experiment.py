@@ -1,7 +1,8 @@
-"""Signals and `reslab experiment`: SIGTERM to the group during the second network's training stops
-the experiment with status 143 and a checkpoint; running the same command again reuses the
-finished network, resumes the stopped one to the weights an uninterrupted run reaches, and writes
-the results."""
+"""Signals and `reslab experiment`: kill -9 of the group during the second network's first epoch
+(before any checkpoint of it), then SIGTERM to the group during the same network's training (status
+143 and a checkpoint); each rerun of the same command reuses the finished network, trains the killed
+one again from the start or resumes the stopped one, and the last rerun reaches the weights an
+uninterrupted run does and writes the results."""
 
 from __future__ import annotations
 
@@ -45,13 +46,21 @@ def test_a_stopped_experiment_resumes_where_it_stopped(colours, tmp_path):
             "--device", "cpu", *sets]
     first_net, second_net = out_dir / "runs" / "plain20-s0", out_dir / "runs" / "resnet20-s0"
 
-    stopped = run(args, tmp_path / "p1", pause=("step", 6 + 2), send="SIGTERM-group")
-    assert stopped.returncode == 143 and stopped.left_behind == [], stopped.output[-3000:]
+    # kill -9 of the whole group in the second network's second step: no checkpoint of it yet
+    killed = run(args, tmp_path / "p0", pause=("step", 6 + 2), send="SIGKILL-group")
+    assert killed.returncode == -9 and killed.left_behind == [], killed.output[-3000:]
     assert json.loads((first_net / "meta.json").read_text())["status"] == "finished"
+    assert second_net.is_dir() and not (second_net / "checkpoints" / "last.pt").exists()
+    finished_at = (first_net / "model.safetensors").stat().st_mtime_ns
+
+    # the rerun reuses the first network and trains the second again from the start: SIGTERM to
+    # the group in its second step stops it with a checkpoint
+    stopped = run(args, tmp_path / "p1", pause=("step", 2), send="SIGTERM-group")
+    assert stopped.returncode == 143 and stopped.left_behind == [], stopped.output[-3000:]
+    assert "stopped before its first checkpoint: training it again" in " ".join(stopped.output.split())  # log lines wrap
     meta = json.loads((second_net / "meta.json").read_text())
     assert meta["status"] == "interrupted" and meta["signal"] == "SIGTERM" and meta["checkpoint_step"] == 2
     assert not (out_dir / "results.json").exists()
-    finished_at = (first_net / "model.safetensors").stat().st_mtime_ns
 
     again = run(args, tmp_path / "p2")
     assert again.returncode == 0, again.output[-3000:]

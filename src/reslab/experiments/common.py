@@ -268,10 +268,23 @@ def train_net(setup: ExperimentSetup, net: str, net_changes: Changes, seed: int,
             log.info("resuming the stopped run %s", run_dir)
             history = fit(config, resume=run_dir, task=task(config) if task else None)
             return RunResult(net, seed, Path(history.run_dir), list(history.rows), config.to_dict())
-        raise ReslabError(f"{run_dir} was stopped before its first checkpoint; delete it to train {net} again")
+        _remove_unstarted_run(run_dir)
     log.info("training %s (seed %d) -> %s", net, seed, run_dir)
     history = fit(config, task=task(config) if task else None)
     return RunResult(net, seed, Path(history.run_dir), list(history.rows), config.to_dict())
+
+
+def _remove_unstarted_run(run_dir: Path) -> None:
+    """A run killed (kill -9, power loss) before its first checkpoint holds nothing to resume: its
+    folder is removed so that the network trains again from the start, as the rerun expects.
+    Refused while another process trains in it (its lock names the holder)."""
+    import shutil
+
+    from ..processes import FolderLock
+
+    with FolderLock(run_dir, f"the run {run_dir}"):
+        log.info("the run %s was stopped before its first checkpoint: training it again from the start", run_dir)
+        shutil.rmtree(run_dir)
 
 
 def by_net(results: Sequence[RunResult]) -> dict[str, list[RunResult]]:
