@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,19 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def check_regular_file(path: str | os.PathLike) -> os.stat_result:
+    """The file's stat, after making sure reading it ends: a named pipe named like an image blocks
+    the reader until someone writes into it, and a link to /dev/zero never ends. Such a path is a
+    BadImageError naming what it is; OSError (no such file, a link loop, permissions) passes up."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "not a regular file")  # fmt: skip
+        raise BadImageError(path, f"{kind}, not an image file")
+    return st
+
+
 def load_image(path: str | os.PathLike, mode: str = "RGB", min_size: int | None = None) -> Image.Image:
     """Decode `path` fully and convert it to `mode` (RGB or L).
 
@@ -37,7 +51,7 @@ def load_image(path: str | os.PathLike, mode: str = "RGB", min_size: int | None 
     """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        if check_regular_file(path).st_size == 0:
             raise BadImageError(path, "the file is empty")
         with Image.open(path) as im:
             if min_size is not None and im.format == "JPEG":

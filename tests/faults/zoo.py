@@ -81,6 +81,12 @@ def write_zoo(root: Path, seed: int = 0) -> Zoo:
     photo().save(locked)
     locked.chmod(0)
     (zoo.good if os.access(locked, os.R_OK) else zoo.bad).append(locked)  # root reads anything
+    if hasattr(os, "mkfifo"):  # a named pipe: opening it waits for a writer that never comes
+        os.mkfifo(odd / "pipe.jpg")
+        zoo.bad.append(odd / "pipe.jpg")
+    if os.path.exists("/dev/zero"):  # reading it never ends
+        (odd / "endless.png").symlink_to("/dev/zero")
+        zoo.bad.append(odd / "endless.png")
     (odd / "folder.jpg").mkdir()  # a directory named like an image: not a file, not an image
     (odd / "again").symlink_to(".")  # a folder link loop: must not be walked forever
     return zoo
@@ -89,5 +95,5 @@ def write_zoo(root: Path, seed: int = 0) -> Zoo:
 def restore_permissions(zoo: Zoo) -> None:
     """So that pytest can delete the zoo afterwards."""
     for path in zoo.files:
-        if not path.is_symlink():
+        if path.is_file() and not path.is_symlink():
             path.chmod(0o644)

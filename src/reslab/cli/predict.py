@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -105,7 +106,7 @@ def expand_images(images: list[Path]) -> list[Path]:
             if not found:
                 raise ReslabError(f"folder {p} holds no images (.jpg, .png, .webp, ...); give image files or another folder")
             paths += found
-        elif p.is_file() or p.is_symlink():  # a link loop or a dangling link: reported with its reason below
+        elif os.path.lexists(p):  # a file; or a link loop, a dangling link, a pipe: reported with its reason below
             paths.append(p)
         else:
             raise ReslabError(f"image {p} does not exist; check the path")

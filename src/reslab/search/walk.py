@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..imageio import BadImageError, is_image_file, load_image
+from ..imageio import BadImageError, check_regular_file, is_image_file, load_image
 
 
 def walk_images(root: str | os.PathLike) -> Iterator[Path]:
@@ -80,7 +80,10 @@ class Decoded:
 def decode_file(path: str, known_sha256: str | None, preprocess: Callable, min_size: int | None) -> Decoded:
     """Read a file once: hash its bytes, and unless the hash is `known_sha256`, decode and preprocess it."""
     try:
+        check_regular_file(path)
         raw = Path(path).read_bytes()
+    except BadImageError as e:
+        return Decoded(path, "", error=e.reason)
     except OSError as e:
         return Decoded(path, "", error=e.strerror or type(e).__name__)
     sha = hashlib.sha256(raw).hexdigest()
