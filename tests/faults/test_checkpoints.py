@@ -140,3 +140,19 @@ def test_a_crash_between_write_and_rename_leaves_the_previous_checkpoint(tmp_pat
     (leftover,) = list(path.parent.glob(".last.pt.*.tmp"))  # the whole new checkpoint, never renamed
     assert leftover.stat().st_size > 0
     assert remove_stale_temporaries(path.parent) == [leftover] and [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("saved_from", ["resnet32", "resnet18", "mobilenet_v2"])
+def test_weights_of_another_architecture_are_refused_naming_what_differs(saved_from, tmp_path):
+    # (train --resume of another architecture: tests/train/test_engine.py)
+    from safetensors.torch import save_file
+
+    state = create_model(saved_from).state_dict()
+    files = [tmp_path / "w.pth", tmp_path / "w.safetensors"]
+    torch.save(state, files[0])
+    save_file({k: v.contiguous() for k, v in state.items()}, files[1])
+    for path in files:
+        with pytest.raises(ReslabError) as refused:
+            create_model("resnet20", weights=str(path))
+        message = str(refused.value)
+        assert f"{path} does not fit model 'resnet20'" in message and "keys" in message and "\n" not in message, message
