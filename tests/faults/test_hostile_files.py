@@ -156,3 +156,56 @@ def test_web_upload_of_every_zoo_file_is_an_answer_never_a_500(zoo, zoo_index):
             else:
                 assert answer.status_code == 415, (name, answer.text)
                 assert name in answer.json()["detail"] and "object at 0x" not in answer.json()["detail"]
+
+
+def test_indexed_files_spoiled_on_disk_are_404s_that_name_only_the_file(tmp_path, monkeypatch):
+    # after `embed`, files are truncated, emptied, replaced by text, a bomb header, a link loop, a
+    # folder, a pipe, an unreadable file, or removed: the web page answers 404 naming the file (never
+    # the server's folders) for the image and its thumbnail, and still finds similar images by vector
+    import os
+
+    import numpy as np
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from reslab.search.embed import EmbedOptions, build_index
+    from reslab.search.embedders import make_embedder
+    from reslab.web.app import create_app
+
+    from .zoo import _png_header_claiming
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = ["truncated.jpg", "empty.jpg", "text.jpg", "bomb.png", "loop.jpg", "folder.jpg", "pipe.jpg", "locked.jpg",
+             "gone.jpg", os.fsdecode(b"caf\xe9.jpg"), "fine.jpg"]
+    rng = np.random.default_rng(0)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(photos / name, format="JPEG")
+    build_index(photos, tmp_path / "index", make_embedder("hist"), EmbedOptions(workers=0, progress=False))
+    jpeg = (photos / "truncated.jpg").read_bytes()
+    (photos / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "text.jpg").write_bytes(b"<html>403</html>")
+    (photos / "bomb.png").write_bytes(_png_header_claiming(100_000, 100_000))
+    for name in ("loop.jpg", "folder.jpg", "pipe.jpg", "gone.jpg", os.fsdecode(b"caf\xe9.jpg")):
+        (photos / name).unlink()
+    (photos / "loop.jpg").symlink_to("loop.jpg")
+    (photos / "folder.jpg").mkdir()
+    os.mkfifo(photos / "pipe.jpg")
+    readable = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: not str(p).endswith("locked.jpg") and readable(p, mode, **kw))
+
+    with TestClient(create_app(tmp_path / "index"), raise_server_exceptions=False) as client:
+        items = client.get("/api/items").json()["items"]
+        assert len(items) == len(names)
+        for item in items:
+            fine = item["name"] == "fine.jpg"
+            for url in (item["url"], item["url"] + "?size=256"):
+                answer = client.get(url)
+                if fine or (url == item["url"] and item["name"] in ("truncated.jpg", "empty.jpg", "text.jpg", "bomb.png")):
+                    assert answer.status_code == 200, (url, answer.text)  # the file as it is, served as is
+                    continue
+                assert answer.status_code == 404, (item["name"], url, answer.status_code, answer.text)
+                detail = answer.json()["detail"]
+                assert printable(item["name"]) in detail and str(tmp_path) not in detail, detail
+            assert client.get(f"/api/items/{item['id']}/similar", params={"k": 3}).status_code == 200

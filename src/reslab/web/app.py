@@ -21,6 +21,7 @@ import functools
 import io
 import itertools
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..console import printable
 from ..errors import ReslabError
+from ..imageio import BadImageError
 from ..imageio import _convert as convert_decoded
 
 log = logging.getLogger(__name__)
@@ -284,7 +286,9 @@ def _image_routes(worker: IndexThread):
         entry = await _known_item(worker, item_id)
         path = Path(entry.path)
         if not path.is_file():
-            raise HTTPException(404, f"image {item_id} ({path.name}) is no longer on disk; rebuild the index")
+            raise HTTPException(404, f"image {item_id} ({printable(path.name)}) is no longer on disk; rebuild the index")
+        if not os.access(path, os.R_OK):  # else FileResponse fails after the answer has started: a 500
+            raise HTTPException(404, f"image {item_id} ({printable(path.name)}) cannot be read by the server; check its permissions")
         if size is None:
             return FileResponse(path)
         if size not in THUMBNAIL_SIZES:
@@ -292,15 +296,16 @@ def _image_routes(worker: IndexThread):
         stat = path.stat()
         try:
             data = await run_in_threadpool(_thumbnail, str(path), stat.st_mtime_ns, stat.st_size, size)
-        except ReslabError as e:
-            raise HTTPException(404, str(e)) from None
+        except BadImageError as e:  # named by the file name alone: a client never learns the server's folders
+            reason = printable(e.reason.replace(str(path), path.name))
+            raise HTTPException(404, f"image {item_id} ({printable(path.name)}) cannot be decoded: {reason}; fix the file and embed again") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     return router
 
 
 def _too_big_message(max_upload_bytes: int) -> str:
-    return f"the upload is larger than the {max_upload_bytes / 2**20:.1f} MiB limit; send a smaller image or start the server with a larger --max-upload-mb"
+    return f"the upload is larger than the {max_upload_bytes / 2**20:.3g} MiB limit; send a smaller image or start the server with a larger --max-upload-mb"
 
 
 def _has_classifier(index) -> bool:
