@@ -169,6 +169,7 @@ def run_bench(model: str, *, batch: int | None = None, steps: int | None = None,
             note(f"textbook fp32 loop: {model}, batch {batch}, {steps} timed steps ...")
             base_speed, _ = textbook_loop(model, folder, batch, steps, size, 10, mean, std)
             measured.append({"row": "textbook fp32 eager (PIL + DataLoader)", "images_per_s": base_speed})
+            note(f"  {base_speed:.1f} images/s")
         for label, settings in engine_rows:
             note(f"{label} ...")
             speed, _, compiled = engine_run(model, folder, batch, steps, size, settings, tmp / "runs", device=device)
@@ -176,6 +177,7 @@ def run_bench(model: str, *, batch: int | None = None, steps: int | None = None,
             if compiled.get("compile_s") is not None and compiled.get("compiled"):
                 row["compile_s"] = compiled["compile_s"]
             measured.append(row)
+            note(f"  {speed:.1f} images/s ({speed / measured[0]['images_per_s']:.2f}x the first row)")  # a long run shows its rows as they come
         base = measured[0]["images_per_s"]
         for previous, row in zip([None] + measured[:-1], measured):
             row["vs_first_row"] = row["images_per_s"] / base
