@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from reslab import processes
 from reslab.processes import Interrupted, exit_code_of, stop_on_signals
 from tests.process_tools import alive, kill_group
 
@@ -36,15 +37,35 @@ def test_a_critical_region_finishes_before_the_stop():
     assert finished and stopped.value.safe and exit_code_of(stopped.value) == 130
 
 
-def test_a_second_signal_stops_a_critical_region_at_once_and_says_it_is_unsafe():
+def test_a_second_signal_stops_a_critical_region_at_once_and_says_it_is_unsafe(monkeypatch):
+    monkeypatch.setattr(processes, "SAME_REQUEST_S", 0.1)
     with stop_on_signals() as stop:
         with pytest.raises(Interrupted) as stopped:
             with stop.critical():
                 os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(0.05)
+                time.sleep(0.2)
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(5)
     assert not stopped.value.safe
+
+
+def test_the_same_signal_delivered_twice_at_once_is_one_request():
+    # SIGTERM to the group and torchrun's agent forwarding it: both reach a worker within milliseconds
+    finished = False
+    with stop_on_signals() as stop:
+        with stop.critical():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            finished = True
+        assert stop.pending == signal.SIGTERM
+        with pytest.raises(Interrupted) as stopped:
+            stop.check()
+        # ... also while the stop saves its work: a repeat then does not cut the save short
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    assert finished and stopped.value.safe
 
 
 def test_handlers_are_restored_and_plain_ctrl_c_keeps_its_exit_code():

@@ -8,8 +8,12 @@ Main process (`stop_on_signals`). SIGINT and SIGTERM raise `Interrupted` (a Keyb
 that carries the signal) at the next safe point. Inside a `critical()` region (an optimizer step
 and its bookkeeping, a checkpoint write, an index commit) the region finishes first: stopping
 halfway would leave a state that no checkpoint can describe. Elsewhere (waiting for data,
-evaluating) the stop is immediate. A second signal during a critical region stops at once with
-`safe=False`: the caller then keeps its previous checkpoint instead of writing one.
+evaluating) the stop is immediate. A second signal during a critical region, or while the stop
+saves its work, stops at once with `safe=False`: the caller then keeps its previous checkpoint
+instead of writing one. "Second" means a new request, at least `SAME_REQUEST_S` after the first:
+the same signal arriving twice within that time is one request delivered twice (a signal to the
+group beside one to the process; torchrun's agent forwarding to its workers the SIGTERM that the
+group already gave them), and must not cost the checkpoint.
 
 Workers (`WorkerInit`, for DataLoader workers and decode pools). They ignore SIGINT and SIGTERM
 from anyone but their parent (whose SIGTERM is how a pool terminates them), so a signal to the
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PARENT_POLL_SECONDS = 0.5  # the watchdog's period where the kernel cannot watch the parent
+SAME_REQUEST_S = 1.0  # launchers forward a signal within milliseconds; a person asks again after seconds
 
 
 class Interrupted(KeyboardInterrupt):
@@ -70,12 +75,17 @@ class StopRequests:
     def __init__(self):
         self.pending: int | None = None  # a signal that arrived during a critical region
         self._critical = 0
+        self._first_at: float | None = None  # when the stop was first asked for (time.monotonic)
 
     def handle(self, signum, frame) -> None:
+        now = time.monotonic()
+        if self._first_at is not None:
+            if now - self._first_at < SAME_REQUEST_S:
+                return  # the first request, delivered again
+            raise Interrupted(signum, safe=False)  # asked again: the stop (pending, or saving) is cut short
+        self._first_at = now
         if not self._critical:
             raise Interrupted(signum)
-        if self.pending is not None:
-            raise Interrupted(signum, safe=False)
         self.pending = signum
         log.warning("%s: stopping once the current step is saved (send it again to stop at once, without saving)",
                     signal_name(signum))

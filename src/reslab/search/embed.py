@@ -197,14 +197,14 @@ def embed_files(store: IndexStore, embedder: Embedder, root: Path, options: Embe
     "interrupted" and re-raises KeyboardInterrupt: a rerun continues after the committed items.
     """
     report = EmbedReport()
-    try:
-        with stop_on_signals() as stop:
+    with stop_on_signals() as stop:  # still handled while the stop is recorded: a repeat of the signal is not fatal
+        try:
             _embed_new_files(store, embedder, root, options, report, on_commit, stop)
-    except KeyboardInterrupt as interrupt:
-        cause = signal_name(getattr(interrupt, "signum", signal.SIGINT))
-        store.write_manifest({**(store.read_manifest() or {}), "status": "interrupted", "signal": cause})
-        log.warning("%s: stopped with %d items committed; run the same command again to finish the index", cause, len(store))
-        raise
+        except KeyboardInterrupt as interrupt:
+            cause = signal_name(getattr(interrupt, "signum", signal.SIGINT))
+            store.write_manifest({**(store.read_manifest() or {}), "status": "interrupted", "signal": cause})
+            log.warning("%s: stopped with %d items committed; run the same command again to finish the index", cause, len(store))
+            raise
     owns = None
     if options.world_size > 1:
         owns = lambda path: shard_of(Path(path).relative_to(root).as_posix(), options.world_size) == options.rank  # noqa: E731

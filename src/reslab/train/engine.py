@@ -618,8 +618,10 @@ def stop_if_requested(ctx: _Context) -> None:
     """At a step boundary: stop if a signal came during the step. Data-parallel processes agree
     first (a signal to one process stops them all after the same step)."""
     if ctx.info.enabled:
-        flag = torch.tensor([0.0 if ctx.stop.pending is None else 1.0], device=ctx.device)
-        if all_reduce_sum(flag, ctx.info).item() == 0:
+        with ctx.stop.critical():  # a signal while waiting for the others is decided at the next agreement
+            flag = torch.tensor([0.0 if ctx.stop.pending is None else 1.0], device=ctx.device)
+            agreed = all_reduce_sum(flag, ctx.info).item()
+        if agreed == 0:
             return
         if ctx.stop.pending is None:
             ctx.stop.pending = signal.SIGTERM  # another process got it
