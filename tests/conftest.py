@@ -62,3 +62,12 @@ def hymenoptera_root() -> Path:
 @pytest.fixture(scope="session")
 def fashion_mnist_dir() -> Path:
     return _need(SHARED_DATA / "fashion-mnist")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_inference_cache(tmp_path_factory):
+    """Exports and runtime decisions go to a fresh folder: tests never read or write the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("reslab-cache")
+        mp.setenv("RESLAB_CACHE", str(path))
+        yield path

@@ -1,13 +1,13 @@
 """Classify images with any model: decode, preprocess, batch, softmax, top-k.
 
-    from reslab.models import create_model
-    from reslab.preprocess import EvalPreprocess
-    from reslab.labels import imagenet_classes
+    from reslab.inference import load, open_session
     from reslab.predict import predict
 
-    model = create_model("efficientnet_lite0", weights="imagenet")
-    top5 = predict(model, ["cat.jpg"], EvalPreprocess.for_model("efficientnet_lite0"), imagenet_classes())
+    m = load("efficientnet_lite0", weights="imagenet")     # or a run folder, or an exported .onnx
+    top5 = predict(open_session(m, "auto"), ["cat.jpg"], m.preprocess, m.classes)
     # [[("Egyptian cat", 0.38), ("tiger cat", 0.33), ...]]
+
+`model` may also be a plain nn.Module (run eagerly on its own device).
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from torch import nn
 
 from .errors import ReslabError
 from .imageio import BadImageError, load_image
+from .inference.runtimes import Session
 from .preprocess import EvalPreprocess
 
 ImageLike = Image.Image | str | os.PathLike
 
 
 def iter_predictions(
-    model: nn.Module,
+    model: nn.Module | Session,
     images: Sequence[ImageLike],
     preprocess: EvalPreprocess,
     labels: Sequence[str],
@@ -45,41 +46,52 @@ def iter_predictions(
         raise ReslabError(f"top_k must be at least 1, got {top_k}")
     if batch_size < 1:
         raise ReslabError(f"batch_size must be at least 1, got {batch_size}")
+    logits_of = _logits_function(model)
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        decoded = _decode(chunk, preprocess, bad_files)
+        if not decoded:
+            yield [None] * len(chunk)
+            continue
+        logits = logits_of(torch.stack(list(decoded.values())))
+        if logits.shape[1] != len(labels):
+            raise ReslabError(
+                f"the model has {logits.shape[1]} outputs but {len(labels)} labels were given; "
+                f"pass one label per class"
+            )
+        probs = logits.float().softmax(dim=1)
+        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+        top = [
+            [(labels[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
+            for row_p, row_i in zip(values.cpu(), indices.cpu())
+        ]
+        by_position = dict(zip(decoded, top))
+        yield [by_position.get(i) for i in range(len(chunk))]
+
+
+def _logits_function(model):
+    """batch (B, C, H, W) on the CPU -> logits tensor, for a runtime session or an nn.Module."""
+    if isinstance(model, Session):
+        return lambda batch: torch.from_numpy(model.run(batch.numpy())[1])
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            decoded = _decode(chunk, preprocess, bad_files)
-            if not decoded:
-                yield [None] * len(chunk)
-                continue
-            batch = torch.stack(list(decoded.values()))
-            if device.type == "cuda":
-                batch = batch.pin_memory()  # lets the copy overlap with the previous batch's compute
+
+    def forward(batch):
+        if device.type == "cuda":
+            batch = batch.pin_memory()  # lets the copy overlap with the previous batch's compute
+        was_training = model.training
+        model.eval()
+        try:
             with torch.inference_mode():
-                logits = model(batch.to(device, non_blocking=True))
-            if logits.shape[1] != len(labels):
-                raise ReslabError(
-                    f"the model has {logits.shape[1]} outputs but {len(labels)} labels were given; "
-                    f"pass one label per class"
-                )
-            probs = logits.float().softmax(dim=1)
-            values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-            top = [
-                [(labels[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
-                for row_p, row_i in zip(values.cpu(), indices.cpu())
-            ]
-            by_position = dict(zip(decoded, top))
-            yield [by_position.get(i) for i in range(len(chunk))]
-    finally:
-        model.train(was_training)  # leave the model as we found it
+                return model(batch.to(device, non_blocking=True))
+        finally:
+            model.train(was_training)  # leave the model as we found it
+
+    return forward
 
 
 def predict(
-    model: nn.Module,
+    model: nn.Module | Session,
     images: Sequence[ImageLike],
     preprocess: EvalPreprocess,
     labels: Sequence[str],

@@ -7,10 +7,13 @@ Pillow for the geometry, NumPy/PyTorch for the arithmetic. The training-time aug
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: loading a config or a manifest needs none
+    import torch
 
 INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
@@ -37,6 +40,8 @@ def center_crop(img: Image.Image, size: int | tuple[int, int]) -> Image.Image:
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL -> float tensor (C, H, W) on [0, 1]."""
+    import torch
+
     a = np.asarray(img, dtype=np.uint8)
     if a.ndim == 2:
         a = a[:, :, None]
@@ -44,6 +49,8 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    import torch
+
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return (x - mean) / std

@@ -1,13 +1,12 @@
 """Look inside a network: feature maps of one image at a named stage, first-layer filters, and
 where networks look (attention rollout for ViTs beside Grad-CAM for CNNs).
 
-`resolve_model` accepts either a zoo name (optionally with weights) or a trained run (a run
-folder, a .pt checkpoint, a model.safetensors), so the same commands work on both.
+The network comes from `reslab.inference.load` (a zoo name with weights, or a trained run), so
+the same commands work on both.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,26 +14,6 @@ import torch
 from torch import nn
 
 from .errors import ReslabError
-
-
-def resolve_model(spec: str, weights: str | None = None, device: str = "cpu"):
-    """(model in eval mode, EvalPreprocess, classes or None) for a zoo name or a run path."""
-    from .preprocess import EvalPreprocess
-
-    path = Path(spec)
-    if path.exists():
-        if weights is not None:
-            raise ReslabError(f"{spec} is a trained run and carries its own weights; drop --weights")
-        from .train.runs import load_run_model
-
-        model, _config, classes, preprocess = load_run_model(path, device=device)
-        return model.eval(), preprocess, list(classes)
-    if os.sep in spec or spec.endswith((".pt", ".pth", ".safetensors")):
-        raise ReslabError(f"{spec} does not exist; give a run folder, a checkpoint, or a model name from `reslab models`")
-    from .models import create_model
-
-    model = create_model(spec, weights=weights).to(device)
-    return model.eval(), EvalPreprocess.for_model(spec), None
 
 
 def _normalise01(a: np.ndarray) -> np.ndarray:

@@ -137,8 +137,8 @@ def test_choices_match_the_library():
     from reslab.data.config import AUGMENTS, FORMATS
     from reslab.features.compare import COMPARE_METHODS
     from reslab.report.embedding_map import METHODS as MAPS
+    from reslab.embeddings import METHODS
     from reslab.experiments.common import PRESETS
-    from reslab.search.embedders import METHODS
 
     assert [m.value for m in DataFormat] == list(FORMATS)
     assert [m.value for m in Augment] == list(AUGMENTS)

@@ -171,7 +171,7 @@ def client(tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from reslab.search.embed import EmbedOptions, build_index
-    from reslab.search.embedders import make_embedder
+    from reslab.embeddings import make_embedder
     from reslab.web.app import create_app
 
     base = tmp_path_factory.mktemp("fuzz-index")

@@ -89,7 +89,7 @@ def test_predict_classifies_the_good_files_and_names_the_bad(zoo, capsys, tmp_pa
 @pytest.fixture(scope="module")
 def zoo_index(zoo, tmp_path_factory):
     from reslab.search.embed import EmbedOptions, build_index
-    from reslab.search.embedders import make_embedder
+    from reslab.embeddings import make_embedder
 
     index = tmp_path_factory.mktemp("zoo-index") / "index"
     build_index(zoo.root, index, make_embedder("hist"), EmbedOptions(workers=0, progress=False))

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from reslab.search.embed import EmbedOptions, build_index
-from reslab.search.embedders import make_embedder
+from reslab.embeddings import make_embedder
 from reslab.search.index import SearchIndex
 
 from .cli_runs import run

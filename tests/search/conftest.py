@@ -71,6 +71,6 @@ def photos(hymenoptera_root, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def lite0():
     """The EfficientNet-Lite0 ImageNet embedder, loaded once for the session."""
-    from reslab.search.embedders import make_embedder
+    from reslab.embeddings import make_embedder
 
     return make_embedder("cnn", model="efficientnet_lite0", weights="imagenet", device="cpu")

@@ -242,7 +242,7 @@ def test_names_that_are_not_utf8_or_hold_a_newline_are_indexed_found_and_served(
     # issue 12, defect 3: `reslab embed` crashed (UnicodeEncodeError into SQLite) on such a name
     from fastapi.testclient import TestClient
 
-    from reslab.search.embedders import make_embedder
+    from reslab.embeddings import make_embedder
     from reslab.web.app import create_app
 
     folder = tmp_path / "photos" / "caf\udce9"  # a folder (label) that is not UTF-8 either

@@ -19,7 +19,7 @@ import pytest
 
 from reslab.processes import die_with_parent
 from reslab.search.embed import EmbedOptions, build_index
-from reslab.search.embedders import make_embedder
+from reslab.embeddings import make_embedder
 from reslab.search.index import SearchIndex
 
 from .test_sharding import free_port

@@ -297,7 +297,7 @@ def test_index_copy_both_ways_keeps_everything(photos, thumb, tmp_path, milvus_u
 
 def test_index_kinds_and_hash_indexes_in_milvus(photos, thumb, tmp_path, milvus_uri):
     """IVF and HNSW are built in Milvus and switched like FAISS's; a perceptual-hash index ranks as the binary FAISS one."""
-    from reslab.search.embedders import make_embedder
+    from reslab.embeddings import make_embedder
 
     out = tmp_path / "kinds.index"
     exact = build_index(photos, tmp_path / "exact", thumb, FAST)

@@ -12,7 +12,7 @@ from PIL import Image, ImageOps
 
 from reslab.errors import ReslabError
 from reslab.models import create_model
-from reslab.search.pooling import Pooling, descriptor, gem
+from reslab.inference.pooling import Pooling, descriptor, gem
 from reslab.search.postprocess import PostOptions, Postprocess, fit_whitening, weighted_neighbour_sum
 
 

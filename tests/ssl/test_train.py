@@ -122,7 +122,7 @@ def test_ssl_config_errors(images, tmp_path):
 
 
 def test_ssl_backbone_embeds_and_fine_tunes(images, tmp_path):
-    from reslab.search.embedders import CnnEmbedder
+    from reslab.embeddings import CnnEmbedder
 
     photos, labelled = images
     ssl_run = fit(toy_config("ssl_simclr", photos, tmp_path / "ssl")).run_dir

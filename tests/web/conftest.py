@@ -25,7 +25,7 @@ def write_photos(root: Path) -> None:
 @pytest.fixture(scope="session")
 def hist_index(tmp_path_factory) -> Path:
     from reslab.search.embed import EmbedOptions, build_index
-    from reslab.search.embedders import make_embedder
+    from reslab.embeddings import make_embedder
 
     base = tmp_path_factory.mktemp("web-index")
     write_photos(base / "photos")
@@ -37,7 +37,7 @@ def hist_index(tmp_path_factory) -> Path:
 def cnn_index(tmp_path_factory) -> Path:
     """The same photos embedded with EfficientNet-Lite0 ImageNet weights: it can also classify."""
     from reslab.search.embed import EmbedOptions, build_index
-    from reslab.search.embedders import make_embedder
+    from reslab.embeddings import make_embedder
 
     base = tmp_path_factory.mktemp("web-cnn-index")
     write_photos(base / "photos")

@@ -181,7 +181,7 @@ def test_classes_are_returned_when_the_index_can_classify(hist_index):
 
     worker_made = {}
     original = web_app._open_here
-    web_app._open_here = lambda _ix, _store=None: worker_made.setdefault("ix", Classifying())
+    web_app._open_here = lambda _ix, _store=None, _runtime=None: worker_made.setdefault("ix", Classifying())
     try:
         with TestClient(create_app(object(), max_upload_bytes=MAX_UPLOAD)) as c:
             assert c.get("/api/info").json()["classifier"] is True

@@ -1,4 +1,4 @@
-"""Benchmarks: `reslab bench data | train | recipe | embed | search | features`.
+"""Benchmarks: `reslab bench data | train | recipe | embed | infer | search | features | near-duplicates`.
 
 Each measures a ratio against a baseline run in the same process and saves its JSON, with the
 command and the machine (`reslab.provenance`), under `--out` (default: $RESLAB_BENCH_RESULTS, else
@@ -14,7 +14,7 @@ import typer
 
 from ..errors import ReslabError
 from .app import bench_app
-from .options import BatchSize, Device, Overrides, TopK, Workers, comma_choices
+from .options import BatchSize, Device, Overrides, Precision, Runtime, TopK, Weights, Workers, comma_choices
 
 ResultsDir = Annotated[
     Optional[Path],
@@ -101,10 +101,12 @@ def embed(
     n: Annotated[int, typer.Option(min=1, help="Images to embed.")] = 256,
     batch_size: BatchSize = 32,
     workers: Workers = 2,
-    onnx: Annotated[bool, typer.Option(help="Also time the ONNX Runtime path.")] = True,
+    runtime: Runtime = "auto",
+    precision: Precision = None,
+    compare: Annotated[bool, typer.Option(help="Also time the model alone on every other runtime available here.")] = True,
     out: ResultsDir = None,
 ) -> None:
-    """Images/s of the whole embed pipeline vs the model alone (same run), and of fp32/bf16/channels_last/ONNX."""
+    """Images/s of the whole embed pipeline vs the model alone on the same runtime (same run), and of each runtime."""
     from ..console import say
     from ..data.progress import resolve_workers
     from ..provenance import save_benchmark
@@ -113,16 +115,46 @@ def embed(
 
     quiet_faiss()
     workers = resolve_workers(workers)
-    r = bench_embed(src, model=model, n=n, batch_size=batch_size, workers=workers, onnx=onnx)
-    r["command"] = ("reslab bench embed" + (f" {src}" if src else "")
-                    + f" --model {model} --n {n} --batch-size {batch_size} --workers {workers}")  # fmt: skip
+    r = bench_embed(src, model=model, n=n, batch_size=batch_size, workers=workers, runtime=runtime, precision=precision, compare=compare)
+    r["command"] = ("reslab bench embed" + (f" {src}" if src else "") + f" --model {model} --n {n} --batch-size {batch_size} "
+                    f"--workers {workers} --runtime {runtime}" + (f" --precision {precision}" if precision else ""))  # fmt: skip
     path = save_benchmark("bench_embed", r, out)
-    say(f"{r['command']}\n  {r['images']} images ({r['source']})", markup=False)
+    say(f"{r['command']}\n  {r['images']} images ({r['source']}), runtime {r['runtime']}", markup=False)
     say(f"  pipeline (walk+decode+model+index): {r['pipeline_images_per_s']:.1f} images/s")
     say(f"  model alone on pre-decoded inputs:   {r['model_only_images_per_s']:.1f} images/s")
     say(f"  pipeline / model = {r['pipeline_over_model']:.2f}x")
     for name, rate in r["model_paths_images_per_s"].items():
-        say(f"  {name:>14}: {rate:7.1f} images/s ({r['model_paths_over_fp32'][name]:.2f}x fp32)")
+        ratio = r["model_paths_over_torch_fp32"].get(name)
+        say(f"  {name:>18}: {rate:7.1f} images/s" + (f" ({ratio:.2f}x torch fp32)" if ratio else ""))
+    say(f"saved {path}", markup=False)
+
+
+@bench_app.command("infer")
+def infer(
+    model: Annotated[str, typer.Argument(help="A zoo model name, a run folder or an exported .onnx.")],
+    batch_size: BatchSize = 32,
+    weights: Weights = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Timed passes per runtime (round-robin, best kept).")] = 3,
+    compile: Annotated[bool, typer.Option(help="Also time torch-compile (tens of seconds of compilation per precision on a CPU).")] = True,
+    out: ResultsDir = None,
+) -> None:
+    """Every runtime x precision side by side: images/s, ratio to torch fp32, cosine vs fp32, % of the matmul peak
+    (measured in the same run), and what the default `--runtime auto` picks against the fastest."""
+    from ..console import note, say
+    from ..inference import default_weights, load
+    from ..inference.bench import bench_infer, format_table
+    from ..models import list_models
+    from ..provenance import save_benchmark
+
+    if weights is None and model in list_models():
+        weights = default_weights(model)
+    loaded = load(model, weights)
+    result = bench_infer(loaded, batch=batch_size, rounds=rounds, include_compile=compile, say=lambda text: note(text, markup=False))
+    result["command"] = (f"reslab bench infer {model} --batch-size {batch_size}" + (f" --weights {weights}" if weights else "")
+                         + f" --rounds {rounds}" + ("" if compile else " --no-compile"))  # fmt: skip
+    path = save_benchmark(f"bench_infer_{loaded.name}_b{batch_size}", result, out)
+    say(result["command"], markup=False)
+    say(format_table(result), markup=False)
     say(f"saved {path}", markup=False)
 
 

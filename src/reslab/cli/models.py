@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import MODELS, app
-from .options import JsonOutput, ModelName, Weights
+from .options import JsonOutput, ModelName, ModelOrRun, Weights
 
 
 @app.command(rich_help_panel=MODELS)
@@ -96,25 +96,31 @@ def explain(as_json: JsonOutput = False) -> None:
 
 @app.command(rich_help_panel=MODELS)
 def export(
-    model: ModelName,
+    model: ModelOrRun,
     out: Annotated[Optional[Path], typer.Option(help="The .onnx file to write.")] = None,
-    weights: Weights = "imagenet",
-    run: Annotated[Optional[Path], typer.Option(help="A training run folder instead of --weights.")] = None,
-    embedding_head: Annotated[
-        bool, typer.Option("--embedding-head", help="Export the embedding head (pooled features) instead of the logits.")
-    ] = False,
-    # the spellings before the shared vocabulary (`--onnx` is a flag elsewhere: run with ONNX Runtime)
+    weights: Weights = None,
+    # the spellings before the shared vocabulary and the one loader, kept working: `--onnx PATH` (a flag
+    # elsewhere: run with ONNX Runtime), `--run FOLDER` (a run folder is now a MODEL), and
+    # `--embedding-head` / `--embedding` (every export now carries both outputs, embeddings and logits)
     old_onnx: Annotated[Optional[Path], typer.Option("--onnx", hidden=True)] = None,
+    old_run: Annotated[Optional[Path], typer.Option("--run", hidden=True)] = None,
+    old_embedding_head: Annotated[bool, typer.Option("--embedding-head", hidden=True)] = False,
     old_embedding: Annotated[bool, typer.Option("--embedding", hidden=True)] = False,
 ) -> None:
-    """Export a model (or its embedding head) to ONNX with a dynamic batch axis, checked with ONNX Runtime."""
+    """Export a model to ONNX: outputs "embeddings" (pooled features) and "logits", dynamic batch, with its
+    preprocessing and class names inside, so `reslab predict/embed FILE.onnx` use it as they are."""
     from ..console import say
-    from ..search.onnx_export import export_model
+    from ..inference import default_weights, load
+    from ..inference.export import export_onnx_file
+    from ..models import list_models
 
     out = out or old_onnx
     if out is None:
         raise typer.BadParameter("give the file to write, e.g. --out model.onnx", param_hint="--out")
-    embedding = embedding_head or old_embedding
-    path, diff = export_model(model, out, weights=None if run else weights, run=run, embedding=embedding)
-    what = "embedding head" if embedding else "classifier"
-    say(f"wrote {path} ({what} of {model}); ONNX Runtime vs PyTorch max abs diff {diff:.2e}")
+    if old_run is not None:
+        model = str(old_run)
+    if weights is None and model in list_models():
+        weights = default_weights(model)
+    loaded = load(model, weights)
+    path, diff = export_onnx_file(loaded, out)
+    say(f"wrote {path} ({loaded.source}); ONNX Runtime vs PyTorch max abs diff {diff:.2e}", markup=False)

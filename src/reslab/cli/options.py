@@ -54,6 +54,15 @@ STORE_HELP = (
 )
 Store = Annotated[Optional[str], typer.Option("--store", help=STORE_HELP)]
 
+# --- how a network runs (reslab.inference): predict, eval, embed, search, serve, bench embed
+RUNTIME_HELP = ("How the network runs: auto (an index's own runtime when it has one; else each runtime is measured "
+                "here once, those matching fp32 kept, the fastest used; cached), torch, torch-compile, onnxruntime or openvino.")
+Runtime = Annotated[str, typer.Option("--runtime", help=RUNTIME_HELP)]
+Precision = Annotated[
+    Optional[str],
+    typer.Option("--precision", help="fp32 or bf16. With --runtime auto it narrows the candidates; with a named runtime it defaults to fp32."),
+]
+
 # --- arguments
 ModelName = Annotated[str, typer.Argument(help="A zoo model name (see `reslab models`).")]
 ModelOrRun = Annotated[
@@ -86,4 +95,6 @@ SHARED_OPTIONS = {
     "--set": "key=value, repeatable",
     "--seed": "int",
     "--store": "local | milvus:///file.db | milvus://host:port",
+    "--runtime": "auto | torch | torch-compile | onnxruntime | openvino",
+    "--precision": "fp32 | bf16",
 }

@@ -10,21 +10,23 @@ import typer
 
 from ..errors import ReslabError
 from .app import MODELS, app
-from .options import BatchSize, Device, JsonOutput, Weights
+from .options import BatchSize, Device, JsonOutput, Precision, Runtime, Weights
 
 
 @app.command(rich_help_panel=MODELS)
 def predict(
     args: Annotated[list[str], typer.Argument(
         metavar="[MODEL] IMAGES...",
-        help="A zoo model name (see `reslab models`) or a run folder / checkpoint from `reslab train`, then image files "
-        "or folders; with --run, only the images.")],
+        help="A zoo model name (see `reslab models`), a run folder / checkpoint from `reslab train` or a .onnx from "
+        "`reslab export`, then image files or folders; with --run, only the images.")],
     run: Annotated[Optional[Path], typer.Option(
         "--run", help="A run folder (or checkpoint) from `reslab train`: classify with the trained network and its classes.")] = None,
     weights: Weights = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to show per image.")] = 5,
     batch_size: BatchSize = 32,
     device: Device = "auto",
+    runtime: Runtime = "auto",
+    precision: Precision = None,
     as_json: JsonOutput = False,
 ) -> None:
     """Classify images: a table of the top-k classes and their probabilities per image.
@@ -50,7 +52,11 @@ def predict(
         if not images:
             raise ReslabError(f"no images given after the model '{model}'; e.g. `reslab predict {model} photo.jpg`, or `reslab predict --run RUN photo.jpg`")
     paths = expand_images(images)
-    net, labels, preprocess, source = load_predictor(model, weights, resolve_device(device))
+    from ..inference import open_session
+
+    loaded = load_predictor(model, weights, resolve_device(device))
+    session = open_session(loaded, runtime, precision, batch_size=min(batch_size, len(paths)))
+    labels, preprocess, source = loaded.classes, loaded.preprocess, loaded.source
 
     results: list[list[tuple[str, float]] | None] = []
     bad: list[tuple[str, str]] = []  # a file that cannot be read is reported, and the others go on
@@ -60,7 +66,7 @@ def predict(
         console=stderr(), transient=True, disable=as_json or len(paths) <= batch_size,
     ) as progress:  # fmt: skip
         task = progress.add_task("predict", total=len(paths), rate="")
-        for batch in iter_predictions(net, paths, preprocess, labels, top_k=top_k, batch_size=batch_size, bad_files=bad):
+        for batch in iter_predictions(session, paths, preprocess, labels, top_k=top_k, batch_size=batch_size, bad_files=bad):
             results.extend(batch)
             elapsed = progress.tasks[0].elapsed or 0.0
             rate = f"{len(results) / elapsed:.1f} images/s" if elapsed > 0 else ""
@@ -114,30 +120,22 @@ def expand_images(images: list[Path]) -> list[Path]:
 
 
 def load_predictor(model: str, weights: str | None, device):
-    """(model on device, labels, preprocess, description) for a zoo name or a trained run."""
-    from ..labels import imagenet_classes
-    from ..models import create_model, list_models, model_entry
-    from ..preprocess import EvalPreprocess
-    from ..train.runs import is_self_supervised, load_run_model, no_classifier_error
+    """The network to classify with (`reslab.inference.load`); refuses random weights, which predict nothing."""
+    from ..inference import default_weights, load
+    from ..inference.runs import is_self_supervised, no_classifier_error
+    from ..models import list_models, model_entry
 
-    if model not in list_models() and Path(model).exists():
-        if weights is not None:
-            raise ReslabError(f"--weights applies to zoo models; {model} already holds its weights, drop --weights")
-        net, config, classes, preprocess = load_run_model(model, device=device)
-        if is_self_supervised(config):
-            raise no_classifier_error(model, "predict classes")
-        return net, list(classes), preprocess, f"run {model}"
-
-    entry = model_entry(model)  # unknown names raise with close matches
-    if weights is None:
-        if "imagenet" not in entry.pretrained:
+    if weights is None and model in list_models():
+        weights = default_weights(model)
+        if weights is None:
             raise ReslabError(
                 f"model '{model}' has no built-in pretrained weights, and random weights predict nothing; "
                 f"pass --weights FILE (e.g. a torchvision checkpoint), or pick a model with them: "
                 f"{', '.join(n for n in list_models() if model_entry(n).pretrained) or 'none'}"
             )
-        weights = "imagenet"
-    net = create_model(model, weights=weights).to(device).eval()
-    num_classes = net.get_classifier().out_features
-    labels = imagenet_classes() if num_classes == 1000 else [str(i) for i in range(num_classes)]
-    return net, labels, EvalPreprocess.for_model(model), f"{model}, weights {weights}"
+    loaded = load(model, weights, device=device)
+    if loaded.kind == "run" and is_self_supervised(loaded.config):
+        raise no_classifier_error(model, "predict classes")
+    if loaded.classes is None:
+        raise ReslabError(f"{loaded.source} has no class names to predict; export it again with `reslab export`")
+    return loaded

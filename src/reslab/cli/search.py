@@ -11,10 +11,10 @@ import typer
 
 from ..errors import ReslabError
 from .app import SEARCH, app, index_app
-from .options import BatchSize, Device, IndexPath, JsonOutput, Store, TopK, Weights, Workers
+from .options import BatchSize, Device, IndexPath, JsonOutput, Precision, Runtime, Store, TopK, Weights, Workers
 
 
-class EmbedMethod(StrEnum):  # reslab.search.embedders.METHODS
+class EmbedMethod(StrEnum):  # reslab.embeddings.METHODS
     cnn = "cnn"
     hog = "hog"
     hist = "hist"
@@ -43,7 +43,7 @@ def embed(
     src: Annotated[Optional[Path], typer.Argument(help="Folder of images, walked recursively (labels: parent folder names).")] = None,
     out: Annotated[Path, typer.Option("--out", help="The index: created, or updated incrementally (a folder; with --store milvus..., its name).")] = ...,
     method: Annotated[Optional[EmbedMethod], typer.Option(help="How images become vectors (default cnn, or the index's own).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Zoo model for --method cnn (default efficientnet_lite0).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Zoo model, or an exported .onnx, for --method cnn (default efficientnet_lite0).")] = None,
     weights: Weights = None,
     run: Annotated[Optional[Path], typer.Option(help="A training run folder: embed with the trained network.")] = None,
     layer: Annotated[Optional[str], typer.Option(help="Embed this layer (global-average-pooled) instead of the pooled features.")] = None,
@@ -61,9 +61,8 @@ def embed(
     workers: Workers = 2,
     chunk_size: Annotated[int, typer.Option(min=1, help="Images per committed chunk (what a kill can lose).")] = 256,
     device: Device = "auto",
-    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast for the network.")] = False,
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")] = False,
-    onnx: Annotated[bool, typer.Option("--onnx", help="Run the network with ONNX Runtime.")] = False,
+    runtime: Runtime = "auto",
+    precision: Precision = None,
     merge: Annotated[
         Optional[list[Path]], typer.Option(help="Merge these shard indexes (from torchrun ranks) into --out instead of embedding.")
     ] = None,
@@ -78,7 +77,7 @@ def embed(
     from ..data.progress import resolve_workers
     from ..devices import resolve_device
     from ..search.embed import EmbedOptions, build_index, check_requested, load_index_embedder, read_manifest
-    from ..search.embedders import make_embedder
+    from ..embeddings import make_embedder
     from ..search.sharding import distributed_env, embed_distributed, merge_indexes, shard_dir
     from ..search.stores import parse_store, read_pointer
     from ..tomlio import parse_assignments
@@ -103,7 +102,8 @@ def embed(
         raise ReslabError("give the folder of images to index: `reslab embed SRC --out INDEX` (or --merge SHARD... to merge shards)")
     params = parse_assignments(param or [], option="--param", example="vocab_size=256")
     chosen_device = None if device == "auto" else str(resolve_device(device))  # auto: per rank under torchrun
-    runtime = {k: v for k, v in {"device": chosen_device, "bf16": bf16, "channels_last": channels_last, "onnx": onnx}.items() if v}
+    # how the network runs; the embedder of an existing index prefers the runtime it was built with
+    how = {"runtime": runtime, "precision": precision, "batch_size": batch_size, **({"device": chosen_device} if chosen_device else {})}
     explicit = any(v is not None for v in (method, model, weights, run, layer)) or bool(params)
 
     # under torchrun with the local store, each rank has its own shard index (rank 0's speaks for all)
@@ -114,7 +114,7 @@ def embed(
         check_requested(existing, out, method=method and method.value, model=model, layer=layer, run=run)
 
     def build_embedder(dev: str | None):
-        rt = {**runtime, **({"device": dev} if dev else {})}
+        rt = {**how, **({"device": dev} if dev else {})}
         if not explicit and existing is not None:  # an existing index: its own embedder, run the way asked
             return load_index_embedder(index_dir, index_store, rt)
         chosen = method.value if method else "cnn"
@@ -153,6 +153,8 @@ def search(
     model: Annotated[Optional[str], typer.Option(help="Only as a check: refused if the index was built with another model.")] = None,
     layer: Annotated[Optional[str], typer.Option(help="Only as a check: refused if the index was built from another layer.")] = None,
     store: Store = None,
+    runtime: Runtime = "auto",
+    precision: Precision = None,
     as_json: JsonOutput = False,
 ) -> None:
     """The k most similar indexed images to a query image or item."""
@@ -160,7 +162,7 @@ def search(
     from ..console import new_table, print_json, print_table, shown
     from ..search.index import SearchIndex
 
-    with SearchIndex.open(index, store) as idx:
+    with SearchIndex.open(index, store, runtime=runtime, precision=precision, batch_size=1) as idx:
         idx.check_query_options(method=method and method.value, model=model, layer=layer)
         item_id, path = idx.resolve_query(query)
         hits = idx.search_item(item_id, k) if item_id is not None else idx.search_image(path, k)
@@ -222,7 +224,7 @@ def eval_retrieval(
     """
     quiet_faiss()
     from ..console import new_table, print_json, print_table
-    from ..search.embedders import describe
+    from ..embeddings import describe
     from ..search.index import SearchIndex
     from ..search.retrieval import evaluate_index
 
@@ -306,7 +308,7 @@ def index_info(index: IndexPath, store: Store = None, as_json: JsonOutput = Fals
     """Where an index is stored, what built it, how many items and bad files it holds."""
     quiet_faiss()
     from ..console import print_json, say
-    from ..search.embedders import describe
+    from ..embeddings import describe
     from ..search.stores import open_store
 
     with open_store(index, store) as st:

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import ReslabError
 from .app import TRAINING, alias, app
-from .options import BatchSize, Device, JsonOutput, Overrides, RunPath, Weights
+from .options import BatchSize, Device, JsonOutput, Overrides, Precision, RunPath, Runtime, Weights
 
 
 class EvalSplit(StrEnum):
@@ -94,6 +94,8 @@ def eval_classifier(
     batch_size: BatchSize = 256,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: RUN/eval).")] = None,
     device: Device = "auto",
+    runtime: Runtime = "auto",
+    precision: Precision = None,
     as_json: JsonOutput = False,
 ) -> None:
     """Accuracy of a trained classifier: top-1/top-5, loss, per-class accuracy, confusion matrix (CSV and PNG).
@@ -106,7 +108,7 @@ def eval_classifier(
     if ten_crop and flip:
         raise ReslabError("choose one of --ten-crop and --flip")
     result = run_eval(run, data=data, split=split.value, tta="ten_crop" if ten_crop else "flip" if flip else "",
-                      which=which.value, batch_size=batch_size, out=out, device=device)  # fmt: skip
+                      which=which.value, batch_size=batch_size, out=out, device=device, runtime=runtime, precision=precision)  # fmt: skip
     if as_json:
         print_json({**result, "out_dir": str(result["out_dir"]), "confusion": result["confusion"].tolist()})
         return

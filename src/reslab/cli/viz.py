@@ -26,10 +26,12 @@ def features(
     from ..devices import resolve_device
     from ..imageio import load_image
     from ..report.evaluation import display_image
-    from ..viz import plot_feature_maps, resolve_model
+    from ..inference import load
+    from ..viz import plot_feature_maps
 
     dev = resolve_device(device)
-    net, preprocess, _ = resolve_model(model, weights, device=dev)
+    loaded = load(model, weights, device=dev)
+    net, preprocess = loaded.torch_network("drawing feature maps needs"), loaded.preprocess
     img = load_image(image, mode="RGB", min_size=preprocess.resize)
     x = preprocess(img).to(dev)
     path = plot_feature_maps(net, x, layer, out or Path(f"features-{layer}.png"),
@@ -45,9 +47,10 @@ def filters(
 ) -> None:
     """Draw the first convolution's filters."""
     from ..console import say
-    from ..viz import plot_first_layer_filters, resolve_model
+    from ..inference import load
+    from ..viz import plot_first_layer_filters
 
-    net, _, _ = resolve_model(model, weights)
+    net = load(model, weights).torch_network("drawing filters needs")
     say(f"wrote {plot_first_layer_filters(net, out)}", markup=False)
 
 
@@ -70,13 +73,15 @@ def attention(
     from ..console import say
     from ..devices import resolve_device
     from ..imageio import load_image
-    from ..viz import plot_saliency, resolve_model
+    from ..inference import load
+    from ..viz import plot_saliency
 
     dev = resolve_device(device)
     nets = []
     for i, spec in enumerate([model, *(compare or [])]):
-        net, preprocess, classes = resolve_model(spec, weights if i == 0 else None, device=dev)
-        nets.append((Path(spec).name if Path(spec).exists() else spec, net, preprocess, classes))
+        loaded = load(spec, weights if i == 0 else None, device=dev)
+        net = loaded.torch_network("drawing where a network looks needs")
+        nets.append((Path(spec).name if loaded.kind != "zoo" else spec, net, loaded.preprocess, loaded.classes))
     biggest = max(p.resize for _, _, p, _ in nets)
     pictures = [load_image(path, mode="RGB", min_size=biggest) for path in images]
     say(f"wrote {plot_saliency(nets, pictures, out, device=dev)}", markup=False)

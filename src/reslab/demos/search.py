@@ -23,7 +23,7 @@ def run(out: Path, console: Console) -> None:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     from ..search.duplicates import find_duplicates
     from ..search.embed import EmbedOptions, build_index
-    from ..search.embedders import make_embedder
+    from ..embeddings import make_embedder
     from ..search.index import SearchIndex
     from ..search.samples import write_photo_collection
 

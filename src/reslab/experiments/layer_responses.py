@@ -161,7 +161,7 @@ def run_layer_responses(setup, depths=(20, 56), runs: list | None = None, max_im
     setup: an ExperimentSetup (its first seed trains; its data path, when set, replaces the runs' own).
     """
     from ..report.evaluation import eval_batches
-    from ..train.runs import load_run_model
+    from ..inference import load
     from .common import train_net, write_results
     from .degradation import net_changes
 
@@ -176,7 +176,8 @@ def run_layer_responses(setup, depths=(20, 56), runs: list | None = None, max_im
     curves: dict[str, list[LayerResponse]] = {}
     configs: dict[str, dict] = {}
     for run_dir in run_dirs:
-        model, config, _classes, preprocess = load_run_model(run_dir)
+        loaded = load(run_dir)
+        model, config, preprocess = loaded.network, loaded.config, loaded.preprocess
         configs[str(run_dir)] = config
         _data, batches = eval_batches(config, setup.data or None, mean=preprocess.mean, std=preprocess.std)
         label = str(config["model"]["name"])

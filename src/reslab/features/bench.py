@@ -44,8 +44,8 @@ def run_features_benchmark(n_images: int, out: Path | None = None) -> dict:
     import torch
 
     from ..console import new_table, print_table, say, stderr
+    from ..embeddings import make_embedder
     from ..provenance import save_benchmark
-    from ..search.embedders import make_embedder
     from .faces import detect_faces
     from .matching import match_images
 

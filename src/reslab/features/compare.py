@@ -2,7 +2,7 @@
 
 - cnn, hog, hist: cosine similarity of the two embeddings (1 = identical features).
   cnn embeds with a zoo model's pooled pre-logits features (EfficientNet-Lite0 ImageNet weights
-  by default), built by `reslab.search.embedders.make_embedder`, as `reslab embed` builds it.
+  by default), built by `reslab.embeddings.make_embedder`, as `reslab embed` builds it.
 - sift, orb: geometric verification, not a bag of words: RANSAC homography inliers /
   min(keypoints in A, keypoints in B) (see `reslab.features.matching`), with the matches to draw.
 """
@@ -36,7 +36,7 @@ class Comparison:
 
 def embedder_for(method: str, model: str = "efficientnet_lite0", weights: str | None = "imagenet"):
     """An `Embedder` for cnn, hog or hist: the same ones `reslab embed` builds indexes with."""
-    from ..search.embedders import make_embedder
+    from ..embeddings import make_embedder
 
     if method == "cnn":
         return make_embedder("cnn", model=model, weights=weights)

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from ..embeddings.keypoints import DETECTORS, detect_and_describe  # noqa: F401  (part of this module's API)
 from ..errors import ReslabError
-
-DETECTORS = ("sift", "orb")
 MIN_MATCHES_FOR_HOMOGRAPHY = 4  # a homography has 8 degrees of freedom: 4 point pairs
 
 
@@ -51,25 +50,6 @@ class MatchResult:
             "score": round(self.score, 6),
             "homography": None if self.homography is None else np.round(self.homography, 6).tolist(),
         }
-
-
-def detect_and_describe(gray: np.ndarray, detector: str = "sift", max_keypoints: int = 1000):
-    """OpenCV keypoints and descriptors of a uint8 grayscale image (descriptors None when none found)."""
-    import cv2
-
-    if detector == "sift":
-        algo = cv2.SIFT_create(nfeatures=max_keypoints)
-    elif detector == "orb":
-        # ORB's FAST needs a border of patchSize pixels; the defaults fit images >= ~64 px.
-        algo = cv2.ORB_create(nfeatures=max_keypoints)
-        if min(gray.shape[:2]) <= 2 * algo.getEdgeThreshold():
-            # no pixel is far enough from the border to be a keypoint (and OpenCV's pyramid
-            # fails on a side that rounds to 0 pixels): an answer, not an OpenCV assertion
-            return (), None
-    else:
-        raise ReslabError(f"detector '{detector}' is not supported; use one of {', '.join(DETECTORS)}")
-    keypoints, descriptors = algo.detectAndCompute(np.ascontiguousarray(gray, dtype=np.uint8), None)
-    return keypoints, descriptors
 
 
 def ratio_test(desc_a: np.ndarray | None, desc_b: np.ndarray | None, detector: str, ratio: float = 0.75) -> np.ndarray:

@@ -301,12 +301,16 @@ def report_run(run: str | Path, data: str | None = None, out: str | Path | None 
     data: replaces the data path in the run's config. Without reachable data the page still has
     the curves and key numbers, and says how to add the rest.
     """
-    from ..train.runs import load_run_model, run_folder
+    from ..inference import load
+    from ..train.runs import run_folder
     from .evaluation import eval_batches
 
     run = Path(run)
     run_dir = run_folder(run)
-    model, config, classes, preprocess = load_run_model(run, device=device)
+    loaded = load(run, device=device)
+    if loaded.kind != "run":
+        raise ReslabError(f"{run} is not a training run; `reslab report` needs a run folder, a .pt checkpoint or its model.safetensors")
+    model, config, classes, preprocess = loaded.network, loaded.config, loaded.classes or [], loaded.preprocess
     if config.get("ssl", {}).get("method"):
         return _report_ssl_run(run_dir, model, config, preprocess, data, out, device, embedding, max_images)
     batches, note = None, None

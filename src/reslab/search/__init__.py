@@ -9,7 +9,7 @@
 
 from .copy import CopyReport, copy_index
 from .embed import EmbedOptions, EmbedReport, build_index
-from .embedders import CnnEmbedder, Embedder, embedder_from_manifest, make_embedder
+from ..embeddings import CnnEmbedder, Embedder, embedder_from_manifest, make_embedder
 from .index import Hit, SearchIndex
 from .sharding import merge_indexes
 from .store import Item

@@ -41,11 +41,15 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
-def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 256, batch_size: int = 32, workers: int = 2, onnx: bool = True) -> dict:
-    """images/s of the whole pipeline vs the model alone on pre-decoded inputs, and of each model path."""
+def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 256, batch_size: int = 32, workers: int = 2,
+                runtime: str = "auto", precision: str | None = None, compare: bool = True) -> dict:
+    """images/s of the whole pipeline vs the model alone on pre-decoded inputs (both on the chosen
+    runtime), and of the model alone on every other runtime available here (`compare`)."""
+    from ..embeddings import CnnEmbedder
     from ..imageio import load_image
+    from ..inference import default_weights
+    from ..inference.runtimes import candidates
     from .embed import EmbedOptions, build_index
-    from .embedders import CnnEmbedder
     from .walk import walk_images
 
     work = Path(tempfile.mkdtemp(prefix="reslab-bench-embed-"))
@@ -63,15 +67,18 @@ def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 25
             for i, p in enumerate(paths):
                 shutil.copy(p, sub / f"{i:05d}{p.suffix}")
             src = sub
-        emb = CnnEmbedder(model=model, weights="imagenet" if model == "efficientnet_lite0" else None)
+        weights = default_weights(model)
+        emb = CnnEmbedder(model=model, weights=weights, runtime=runtime, precision=precision, batch_size=batch_size)
+        chosen = str(emb.session.choice)
         decoded = [emb.preprocess(load_image(p, min_size=emb.min_size)) for p in walk_images(src)]
         batches = [decoded[i : i + batch_size] for i in range(0, n, batch_size)]
-        variants = {"fp32": emb}
-        for name, kwargs in (("bf16", {"bf16": True}), ("channels_last", {"channels_last": True}), ("onnxruntime", {"onnx": True})):
-            if name != "onnxruntime" or onnx:
-                variants[name] = CnnEmbedder(model=model, weights=emb.weights, **kwargs)
+        variants = {chosen: emb}
+        if compare:
+            for c in candidates(emb.device):
+                if str(c) not in variants and c.runtime != "torch-compile":  # compile: `reslab bench infer` measures it
+                    variants[str(c)] = CnnEmbedder(model=model, weights=weights, runtime=c.runtime, precision=c.precision, batch_size=batch_size)
         for v in variants.values():
-            v.embed(batches[0])  # warm-up: first-call allocations (and the one-time ONNX export)
+            v.embed(batches[0])  # warm-up: first-call allocations (and the one-time exports)
 
         def model_alone(v):
             return lambda: [v.embed(b) for b in batches]
@@ -87,20 +94,22 @@ def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 25
             for name, fn in runs.items():
                 times[name].append(_seconds(fn))
         rates = {name: n / min(t) for name, t in times.items()}
-        pipeline_rate, model_rate = rates.pop("pipeline"), rates["fp32"]
-        paths_rates = rates
+        pipeline_rate, model_rate = rates.pop("pipeline"), rates[chosen]
+        fp32 = rates.get("torch fp32")
         return {
             "benchmark": "embed",
             "model": model,
+            "weights": weights,
             "images": n,
             "source": source,
             "batch_size": batch_size,
             "workers": workers,
+            "runtime": chosen,
             "pipeline_images_per_s": pipeline_rate,
             "model_only_images_per_s": model_rate,
             "pipeline_over_model": pipeline_rate / model_rate,
-            "model_paths_images_per_s": paths_rates,
-            "model_paths_over_fp32": {k: v / model_rate for k, v in paths_rates.items()},
+            "model_paths_images_per_s": rates,
+            "model_paths_over_torch_fp32": {k: v / fp32 for k, v in rates.items()} if fp32 else {},
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)

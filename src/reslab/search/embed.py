@@ -27,8 +27,8 @@ from typing import Callable, Iterator
 
 from .. import __version__
 from ..errors import ReslabError
+from ..embeddings import Embedder, describe, describe_difference, embedder_from_manifest, identity
 from ..processes import FolderLock, StopRequests, WorkerInit, signal_name, stop_on_signals, stop_signals_blocked
-from .embedders import Embedder, describe, describe_difference, embedder_from_manifest, identity
 from .postprocess import PostOptions, Postprocess
 from .store import NewItem
 from .stores import IndexMissing, IndexStore, open_store
@@ -81,7 +81,7 @@ def read_manifest(index: str | Path, store: str | None = None) -> dict | None:
 
 
 def load_index_embedder(index: str | Path, store: str | None = None, runtime: dict | None = None) -> Embedder:
-    """The embedder an existing index was built with, run the way `runtime` asks (device, bf16, ...)."""
+    """The embedder an existing index was built with, run the way `runtime` asks (device, runtime, precision, batch_size)."""
     with open_store(index, store) as st:
         return index_embedder(st, st.read_manifest(), runtime)
 
@@ -109,7 +109,7 @@ def check_requested(existing: dict, index_name, method=None, model=None, layer=N
 
 
 def index_embedder(store: IndexStore, manifest: dict, runtime: dict | None = None) -> Embedder:
-    """The embedder an index was built with (runtime: device/bf16/... for a CNN)."""
+    """The embedder an index was built with (runtime: device, runtime, precision, batch_size for a CNN)."""
     return embedder_from_manifest(manifest, store.files_dir(), **((runtime or {}) if manifest.get("method") == "cnn" else {}))
 
 
@@ -118,7 +118,7 @@ def prepare_embedder(store: IndexStore, embedder: Embedder | None, runtime: dict
     existing = store.read_manifest()
     if existing is None:
         if embedder is None:
-            from .embedders import make_embedder
+            from ..embeddings import make_embedder
 
             embedder = make_embedder("cnn", **(runtime or {}))
         return embedder

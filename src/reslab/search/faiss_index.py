@@ -85,7 +85,7 @@ def build_binary(ids: np.ndarray, vectors: np.ndarray, params: FaissParams, dim:
     """A binary FAISS index over the sign bits of `vectors` (hash rows), labelled with `ids`."""
     import faiss
 
-    from ..features.hashes import rows_to_packed
+    from ..embeddings.hashes import rows_to_packed
 
     if dim % 8:
         raise ReslabError(f"a binary index needs a multiple of 8 bits, got {dim}")
@@ -131,7 +131,7 @@ def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(similarities (Q, k), ids (Q, k)) for float rows; binary indexes search the rows' sign bits
     and report 1 - 2 * hamming / bits, the cosine similarity of the hash rows."""
     if is_binary(index):
-        from ..features.hashes import bits_to_similarity, rows_to_packed
+        from ..embeddings.hashes import bits_to_similarity, rows_to_packed
 
         dist, ids = index.search(np.ascontiguousarray(rows_to_packed(queries)), k)
         return bits_to_similarity(dist, index.d), ids
@@ -141,7 +141,7 @@ def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def range_search(index, queries: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lims, similarities, ids) of every item with similarity >= threshold to each query."""
     if is_binary(index):
-        from ..features.hashes import bits_to_similarity, rows_to_packed, similarity_to_bits
+        from ..embeddings.hashes import bits_to_similarity, rows_to_packed, similarity_to_bits
 
         radius = int(math.floor(similarity_to_bits(threshold, index.d) + 1e-6)) + 1  # FAISS: distance < radius
         lims, dist, ids = index.range_search(np.ascontiguousarray(rows_to_packed(queries)), radius)

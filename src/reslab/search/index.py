@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ReslabError
-from .embedders import Embedder, describe, l2_normalize
+from ..embeddings import Embedder, describe, l2_normalize
 from .store import Item
 from .stores import IndexStore, open_store
 from .postprocess import Postprocess
@@ -45,7 +45,9 @@ class SearchIndex:
 
         store: None (the folder `path`, or the Milvus collection it points at) or a store URI
         (milvus:///data/photos.db, milvus://host:19530): the index named `path` in that store.
-        runtime: device/bf16/channels_last/onnx for the query embedder.
+        runtime: how the query network runs (CNN indexes): runtime (None: the one the index was
+        built with when available, else torch fp32; "auto"; "onnxruntime"...), precision, device,
+        batch_size (see `reslab.inference.open_session`).
         """
         path = Path(path)
         st = open_store(path, store)

@@ -118,7 +118,7 @@ class MilvusStore(IndexStore):
     def _create_items(self, manifest: dict) -> None:
         from pymilvus import DataType, MilvusClient
 
-        from .embedders import describe
+        from ..embeddings import describe
 
         # the schema records the embedder too, for whoever looks at the collection with Milvus's own tools
         description = f"reslab index: {describe(manifest)}, {manifest['dim']}-d, inner product of L2-normalised rows"

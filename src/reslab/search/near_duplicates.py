@@ -102,8 +102,8 @@ def index_top1(originals: list[Image.Image], copies: dict[str, list[Image.Image]
     import shutil
     import tempfile
 
+    from ..embeddings import make_embedder
     from .embed import EmbedOptions, build_index
-    from .embedders import make_embedder
     from .index import SearchIndex
 
     work = Path(tempfile.mkdtemp(prefix="reslab-near-dup-"))
@@ -158,13 +158,13 @@ def search_speed(n: int = 1_000_000, bits: int = 64, dim: int = 1280, float_n: i
 def bench_near_duplicates(src: Path | None = None, n: int = 200, methods=("ahash", "dhash", "phash", "whash", "cnn"),
                           speed: bool = True) -> dict:  # fmt: skip
     from .duplicates import DEFAULT_BITS_PER_64, DEFAULT_COSINE
-    from .embedders import make_embedder
+    from ..embeddings import make_embedder
 
     originals, source = _images(src, n)
     copies = {edit: [fn(im) for im in originals] for edit, fn in EDITS.items()}
     result = {"source": source, "originals": len(originals), "edits": list(EDITS), "methods": {}}
     for method in methods:
-        emb = make_embedder(method) if method != "cnn" else make_embedder("cnn", bf16=True)
+        emb = make_embedder(method) if method != "cnn" else make_embedder("cnn", runtime="auto")
         if method == "cnn":
             result["methods"]["cnn"] = evaluate_method(emb, originals, copies, DEFAULT_COSINE, mirror_queries=False)
             result["methods"]["cnn"]["index_top1"] = index_top1(originals, copies)

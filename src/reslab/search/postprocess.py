@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ReslabError
-from .embedders import l2_normalize
+from ..embeddings import l2_normalize
 
 
 def _encode(a: np.ndarray) -> dict:

@@ -25,7 +25,7 @@ from typing import Callable
 
 from ..errors import ReslabError
 from .embed import ARTIFACT_KEYS, EmbedOptions, EmbedReport, build_index, check_same_embedder, embed_files, finalize, prepare_index, source_folder
-from .embedders import Embedder
+from ..embeddings import Embedder
 from .store import NewItem
 from .stores import open_store, parse_store, read_pointer
 from .walk import walk_order_key

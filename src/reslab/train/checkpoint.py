@@ -86,27 +86,13 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    path = Path(path)
-    if path.is_dir():
-        candidate = path / "checkpoints" / "last.pt"
-        if not candidate.is_file():
-            raise ReslabError(f"{path} holds no checkpoints/last.pt; give a run directory that has trained, or a .pt file")
-        path = candidate
-    if not path.is_file():
-        raise ReslabError(f"checkpoint {path} does not exist; give a run directory or a .pt file")
-    if path.suffix.lower() == ".safetensors":
+    """A training checkpoint (a run folder means its checkpoints/last.pt), read with weights_only=True."""
+    from ..inference.runs import read_training_checkpoint
+
+    if Path(path).suffix.lower() == ".safetensors":
         raise ReslabError(f"{path} holds weights only; resuming needs a training checkpoint: the run folder, or its "
                           "checkpoints/last.pt (to start from these weights, set model.weights)")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated, foreign or malicious: say which
-        from ..models.weights import why_unloadable
-
-        reason, fix = why_unloadable(path, e)
-        raise ReslabError(f"checkpoint {path} cannot be loaded: {reason}; {fix}") from None
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ReslabError(f"{path} is not a reslab training checkpoint (no model/config); use a last.pt or best.pt")
-    return state
+    return read_training_checkpoint(path, map_location)
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:

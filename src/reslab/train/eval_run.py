@@ -12,7 +12,7 @@ from ..devices import resolve_device
 from ..errors import ReslabError
 from ..fileio import atomic_write_text
 from .evaluate import evaluate
-from .runs import is_self_supervised, load_run_model, no_classifier_error, run_folder
+from .runs import run_folder
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,24 @@ def run_eval(
     batch_size: int = 256,
     out: str | Path | None = None,
     device: str = "auto",
+    runtime: str = "torch",
+    precision: str | None = None,
 ) -> dict:
-    """Evaluate and write metrics.json, per_class.csv, confusion.csv and confusion.png; returns the metrics."""
+    """Evaluate and write metrics.json, per_class.csv, confusion.csv and confusion.png; returns the metrics.
+
+    runtime, precision: how the network runs (`reslab.inference.open_session`; "auto" measures once).
+    """
+    from ..inference import load, open_session
+    from ..inference.runs import is_self_supervised, no_classifier_error
     from ..data import DataConfig, build_data
     from ..plots import plot_confusion_matrix
 
     run = Path(run)
     dev = resolve_device(device)
-    model, config, classes, preprocess = load_run_model(run, dev, which=which)
+    loaded = load(run, device=dev, which=which)
+    if loaded.kind != "run":
+        raise ReslabError(f"{run} is not a training run; `reslab eval` needs a run folder, a .pt checkpoint or its model.safetensors")
+    config, classes, preprocess = loaded.config, loaded.classes, loaded.preprocess
     if is_self_supervised(config):
         raise no_classifier_error(run, "be evaluated as a classifier")
     fields = dict(config.get("data", {}))
@@ -58,11 +68,12 @@ def run_eval(
             f"model's ({len(classes)}: {', '.join(classes[:5])}...); evaluate on the dataset the model was trained for"
         )
     loader = dataset.eval_tta(tta) if tta else dataset.eval
-    result = evaluate(model, loader, dev, num_classes=len(classes))
+    session = open_session(loaded, runtime, precision, batch_size=batch_size)
+    result = evaluate(session.logits_module(), loader, dev, num_classes=len(classes))
     out_dir = Path(out) if out else run_folder(run) / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"top1": result["top1"], "top5": result["top5"], "loss": result["loss"], "count": result["count"],
-               "split": dataset.eval_split, "tta": tta or "none", "weights": which, "data": str(cfg.path),
+               "split": dataset.eval_split, "tta": tta or "none", "weights": which, "runtime": str(session.choice), "data": str(cfg.path),
                "per_class_accuracy": dict(zip(classes, map(float, result["per_class_accuracy"])))}
     atomic_write_text(out_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out_dir / "per_class.csv", _csv(

@@ -86,10 +86,10 @@ class IndexThread:
     and the event loop stays free to serve thumbnails and the page meanwhile.
     """
 
-    def __init__(self, index, store: str | None = None):
+    def __init__(self, index, store: str | None = None, runtime: dict | None = None):
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reslab-index")
         try:
-            self.index = self.executor.submit(_open_here, index, store).result()  # ReslabError surfaces here
+            self.index = self.executor.submit(_open_here, index, store, runtime or {}).result()  # ReslabError surfaces here
         except BaseException:
             self.executor.shutdown(wait=False)
             raise
@@ -106,22 +106,24 @@ class IndexThread:
         self.executor.shutdown(wait=False)
 
 
-def _open_here(index, store: str | None = None):
-    """Open `index` in the calling thread: a path (in `store`, a URI, when given), or a `SearchIndex`
-    (re-opened, so that its database connection belongs to this thread), or any object with the same methods."""
+def _open_here(index, store: str | None = None, runtime: dict | None = None):
+    """Open `index` in the calling thread: a path (in `store`, a URI, when given; its query network run
+    the way `runtime` says), or a `SearchIndex` (re-opened with its own runtime, so that its database
+    connection belongs to this thread), or any object with the same methods."""
     if isinstance(index, (str, Path)):
         from ..search.index import SearchIndex
 
-        return SearchIndex.open(index, store)
+        return SearchIndex.open(index, store, **(runtime or {}))
     reopen = getattr(index, "reopen", None)
     if reopen is not None:
         return reopen()
     return index
 
 
-def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, store: str | None = None):
+def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, store: str | None = None, runtime: dict | None = None):
     """The FastAPI app for `index`: a path to an index made by `reslab embed` (in `store`, a URI, when
-    given), or a `SearchIndex`.
+    given), or a `SearchIndex`. runtime: how the query network runs (runtime, precision, device;
+    see `SearchIndex.open`).
 
     The steps: one thread owns the index (`IndexThread`), the app closes it on shutdown, a
     middleware refuses oversized bodies before reading them, then the routes: the page and the
@@ -129,7 +131,7 @@ def create_app(index, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, store: s
     """
     from fastapi.staticfiles import StaticFiles
 
-    worker = IndexThread(index, store)
+    worker = IndexThread(index, store, runtime)
     app = _new_app(worker)
     _refuse_big_bodies(app, max_upload_bytes)
     app.include_router(_page_routes())

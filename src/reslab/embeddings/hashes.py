@@ -28,8 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ReslabError
-
-HASH_METHODS = ("ahash", "dhash", "phash", "whash")
+from .base import HASH_METHODS
 
 
 def _grey(image: Image.Image, width: int, height: int) -> np.ndarray:

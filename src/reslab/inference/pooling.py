@@ -10,16 +10,20 @@ literature, each measured in docs/search.md.
   gets exactly the same vector.
 - `layers`: intermediate layers pooled the same way, each L2-normalised and concatenated with the
   last one: mid-level features (parts, textures) help near-duplicate and instance matching.
+
+The descriptor is part of the graph every runtime runs (`reslab.inference.heads`), so GeM, flips
+and scales run inside ONNX Runtime or OpenVINO too. `Pooling` itself needs no torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from ..errors import ReslabError
+
+if TYPE_CHECKING:
+    import torch
 
 POOLS = ("avg", "gem")
 # what `reslab embed` uses for a new CNN index when no --param says otherwise: GeM and flip
@@ -61,32 +65,76 @@ class Pooling:
         return self == Pooling()
 
 
-def gem(x: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
+@dataclass(frozen=True)
+class EmbeddingHead:
+    """What a session's "embeddings" output is: the pooled features (neither set), a layer averaged,
+    or a retrieval descriptor (`pooling`). Part of every export's and decision's key."""
+
+    layer: str | None = None
+    pooling: Pooling | None = None
+
+    def __post_init__(self):
+        if self.layer is not None or (self.pooling is not None and self.pooling.is_plain):
+            object.__setattr__(self, "pooling", None)  # a layer is averaged as it is; plain pooling is the default
+
+    def key(self) -> dict:
+        return {"layer": self.layer, "pooling": self.pooling.as_params() if self.pooling else None}
+
+    @property
+    def label(self) -> str:
+        """For folder names: "pooled", the layer, or the pooling in short ("gem-flip")."""
+        if self.layer is not None:
+            return self.layer
+        if self.pooling is None:
+            return "pooled"
+        p = self.pooling
+        return "-".join([p.pool] + (["flip"] if p.flip else []) + ([f"{len(p.scales)}scales"] if p.scales != (1.0,) else [])
+                        + ([f"{len(p.layers)}layers"] if p.layers else []))
+
+
+def gem(x: "torch.Tensor", p: float = 3.0, eps: float = 1e-6) -> "torch.Tensor":
     """Generalized mean over the spatial positions of (B, C, H, W): (B, C)."""
     return x.float().clamp(min=eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
 
 
-def pool_map(x: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+def pool_map(x: "torch.Tensor", pooling: Pooling) -> "torch.Tensor":
+    import torch
+
     if x.dim() != 4:  # a vector already (e.g. a ViT token): nothing to pool
         return torch.flatten(x.float(), 1)
     return gem(x, pooling.gem_p) if pooling.pool == "gem" else x.float().mean(dim=(2, 3))
 
 
-def descriptor(net, x: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+def descriptor(net, x: "torch.Tensor", pooling: Pooling) -> "torch.Tensor":
     """The (B, dim) descriptor of a normalised batch under `pooling` (not yet L2-normalised)."""
+    return descriptor_and_features(net, x, pooling)[0]
+
+
+def descriptor_and_features(net, x: "torch.Tensor", pooling: Pooling) -> tuple["torch.Tensor", "torch.Tensor | None"]:
+    """The descriptor, and the last feature map of the image itself (unflipped, scale 1) when one of
+    the views is that: the logits come from it without another pass."""
+    import torch.nn.functional as F
+
     views = [x, x.flip(-1)] if pooling.flip else [x]
-    total = None
-    for view in views:
+    total, original = None, None
+    for flipped, view in enumerate(views):
         for s in pooling.scales:
             v = view if s == 1.0 else F.interpolate(view, scale_factor=s, mode="bilinear", align_corners=False, antialias=s < 1)
-            d = _one_scale(net, v, pooling)
+            d, last = _one_scale(net, v, pooling)
+            if not flipped and s == 1.0:
+                original = last
             total = d if total is None else total + d
-    return total
+    return total, original
 
 
-def _one_scale(net, x: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+def _one_scale(net, x: "torch.Tensor", pooling: Pooling) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(descriptor, last feature map) of one view."""
+    import torch
+    import torch.nn.functional as F
+
     if not pooling.layers:
-        return pool_map(net.forward_features(x), pooling)
+        last = net.forward_features(x)
+        return pool_map(last, pooling), last
     modules = dict(net.named_modules())
     missing = [name for name in pooling.layers if name not in modules or not name]
     if missing:
@@ -99,7 +147,7 @@ def _one_scale(net, x: torch.Tensor, pooling: Pooling) -> torch.Tensor:
         for h in handles:
             h.remove()
     parts = [pool_map(captured[name], pooling) for name in pooling.layers] + [pool_map(last, pooling)]
-    return torch.cat([F.normalize(p, dim=1) for p in parts], dim=1)
+    return torch.cat([F.normalize(p, dim=1) for p in parts], dim=1), last
 
 
 def _capture(store: dict, name: str):

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 from skimage import data
 
 from reslab.errors import ReslabError
-from reslab.features.classical import BoVWEmbedder, ColorHistEmbedder, HogEmbedder, make_classical_embedder
+from reslab.embeddings.classical import BoVWEmbedder, ColorHistEmbedder, HogEmbedder, make_classical_embedder
 
 
 def _rgb(name: str) -> Image.Image:
@@ -131,7 +131,7 @@ def test_featureless_image_gives_a_zero_row():
 
 @pytest.mark.parametrize("method", ["hog", "hist", "sift", "orb"])
 def test_search_make_embedder_returns_the_classical_embedders(method, tmp_path):
-    from reslab.search.embedders import embedder_from_manifest, make_embedder
+    from reslab.embeddings import embedder_from_manifest, make_embedder
 
     emb = make_embedder(method)
     assert emb.method == method
@@ -153,7 +153,7 @@ def test_a_bag_of_words_index_builds_with_decode_workers(sample_images, tmp_path
     worker that then called cv2.setNumThreads deadlocked for ever.
     """
     from reslab.search.embed import EmbedOptions, build_index
-    from reslab.search.embedders import make_embedder
+    from reslab.embeddings import make_embedder
     from reslab.search.index import SearchIndex
 
     for i, im in enumerate(sample_images):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from reslab.features.hashes import (
+from reslab.embeddings.hashes import (
     HASH_METHODS, HashEmbedder, average_hash, bits_to_rows, dct_matrix, difference_hash, hamming, hash_hex,
     image_hash, perceptual_hash, rows_to_packed, wavelet_hash,
 )  # fmt: skip
@@ -118,7 +118,7 @@ def test_binary_index_ranks_by_hamming_distance(kind):
 
 def test_embedder_manifest_round_trip_and_bad_options():
     from reslab.errors import ReslabError
-    from reslab.search.embedders import embedder_from_manifest, make_embedder
+    from reslab.embeddings import embedder_from_manifest, make_embedder
 
     emb = make_embedder("dhash", hash_size=16)
     assert emb.dim == 256 and emb.manifest()["metric"] == "hamming"

@@ -1,6 +1,6 @@
 """Classical embedders: HOG, colour histograms and SIFT/ORB bags of visual words.
 
-They follow the `Embedder` protocol of `reslab.search.embedders`, so an index
+They follow the `Embedder` protocol of `reslab.embeddings`, so an index
 built with `reslab embed --method hog|hist|sift|orb` is searched and evaluated like a CNN one:
 
     preprocess(PIL image) -> np.ndarray      # cheap and picklable: runs in decode workers
@@ -22,18 +22,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ReslabError
+from .base import CLASSICAL_METHODS, l2_normalize
 
 log = logging.getLogger(__name__)
-
-CLASSICAL_METHODS = ("hog", "hist", "sift", "orb")
-
-
-def l2_normalize_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; an all-zero row (a featureless image) stays zero."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
-
 
 def resize_longer(image: Image.Image, size: int) -> Image.Image:
     """Resize so the longer side is `size` (up or down), keeping the aspect ratio."""
@@ -78,7 +69,7 @@ class HogEmbedder:
             )
             for gray in batch
         ]
-        return l2_normalize_rows(np.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
+        return l2_normalize(np.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
 
     def fit(self, samples: Iterable[Image.Image]) -> None:
         pass
@@ -129,7 +120,7 @@ class ColorHistEmbedder:
 
     def embed(self, batch: list) -> np.ndarray:
         rows = [self.histogram(rgb) for rgb in batch]
-        return l2_normalize_rows(np.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
+        return l2_normalize(np.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
 
     def fit(self, samples: Iterable[Image.Image]) -> None:
         pass
@@ -192,7 +183,7 @@ class BoVWEmbedder:
 
     def descriptors(self, gray: np.ndarray) -> np.ndarray:
         """Float32 descriptors (n, d) of one grayscale image: RootSIFT, or ORB bits as 0/1."""
-        from .matching import detect_and_describe
+        from .keypoints import detect_and_describe
 
         _, desc = detect_and_describe(gray, self.detector, self.max_keypoints)
         return descriptors_as_float(desc, self.detector)
@@ -202,7 +193,7 @@ class BoVWEmbedder:
             raise ReslabError(f"the {self.detector} bag of visual words has no vocabulary yet; call fit() on sample images first")
         if not batch:
             return np.zeros((0, self.dim), np.float32)
-        return l2_normalize_rows(np.stack([self._tfidf(self.descriptors(gray)) for gray in batch]))
+        return l2_normalize(np.stack([self._tfidf(self.descriptors(gray)) for gray in batch]))
 
     def fit(self, samples: Iterable[Image.Image]) -> None:
         import faiss

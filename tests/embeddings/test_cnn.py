@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from reslab.errors import ReslabError
-from reslab.search.embedders import CnnEmbedder, describe, l2_normalize
+from reslab.models import create_model
+from reslab.embeddings import CnnEmbedder, describe, l2_normalize
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_layer_embedding_is_its_global_average(resnet18):
     emb = CnnEmbedder(model="resnet18", weights=None, layer="layer3", device="cpu")
     emb.net.load_state_dict(resnet18.net.state_dict())
     batch = [np.random.default_rng(1).integers(0, 256, (224, 224, 3), dtype=np.uint8)]
-    x = emb._to_input(batch)
+    x = torch.from_numpy(emb._to_input(batch))
     with torch.inference_mode():
         h = emb.net.conv1(x)
         h = emb.net.maxpool(emb.net.relu(emb.net.bn1(h)))
@@ -57,7 +58,7 @@ def test_pickled_embedder_carries_preprocessing_not_the_network(resnet18):
 
 
 def test_a_vits_block_embeds_as_the_mean_of_its_tokens():
-    import torch
+    from reslab.inference.heads import InferenceHead
 
     emb = CnnEmbedder(model="vit_b_32", weights=None, layer="block6", device="cpu")
     assert emb.dim == 768 and emb.manifest()["layer"] == "block6"
@@ -67,4 +68,29 @@ def test_a_vits_block_embeds_as_the_mean_of_its_tokens():
         handle = emb.net.encoder.layers[5].register_forward_hook(lambda m, i, o: captured.append(o))
         emb.net(x)
         handle.remove()
-        torch.testing.assert_close(emb._features(emb.net, x), captured[0].mean(dim=1))
+        torch.testing.assert_close(InferenceHead(emb.net, "block6")(x)[0], captured[0].mean(dim=1))
+
+
+def test_an_index_records_its_runtime_and_queries_reuse_it_without_measuring(tmp_path, monkeypatch):
+    from reslab.inference import auto
+    from reslab.inference import export as export_module
+    from reslab.search.embed import EmbedOptions, build_index, read_manifest
+    from reslab.search.index import SearchIndex
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    torch.manual_seed(0)
+    torch.save(create_model("resnet20").state_dict(), tmp_path / "r20.pth")  # random weights could not be re-created
+    emb = CnnEmbedder(model="resnet20", weights=str(tmp_path / "r20.pth"), device="cpu", runtime="onnxruntime")
+    build_index(photos, tmp_path / "index", emb, EmbedOptions(workers=0, progress=False))
+    assert read_manifest(tmp_path / "index")["runtime"] == "onnxruntime fp32"
+
+    monkeypatch.setattr(auto, "calibrate", lambda *a, **k: pytest.fail("the index's runtime needs no measurement"))
+    monkeypatch.setattr(export_module, "onnx_bytes", lambda *a, **k: pytest.fail("the export is cached"))
+    with SearchIndex.open(tmp_path / "index", runtime="auto", batch_size=1) as index:
+        hits = index.search_image(photos / "1.png", k=1)
+        assert index.embedder().session.choice.runtime == "onnxruntime"
+    assert hits[0].path.endswith("1.png") and hits[0].score == pytest.approx(1.0, abs=1e-6)

@@ -1,0 +1,154 @@
+"""`reslab bench infer MODEL --batch N`: every runtime x precision side by side, in one process.
+
+For each (runtime, precision): images/s, the ratio to torch eager fp32, the cosine and top-1
+agreement with fp32 on the same real photos, the one-time preparation (export, compilation), and
+the achieved GFLOP/s against the matmul peak of this CPU measured in the same run (fp32 and bf16
+`torch.mm` on square matrices), so a figure says how far from the hardware's limit it is.
+The default path (what `--runtime auto` picks, measured or read from the cache) is reported
+against the fastest runtime measured here.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .auto import PARITY, calibration_batch, choose_session, library_versions, parity
+from .runtimes import RuntimeChoice, build_session, candidates
+
+
+def matmul_peak(dtype: str, size: int = 2048, seconds: float = 1.5) -> float:
+    """GFLOP/s of `torch.mm` on (size x size) matrices in `dtype` with the current intra-op threads."""
+    import torch
+
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(torch_dtype)
+    b = torch.randn(size, size, generator=g).to(torch_dtype)
+    torch.mm(a, b)  # warm-up: oneDNN/MKL pick and pack kernels
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline or best == float("inf"):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
+
+
+def model_gflops(loaded) -> float | None:
+    """GFLOPs of one image's forward pass (2 x multiply-adds, counted on the meta device)."""
+    if not loaded.is_torch:
+        return None
+    from ..analysis.profile import profile_model
+
+    p = loaded.preprocess
+    return profile_model(loaded.network, (p.channels, p.crop, p.crop)).flops / 1e9
+
+
+def bench_infer(loaded, batch: int = 32, rounds: int = 3, include_compile: bool = True, say=print) -> dict:
+    """The side-by-side table for `loaded` at batch size `batch` (see the module docstring)."""
+    import torch
+
+    from .threads import apply_torch_threads
+
+    threads = apply_torch_threads()
+    device = "cpu" if not loaded.is_torch else str(next(loaded.network.parameters()).device)
+    x = calibration_batch(loaded.preprocess, batch)
+    peaks = {p: matmul_peak(p) for p in ("fp32", "bf16")} if device == "cpu" else {}
+    say("matmul peak here: " + ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in peaks.items()))
+    flops = model_gflops(loaded)
+    reference_choice = RuntimeChoice("torch", "fp32") if loaded.is_torch else RuntimeChoice("onnxruntime", "fp32")
+    options = [c for c in candidates(device, exported=not loaded.is_torch) if include_compile or c.runtime != "torch-compile"]
+    options.sort(key=lambda c: c != reference_choice)  # the reference first
+    sessions, rows = {}, {}
+    expected = None
+    for choice in options:
+        name = str(choice)
+        t0 = time.perf_counter()
+        try:
+            session = build_session(loaded, choice)
+            got = session.run(x)  # the first call: compilation and allocations count as preparation
+        except Exception as e:  # noqa: BLE001 - one runtime failing must not hide the others' numbers
+            rows[name] = {"runtime": choice.runtime, "precision": choice.precision, "error": str(e).splitlines()[0]}
+            say(f"  {name:>22}: failed ({rows[name]['error']})")
+            continue
+        if expected is None:
+            expected = got
+        cosine, top1 = parity(expected, got)
+        sessions[name] = session
+        rows[name] = {"runtime": choice.runtime, "precision": choice.precision, "prepare_s": time.perf_counter() - t0,
+                      "cosine_vs_fp32": cosine, "top1_agreement": top1,
+                      "passes_parity": cosine >= PARITY.min_cosine and (top1 == 1.0 or not PARITY.same_top1)}
+        say(f"  {name:>22}: ready in {rows[name]['prepare_s']:.1f} s, cosine {cosine:.5f}, top-1 agreement {top1:.2f}")
+    best = {name: float("inf") for name in sessions}
+    for _ in range(rounds):  # round-robin: a load spike from another process hits every runtime alike
+        for name, session in sessions.items():
+            t0 = time.perf_counter()
+            session.run(x)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    base = batch / best[str(reference_choice)] if str(reference_choice) in best else None
+    for name, seconds in best.items():
+        row = rows[name]
+        row["images_per_s"] = batch / seconds
+        row["vs_torch_fp32"] = row["images_per_s"] / base if base else None
+        if flops:
+            row["gflops_per_s"] = row["images_per_s"] * flops
+            peak = peaks.get(row["precision"])
+            row["fraction_of_matmul_peak"] = row["gflops_per_s"] / peak if peak else None
+
+    lines = []
+    # measured now, as a first run would: a decision cached under other conditions says nothing of this run
+    chosen = choose_session(loaded, batch_size=batch, say=lines.append, remeasure=True)
+    default = str(chosen.choice)
+    faithful = {n: r["images_per_s"] for n, r in rows.items() if "images_per_s" in r and r["passes_parity"]}
+    measured = {n: r["images_per_s"] for n, r in rows.items() if "images_per_s" in r}
+    fastest, fastest_faithful = max(measured, key=measured.get), max(faithful, key=faithful.get)
+    return {
+        "benchmark": "infer",
+        "model": loaded.name,
+        "source": loaded.source,
+        "batch": batch,
+        "threads": threads,
+        "device": device,
+        "rows": rows,
+        "model_gflops_per_image": flops,
+        "matmul_peak_gflops": peaks,
+        "parity": PARITY.__dict__,
+        "default_path": {
+            "choice": default,
+            "auto_line": lines[0] if lines else None,
+            "images_per_s": measured.get(default),
+            "fastest": fastest,
+            "fastest_faithful": fastest_faithful,
+            "over_fastest": measured.get(default, 0) / measured[fastest],
+            "over_fastest_faithful": measured.get(default, 0) / faithful[fastest_faithful],
+        },
+        # the machine, its CPU flags and load come with the saved JSON (reslab.provenance)
+        "versions": library_versions(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{result['source']}, batch {result['batch']}, {result['threads']} threads, "
+             f"{result['model_gflops_per_image'] or 0:.2f} GFLOPs/image" if result["model_gflops_per_image"] else
+             f"{result['source']}, batch {result['batch']}, {result['threads']} threads"]
+    peaks = result["matmul_peak_gflops"]
+    if peaks:
+        lines.append("matmul peak (same run): " + ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in peaks.items()))
+    lines.append(f"{'runtime':>22}  {'images/s':>9}  {'vs fp32':>7}  {'cosine':>8}  {'top-1':>5}  {'GFLOP/s':>8}  {'% peak':>6}  {'prepare s':>9}")
+    for name, r in result["rows"].items():
+        if "error" in r:
+            lines.append(f"{name:>22}  failed: {r['error']}")
+            continue
+        if "images_per_s" not in r:
+            continue
+        gf = f"{r['gflops_per_s']:8.0f}" if r.get("gflops_per_s") else f"{'':>8}"
+        pk = f"{100 * r['fraction_of_matmul_peak']:5.0f}%" if r.get("fraction_of_matmul_peak") else f"{'':>6}"
+        mark = "" if r["passes_parity"] else "  (fails parity)"
+        lines.append(f"{name:>22}  {r['images_per_s']:9.1f}  {r['vs_torch_fp32'] or 0:6.2f}x  {r['cosine_vs_fp32']:8.5f}  "
+                     f"{r['top1_agreement']:5.2f}  {gf}  {pk}  {r['prepare_s']:9.1f}{mark}")
+    d = result["default_path"]
+    lines.append(f"default path (--runtime auto): {d['choice']}, {d['over_fastest']:.2f}x the fastest ({d['fastest']}), "
+                 f"{d['over_fastest_faithful']:.2f}x the fastest within parity ({d['fastest_faithful']})")
+    return "\n".join(lines)
