@@ -19,6 +19,8 @@ BENCHMARKS = [
     ["bench", "train", "resnet50"],
     ["bench", "data"],
     ["bench", "embed"],
+    ["bench", "infer", "resnet50"],
+    ["bench", "infer", "efficientnet_lite0"],
     ["bench", "search"],
     ["bench", "features"],
 ]

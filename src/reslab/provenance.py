@@ -57,6 +57,11 @@ def code_version() -> dict:
     return {"reslab": __version__, "git_commit": _git_commit()}
 
 
+def cpu() -> tuple[str, tuple[str, ...]]:
+    """The CPU model and which of `SPEED_FLAGS` it has (what decides which kernels run)."""
+    return _cpu()
+
+
 @functools.cache
 def _cpu() -> tuple[str, tuple[str, ...]]:
     model, flags = platform.processor() or platform.machine(), ()

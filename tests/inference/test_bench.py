@@ -8,7 +8,7 @@ from .conftest import run_cli
 
 
 def test_bench_infer_writes_every_runtime_with_its_parity_and_the_peak(tmp_path, capsys, resnet20_file):
-    assert run_cli(["bench", "infer", "resnet20", "--weights", str(resnet20_file), "--batch", "2", "--rounds", "1",
+    assert run_cli(["bench", "infer", "resnet20", "--weights", str(resnet20_file), "--batch-size", "2", "--rounds", "1",
                     "--no-compile", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     result = json.loads((tmp_path / "bench_infer_resnet20_b2.json").read_text())
@@ -23,6 +23,7 @@ def test_bench_infer_writes_every_runtime_with_its_parity_and_the_peak(tmp_path,
     default = result["default_path"]
     assert default["choice"] in rows and default["auto_line"].startswith("runtime auto:")
     assert default["over_fastest"] == rows[default["choice"]]["images_per_s"] / max(r["images_per_s"] for r in rows.values())
-    assert result["machine"]["cpu_flags"] is not None and "load_average_1min" in result["machine"]
+    machine = result["provenance"]["machine"]  # reslab.provenance: the CPU flags and the load beside the numbers
+    assert "cpu_flags" in machine and "load_average" in machine and result["versions"]["torch"]
     assert result["command"].startswith("reslab bench infer resnet20 --batch-size 2")
     assert "default path (--runtime auto)" in out and "matmul peak (same run)" in out

@@ -136,11 +136,13 @@ def infer(
     weights: Weights = None,
     rounds: Annotated[int, typer.Option(min=1, help="Timed passes per runtime (round-robin, best kept).")] = 3,
     compile: Annotated[bool, typer.Option(help="Also time torch-compile (tens of seconds of compilation per precision on a CPU).")] = True,
+    device: Device = "auto",
     out: ResultsDir = None,
 ) -> None:
     """Every runtime x precision side by side: images/s, ratio to torch fp32, cosine vs fp32, % of the matmul peak
     (measured in the same run), and what the default `--runtime auto` picks against the fastest."""
     from ..console import note, say
+    from ..devices import resolve_device
     from ..inference import default_weights, load
     from ..inference.bench import bench_infer, format_table
     from ..models import list_models
@@ -148,11 +150,12 @@ def infer(
 
     if weights is None and model in list_models():
         weights = default_weights(model)
-    loaded = load(model, weights)
+    loaded = load(model, weights, device=resolve_device(device))
     result = bench_infer(loaded, batch=batch_size, rounds=rounds, include_compile=compile, say=lambda text: note(text, markup=False))
     result["command"] = (f"reslab bench infer {model} --batch-size {batch_size}" + (f" --weights {weights}" if weights else "")
-                         + f" --rounds {rounds}" + ("" if compile else " --no-compile"))  # fmt: skip
-    path = save_benchmark(f"bench_infer_{loaded.name}_b{batch_size}", result, out)
+                         + f" --rounds {rounds}" + ("" if compile else " --no-compile") + f" --device {device}")  # fmt: skip
+    where = "" if result["device"] == "cpu" else "_" + result["device"].split(":")[0]
+    path = save_benchmark(f"bench_infer_{loaded.name}_b{batch_size}{where}", result, out)
     say(result["command"], markup=False)
     say(format_table(result), markup=False)
     say(f"saved {path}", markup=False)

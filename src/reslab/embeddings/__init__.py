@@ -4,6 +4,7 @@
 
     cnn = make_embedder("cnn", model="efficientnet_lite0", runtime="auto")  # any spec reslab.inference loads
     orb = make_embedder("orb", vocab_size=256)                               # HOG, histograms, SIFT/ORB BoVW
+    ph = make_embedder("phash")                                              # perceptual hashes (binary index)
 
 This layer sits below `search/`, `features/` and `web/`, and above `reslab.inference`, which
 loads and runs the networks; it imports neither search nor train.

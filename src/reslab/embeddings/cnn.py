@@ -213,11 +213,9 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def _device(device: str | None) -> str:
-    if device:
-        return device
-    import torch
+    from ..devices import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device(device or "auto"))
 
 
 def _is_zoo_name(spec: str) -> bool:

@@ -80,7 +80,9 @@ def choose_session(loaded, *, batch_size: int, head: EmbeddingHead | None = None
             return session
     session, measurements = calibrate(loaded, options, batch, head, threads)
     why = explain(session.choice, measurements)
-    load, cores = _load_average(), thread_policy.usable_cores()
+    from ..provenance import cores as usable_cores
+
+    load, cores = _load_average(), usable_cores()
     if load is not None and load > cores:
         why += f"; the machine was busy (load {load:.1f} on {cores} cores): delete {path.name} to measure again when it is quiet"
     cache.write_json(path, {"key": _jsonable(key), "choice": str(session.choice), "why": why,
@@ -162,27 +164,11 @@ def decision_key(loaded, head: EmbeddingHead | None, batch: int, device: str, th
 
 
 def cpu_signature() -> dict:
-    """The CPU model and the instruction-set flags that decide which kernels run (lscpu's)."""
-    flags, model = "", platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].strip()
-            elif line.startswith("model name") and model == platform.processor():
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return {"model": model, "machine": platform.machine(), "flags_sha256": cache.key_digest({"flags": sorted(flags.split())})}
+    """The CPU model and the instruction-set flags that decide which kernels run."""
+    from ..provenance import cpu
 
-
-def cpu_flags_of_interest() -> list[str]:
-    """The flags that matter to inference speed, for reports (AVX-512, bf16, VNNI, AMX)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return sorted(f for f in set(flags) if f.startswith(("avx512", "amx", "avx2", "avx_vnni", "fma")))
+    model, flags = cpu()
+    return {"model": model, "machine": platform.machine(), "flags": list(flags)}
 
 
 def library_versions() -> dict:

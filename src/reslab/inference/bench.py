@@ -18,19 +18,27 @@ from .auto import PARITY, calibration_batch, choose_session, library_versions, p
 from .runtimes import RuntimeChoice, build_session, candidates
 
 
-def matmul_peak(dtype: str, size: int = 2048, seconds: float = 1.5) -> float:
-    """GFLOP/s of `torch.mm` on (size x size) matrices in `dtype` with the current intra-op threads."""
+def matmul_peak(dtype: str, device: str = "cpu", seconds: float = 1.5) -> float:
+    """GFLOP/s of `torch.mm` on square matrices in `dtype` (the CPU with the current intra-op threads)."""
     import torch
 
+    size = 2048 if device == "cpu" else 8192  # big enough to reach the peak, small enough to take ~0.1 s
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=g).to(torch_dtype)
-    b = torch.randn(size, size, generator=g).to(torch_dtype)
-    torch.mm(a, b)  # warm-up: oneDNN/MKL pick and pack kernels
+    a = torch.randn(size, size, generator=g).to(device=device, dtype=torch_dtype)
+    b = torch.randn(size, size, generator=g).to(device=device, dtype=torch_dtype)
+
+    def sync():
+        if device != "cpu":
+            torch.cuda.synchronize(device)
+
+    torch.mm(a, b)  # warm-up: oneDNN/MKL/cuBLAS pick and pack kernels
+    sync()
     best, deadline = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < deadline or best == float("inf"):
         t0 = time.perf_counter()
         torch.mm(a, b)
+        sync()
         best = min(best, time.perf_counter() - t0)
     return 2 * size**3 / best / 1e9
 
@@ -54,7 +62,7 @@ def bench_infer(loaded, batch: int = 32, rounds: int = 3, include_compile: bool 
     threads = apply_torch_threads()
     device = "cpu" if not loaded.is_torch else str(next(loaded.network.parameters()).device)
     x = calibration_batch(loaded.preprocess, batch)
-    peaks = {p: matmul_peak(p) for p in ("fp32", "bf16")} if device == "cpu" else {}
+    peaks = {p: matmul_peak(p, device) for p in ("fp32", "bf16")}
     say("matmul peak here: " + ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in peaks.items()))
     flops = model_gflops(loaded)
     reference_choice = RuntimeChoice("torch", "fp32") if loaded.is_torch else RuntimeChoice("onnxruntime", "fp32")

@@ -1,8 +1,8 @@
 """How the cores are shared between the network and image decoding.
 
 The policy (docs/inference.md has the measurement behind it):
-- the network gets every core the process may use, as intra-op threads (PyTorch, ONNX Runtime
-  and OpenVINO alike): a batch is one large parallel job and any idle core slows it;
+- the network gets one intra-op thread per physical core the process may use (PyTorch, ONNX
+  Runtime and OpenVINO alike): a batch is one large parallel job and any idle core slows it;
 - decode workers default to one per core beyond what the network can keep busy while it waits
   on its input, and run at a lower scheduling priority (nice +10), so decoding soaks up the idle
   moments between batches and never takes a core from a running forward pass.
@@ -12,24 +12,34 @@ The policy (docs/inference.md has the measurement behind it):
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 DECODE_NICENESS = 10
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. under taskset or a container)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
-
-
 def intra_op_threads() -> int:
-    """Threads for one forward pass: RESLAB_THREADS, else every usable core."""
+    """Threads for one forward pass: RESLAB_THREADS, else one per physical core this process may use
+    (a second hyper-thread on a core adds no multiply-add units; PyTorch, ONNX Runtime and OpenVINO
+    all default to this too, so every runtime is measured with the same threads)."""
     value = os.environ.get("RESLAB_THREADS", "")
     if value.strip().isdigit() and int(value) > 0:
         return int(value)
-    return usable_cores()
+    return physical_cores()
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may use (Linux topology; else the CPU count)."""
+    from ..provenance import cores
+
+    try:
+        cpus = os.sched_getaffinity(0)
+        seen = set()
+        for cpu in cpus:
+            topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+            seen.add((topology / "physical_package_id").read_text().strip() + ":" + (topology / "core_id").read_text().strip())
+        return max(1, len(seen))
+    except (AttributeError, OSError):
+        return cores()
 
 
 def apply_torch_threads() -> int:

@@ -148,7 +148,9 @@ def build_index(
     with open_store(out, store, create=True) as st, writer_lock(st):
         embedder, manifest = prepare_index(st, root, embedder, options)
         report = embed_files(st, embedder, root, options, on_commit)
-        finalize(st, manifest, options)
+        # the runtime a CNN ran on is known once it ran: queries and updates then run the same way
+        ran_on = embedder.manifest().get("runtime")
+        finalize(st, {**manifest, **({"runtime": ran_on} if ran_on else {})}, options)
         report.count = len(st)
     report.seconds = time.perf_counter() - t0
     for path, reason in report.bad:
