@@ -8,6 +8,8 @@ is why auto rejects bf16 for it).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,49 @@ def test_bf16_session_leaves_the_callers_network_alone(resnet20):
     build_session(resnet20, RuntimeChoice("torch", "bf16")).run(np.zeros((1, 3, 32, 32), np.float32))
     conv = resnet20.network.conv1.weight
     assert conv.dtype == torch.float32 and conv.is_contiguous()  # not converted to channels_last in place
+
+
+def test_openvino_sessions_leave_the_threads_signal_stack_alone(resnet20_file, tmp_path):
+    """OpenVINO gives the thread that compiles its own alternate signal stack, and each compiled model
+    puts back the one it found when it is released: released in another order than made (as auto's
+    calibration does), the thread was left on freed memory and the next SIGTERM killed the process
+    with SIGSEGV. Checked in a fresh process: a crash there must not take pytest with it."""
+    import subprocess
+    import sys
+
+    if unavailable_reason("openvino") or not sys.platform.startswith("linux"):
+        pytest.skip(unavailable_reason("openvino") or "sigaltstack is checked on Linux")
+    script = f"""
+import ctypes, faulthandler, gc, os, signal, numpy as np
+from reslab.inference import load
+from reslab.inference.runtimes import RuntimeChoice, build_session
+from reslab.inference.signal_stack import _StackT
+faulthandler.enable()  # gives the main thread an alternate stack, as pytest does
+libc = ctypes.CDLL(None)
+def current():
+    st = _StackT()
+    libc.sigaltstack(None, ctypes.byref(st))
+    return (st.ss_sp, st.ss_flags, st.ss_size)
+before = current()
+m = load("resnet20", {str(resnet20_file)!r})
+sessions = []
+for precision in ("fp32", "fp32", "bf16"):
+    try:
+        sessions.append(build_session(m, RuntimeChoice("openvino", precision)))
+        sessions[-1].run(np.zeros((2, 3, 32, 32), np.float32))
+    except Exception:  # bf16 on a CPU without it
+        pass
+same_while_alive = current() == before
+while sessions:
+    sessions.pop(0)  # first made, first released
+gc.collect()
+reuse = [bytearray(20000) for _ in range(2000)]
+handled = []
+signal.signal(signal.SIGTERM, lambda *_: handled.append(1))
+os.kill(os.getpid(), signal.SIGTERM)
+print(same_while_alive, current() == before, handled == [1])
+"""
+    env = {**os.environ, "RESLAB_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-2000:]}"
+    assert out.stdout.strip().splitlines()[-1] == "True True True"

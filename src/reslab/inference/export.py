@@ -100,7 +100,10 @@ def cached_openvino_ir(loaded, head: EmbeddingHead | None = None) -> Path:
     def build(folder: Path) -> None:
         log.info("converting %s to OpenVINO IR (once)", loaded.name)
         # weights stay fp32: the precision is chosen when compiling (bf16 or f32), not here
-        ov.save_model(ov.convert_model(str(onnx_path)), str(folder / IR_FILE), compress_to_fp16=False)
+        from .signal_stack import keep_signal_stack
+
+        with keep_signal_stack():  # OpenVINO replaces the thread's alternate signal stack (see signal_stack)
+            ov.save_model(ov.convert_model(str(onnx_path)), str(folder / IR_FILE), compress_to_fp16=False)
 
     folder = cache.cached_entry("openvino", key, build, f"{loaded.name}-{head.label}")
     return folder / IR_FILE

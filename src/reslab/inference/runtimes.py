@@ -171,8 +171,7 @@ class OnnxRuntimeSession(Session):
 
 class OpenVinoSession(Session):
     def __init__(self, path: str | Path, precision: str = "fp32", threads: int | None = None, blob_cache: Path | None = None):
-        import openvino as ov
-
+        from .signal_stack import keep_signal_stack
         from .threads import intra_op_threads
 
         self.device, self.path = "cpu", Path(path)
@@ -184,24 +183,37 @@ class OpenVinoSession(Session):
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads or intra_op_threads(),
         }
-        core = ov.Core()
         if blob_cache is not None:
             config["CACHE_DIR"] = str(blob_cache)  # compiled blobs: a second process skips compilation
         try:
-            compiled = core.compile_model(str(path), "CPU", config)
-        except Exception as e:
+            compiled = _compile(path, config)
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with long C++ messages
             if blob_cache is None:
                 raise RuntimeLoadError(f"OpenVINO cannot load {path} ({str(e).splitlines()[0]})") from None
             # a damaged compiled blob: drop OpenVINO's own cache and compile from the IR
             shutil.rmtree(blob_cache, ignore_errors=True)
-            return self.__init__(path, precision, threads, None)
+            config.pop("CACHE_DIR")
+            try:
+                compiled = _compile(path, config)
+            except Exception as e2:  # noqa: BLE001
+                raise RuntimeLoadError(f"OpenVINO cannot load {path} ({str(e2).splitlines()[0]})") from None
         if precision == "bf16" and "bf" not in str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower():  # <Type: 'bfloat16'>
             raise RuntimeLoadError("this CPU has no bf16 support in OpenVINO (needs avx512_bf16 or AMX)")
-        self.request = compiled.create_infer_request()
+        with keep_signal_stack():
+            self.request = compiled.create_infer_request()
 
     def run(self, images) -> tuple[np.ndarray, np.ndarray]:
         out = self.request.infer({0: _numpy(images)})  # copies the outputs out of the request's buffers
         return np.asarray(out[0], dtype=np.float32), np.asarray(out[1], dtype=np.float32)
+
+
+def _compile(path: Path, config: dict):
+    import openvino as ov
+
+    from .signal_stack import keep_signal_stack
+
+    with keep_signal_stack():  # OpenVINO replaces the thread's alternate signal stack (see signal_stack)
+        return ov.Core().compile_model(str(path), "CPU", config)
 
 
 class RuntimeLoadError(ReslabError):
