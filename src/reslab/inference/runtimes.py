@@ -110,11 +110,14 @@ class Session:
 class TorchSession(Session):
     """PyTorch eager or compiled, fp32 or bf16 autocast with channels_last."""
 
-    def __init__(self, loaded, head: EmbeddingHead | None, precision: str = "fp32", compile: bool = False):
+    def __init__(self, loaded, head: EmbeddingHead | None, precision: str = "fp32", compile: bool = False, threads: int | None = None):
         import torch
 
         from .heads import InferenceHead
+        from .threads import requested_threads
 
+        # PyTorch's thread count is process-wide: set it only when asked (argument or RESLAB_THREADS)
+        self.threads = threads or requested_threads()
         net = loaded.torch_network("the torch runtime needs")
         self.device = str(next(net.parameters()).device)
         self.choice = RuntimeChoice("torch-compile" if compile else "torch", precision)
@@ -137,6 +140,8 @@ class TorchSession(Session):
     def run(self, images) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
+        if self.threads and self.device == "cpu" and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)  # process-wide in PyTorch: set for the session that runs now
         x = torch.as_tensor(images).to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -238,7 +243,7 @@ def build_session(loaded, choice: RuntimeChoice, head: EmbeddingHead | None = No
     if choice.precision not in precisions_of(choice.runtime, device):
         raise ReslabError(f"{choice.runtime} has no {choice.precision} mode; use --precision {' or '.join(precisions_of(choice.runtime, device))}")
     if choice.runtime in ("torch", "torch-compile"):
-        return TorchSession(loaded, head, choice.precision, compile=choice.runtime == "torch-compile")
+        return TorchSession(loaded, head, choice.precision, compile=choice.runtime == "torch-compile", threads=threads)
     for attempt in (1, 2):  # a file that hashes right but does not load is rebuilt once
         path = cached_onnx(loaded, head) if choice.runtime == "onnxruntime" else cached_openvino_ir(loaded, head)
         try:

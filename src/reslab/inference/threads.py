@@ -21,10 +21,13 @@ def intra_op_threads() -> int:
     """Threads for one forward pass: RESLAB_THREADS, else one per physical core this process may use
     (a second hyper-thread on a core adds no multiply-add units; PyTorch, ONNX Runtime and OpenVINO
     all default to this too, so every runtime is measured with the same threads)."""
-    value = os.environ.get("RESLAB_THREADS", "")
-    if value.strip().isdigit() and int(value) > 0:
-        return int(value)
-    return physical_cores()
+    return requested_threads() or physical_cores()
+
+
+def requested_threads() -> int | None:
+    """RESLAB_THREADS when set to a positive integer, else None."""
+    value = os.environ.get("RESLAB_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def physical_cores() -> int:
