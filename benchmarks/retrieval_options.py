@@ -3,7 +3,7 @@ metric) of EfficientNet-Lite0 descriptors under each pooling and post-processing
 
 The feature maps of every image are computed once (the image, its mirror, and at 0.707 scale; the
 last stage and features.5), and every pooling option is assembled from them exactly as
-`reslab.search.pooling.descriptor` does; post-processing uses `reslab.search.postprocess` and the
+`reslab.inference.pooling.descriptor` does; post-processing uses `reslab.search.postprocess` and the
 scores `reslab.search.retrieval`. Defaults are chosen on the "selection" folders and then checked
 on the held-out ones with the real `reslab embed` + `reslab eval-retrieval` (see docs/search.md).
 
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from reslab.fileio import atomic_write_text
 from reslab.imageio import load_image
 from reslab.provenance import record
-from reslab.search.embedders import make_embedder
-from reslab.search.pooling import gem
+from reslab.embeddings import make_embedder
+from reslab.inference.pooling import gem
 from reslab.search.postprocess import PostOptions, Postprocess
 from reslab.search.retrieval import postprocessed_scores
 from reslab.search.walk import label_of, walk_images
@@ -49,7 +49,7 @@ def maps(emb, root: Path):
     t0 = time.perf_counter()
     for s in range(0, len(paths), 32):
         batch = [emb.preprocess(load_image(p, min_size=emb.min_size)) for p in paths[s : s + 32]]
-        x = emb._to_input(batch)
+        x = torch.from_numpy(emb._to_input(batch))
         with torch.inference_mode():
             for suffix, view in (("", x), ("_f", x.flip(-1))):
                 last = net.forward_features(view).float()
@@ -98,7 +98,7 @@ def score(vectors, labels, post: PostOptions) -> dict:
 
 
 def main(root: Path) -> None:
-    emb = make_embedder("cnn", bf16=True)  # bf16 here for speed; the held-out check runs the default (fp32) CLI
+    emb = make_embedder("cnn")  # its network is run directly below, in fp32; the held-out check runs the default (fp32) CLI
     result = {"folders": {**SELECTION, **HELD_OUT}, "rows": {}, "seconds": {}}
     for folder in [*SELECTION, *HELD_OUT]:
         m, labels, seconds = maps(emb, root / folder)

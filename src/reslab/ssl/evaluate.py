@@ -29,21 +29,14 @@ DECAY_HOLDOUT = 0.1  # share of the probe's training features that picks its L2 
 
 def load_encoder(source: str, weights: str | None = None, device: torch.device | str = "cpu"):
     """(feature model in eval mode, EvalPreprocess, a description) for a run folder / checkpoint or a zoo name."""
-    from ..models import create_model, list_models
-    from ..preprocess import EvalPreprocess
-    from ..train.runs import load_run_model
+    from ..inference import load
 
-    path = Path(source)
-    if path.exists():
-        if weights:
-            raise ReslabError(f"--weights applies to zoo models; {source} is a run, which has its own weights")
-        model, config, _classes, pre = load_run_model(path, device)
-        kind = "self-supervised" if config.get("ssl", {}).get("method") else "supervised"
-        return PooledFeatures(model).eval(), pre, f"{kind} run {source} ({config['model']['name']})"
-    if source not in list_models():
-        raise ReslabError(f"{source} is neither a run folder (or checkpoint) nor a zoo model; see `reslab models`")
-    model = create_model(source, weights=weights).to(device)
-    return PooledFeatures(model).eval(), EvalPreprocess.for_model(source), f"{source} ({weights or 'random initialisation'})"
+    loaded = load(source, weights or None, device=device)
+    model = loaded.torch_network("evaluating features needs")
+    if loaded.kind == "run":
+        kind = "self-supervised" if loaded.config.get("ssl", {}).get("method") else "supervised"
+        return PooledFeatures(model).eval(), loaded.preprocess, f"{kind} run {source} ({loaded.name})"
+    return PooledFeatures(model).eval(), loaded.preprocess, f"{source} ({weights or 'random initialisation'})"
 
 
 def labelled_config(data: str, pre, limit_per_class: int = 0):
