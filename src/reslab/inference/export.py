@@ -80,9 +80,13 @@ def cached_onnx(loaded, head: EmbeddingHead | None = None) -> Path:
         log.info("exporting %s to ONNX (once; cached in %s)", loaded.name, cache.cache_root())
         device = next(loaded.network.parameters()).device
         try:
-            atomic_write_bytes(folder / ONNX_FILE, onnx_bytes(InferenceHead.of(loaded.network, head), (p.channels, p.crop, p.crop)))
+            data = onnx_bytes(InferenceHead.of(loaded.network, head), (p.channels, p.crop, p.crop))
+        except Exception as e:  # noqa: BLE001 - an operator ONNX lacks (e.g. antialiased resizing for scales < 1)
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ReslabError(f"{loaded.name} ({head.label}) cannot be exported to ONNX: {reason}; use --runtime torch") from None
         finally:
             loaded.network.to(device)  # the export ran on the CPU
+        atomic_write_bytes(folder / ONNX_FILE, data)
 
     folder = cache.cached_entry("onnx", onnx_key(loaded, head), build, f"{loaded.name}-{head.label}")
     return folder / ONNX_FILE
