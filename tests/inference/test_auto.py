@@ -65,8 +65,8 @@ def test_a_runtime_that_does_not_match_fp32_is_never_chosen(resnet20, fresh_cach
             noise = np.random.default_rng(0).standard_normal(embeddings.shape).astype(np.float32)
             return embeddings + 0.1 * np.abs(embeddings).mean() * noise, logits
 
-    def build(loaded, choice, layer=None, threads=None):
-        session = real(loaded, choice, layer, threads)
+    def build(loaded, choice, head=None, threads=None):
+        session = real(loaded, choice, head, threads)
         return Noisy(session) if choice == RuntimeChoice("torch", "bf16") else session
 
     monkeypatch.setattr(auto, "build_session", build)

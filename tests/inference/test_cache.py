@@ -11,6 +11,7 @@ import pytest
 from reslab.inference import cache
 from reslab.inference import export as export_module
 from reslab.inference.export import cached_onnx, cached_openvino_ir
+from reslab.inference.pooling import EmbeddingHead
 from reslab.inference.runtimes import RuntimeChoice, build_session, unavailable_reason
 
 
@@ -27,7 +28,7 @@ def exports(monkeypatch, tmp_path):
 def test_exported_once_per_key(resnet20, exports):
     first = cached_onnx(resnet20)
     assert cached_onnx(resnet20) == first and len(exports) == 1
-    assert cached_onnx(resnet20, layer="layer2") != first and len(exports) == 2  # another graph, another entry
+    assert cached_onnx(resnet20, EmbeddingHead("layer2")) != first and len(exports) == 2  # another graph, another entry
     manifest = json.loads((first.parent / cache.MANIFEST).read_text())
     assert manifest["key"]["weights_sha256"] == resnet20.weights_sha256 and manifest["key"]["torch"]
     assert manifest["files"]["model.onnx"]["sha256"] == cache.file_sha256(first)

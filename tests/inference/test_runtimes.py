@@ -16,6 +16,7 @@ import pytest
 from reslab.errors import ReslabError
 from reslab.inference import load, open_session
 from reslab.inference.auto import calibration_batch, parity
+from reslab.inference.pooling import EmbeddingHead
 from reslab.inference.runtimes import RUNTIMES, RuntimeChoice, build_session, candidates, precisions_of, unavailable_reason
 
 BF16_MIN_COSINE = 0.99
@@ -86,11 +87,11 @@ def test_the_batch_axis_is_dynamic_on_exported_runtimes(resnet20):
 
 def test_a_layer_session_embeds_that_layer_on_every_fp32_runtime(resnet20):
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    expected, _ = build_session(resnet20, RuntimeChoice("torch", "fp32"), layer="layer2").run(x)
+    expected, _ = build_session(resnet20, RuntimeChoice("torch", "fp32"), EmbeddingHead("layer2")).run(x)
     assert expected.shape == (2, 32)
     for choice in candidates(precision="fp32"):
         if choice.runtime != "torch-compile":
-            got, _ = build_session(resnet20, choice, layer="layer2").run(x)
+            got, _ = build_session(resnet20, choice, EmbeddingHead("layer2")).run(x)
             np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
