@@ -99,7 +99,7 @@ def test_cli_export_then_predict_from_the_file(tmp_path, capsys, resnet20_file):
 
     image = tmp_path / "a.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(image)
-    assert run_cli(["export", "resnet20", "--weights", str(resnet20_file), "--onnx", str(tmp_path / "r20.onnx")]) == 0
+    assert run_cli(["export", "resnet20", "--weights", str(resnet20_file), "--out", str(tmp_path / "r20.onnx")]) == 0
     assert "max abs diff" in capsys.readouterr().out
     import json
 
@@ -110,3 +110,15 @@ def test_cli_export_then_predict_from_the_file(tmp_path, capsys, resnet20_file):
         results[runtime] = json.loads(capsys.readouterr().out)["results"][0]["predictions"]
     assert [p["label"] for p in results["torch"]] == [p["label"] for p in results["onnxruntime"]]
     assert [p["probability"] for p in results["torch"]] == pytest.approx([p["probability"] for p in results["onnxruntime"]], abs=1e-5)
+
+
+@pytest.mark.parametrize("spelling", [["--onnx", "{out}", "--embedding"], ["--run", "{run}", "--onnx", "{out}", "--embedding-head"]])
+def test_export_keeps_its_older_spellings(tmp_path, capsys, run_folder, spelling):
+    """`--onnx PATH`, `--run FOLDER` and `--embedding(-head)` predate the shared vocabulary and still work."""
+    from .conftest import run_cli
+
+    out = tmp_path / "old.onnx"
+    args = [a.format(out=out, run=run_folder) for a in spelling]
+    assert run_cli(["export", "resnet20", *args]) == 0, capsys.readouterr()
+    assert load(out).classes == (["ant", "bee", "cicada"] if "--run" in args else None)
+    assert run_cli(["export", "resnet20"]) == 2 and "--out" in capsys.readouterr().err

@@ -103,7 +103,9 @@ def embed(
     workers: Workers = 2,
     runtime: Runtime = "auto",
     precision: Precision = None,
-    compare: Annotated[bool, typer.Option(help="Also time the model alone on every other runtime available here.")] = True,
+    all_runtimes: Annotated[
+        bool, typer.Option("--all-runtimes/--chosen-runtime-only", help="Also time the model alone on every other runtime available here.")
+    ] = True,
     out: ResultsDir = None,
 ) -> None:
     """Images/s of the whole embed pipeline vs the model alone on the same runtime (same run), and of each runtime."""
@@ -115,9 +117,9 @@ def embed(
 
     quiet_faiss()
     workers = resolve_workers(workers)
-    r = bench_embed(src, model=model, n=n, batch_size=batch_size, workers=workers, runtime=runtime, precision=precision, compare=compare)
+    r = bench_embed(src, model=model, n=n, batch_size=batch_size, workers=workers, runtime=runtime, precision=precision, compare=all_runtimes)
     r["command"] = ("reslab bench embed" + (f" {src}" if src else "") + f" --model {model} --n {n} --batch-size {batch_size} "
-                    f"--workers {workers} --runtime {runtime}" + (f" --precision {precision}" if precision else ""))  # fmt: skip
+                    f"--workers {workers} --runtime {runtime}" + (f" --precision {precision}" if precision else "") + ("" if all_runtimes else " --chosen-runtime-only"))  # fmt: skip
     path = save_benchmark("bench_embed", r, out)
     say(f"{r['command']}\n  {r['images']} images ({r['source']}), runtime {r['runtime']}", markup=False)
     say(f"  pipeline (walk+decode+model+index): {r['pipeline_images_per_s']:.1f} images/s")

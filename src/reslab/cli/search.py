@@ -63,6 +63,12 @@ def embed(
     device: Device = "auto",
     runtime: Runtime = "auto",
     precision: Precision = None,
+    # the flags before --runtime/--precision, kept working: --onnx is --runtime onnxruntime, --bf16 is
+    # --precision bf16; --channels-last is accepted and left to the runtime (torch bf16 uses channels_last;
+    # the memory layout does not change the vectors)
+    old_onnx: Annotated[bool, typer.Option("--onnx", hidden=True)] = False,
+    old_bf16: Annotated[bool, typer.Option("--bf16", hidden=True)] = False,
+    old_channels_last: Annotated[bool, typer.Option("--channels-last", hidden=True)] = False,
     merge: Annotated[
         Optional[list[Path]], typer.Option(help="Merge these shard indexes (from torchrun ranks) into --out instead of embedding.")
     ] = None,
@@ -102,6 +108,8 @@ def embed(
         raise ReslabError("give the folder of images to index: `reslab embed SRC --out INDEX` (or --merge SHARD... to merge shards)")
     params = parse_assignments(param or [], option="--param", example="vocab_size=256")
     chosen_device = None if device == "auto" else str(resolve_device(device))  # auto: per rank under torchrun
+    runtime = "onnxruntime" if old_onnx else runtime
+    precision = precision or ("bf16" if old_bf16 else None)
     # how the network runs; the embedder of an existing index prefers the runtime it was built with
     how = {"runtime": runtime, "precision": precision, "batch_size": batch_size, **({"device": chosen_device} if chosen_device else {})}
     explicit = any(v is not None for v in (method, model, weights, run, layer)) or bool(params)

@@ -122,7 +122,7 @@ def export_onnx_file(loaded, out: str | Path) -> tuple[Path, float]:
 
     out = Path(out)
     if out.suffix != ".onnx":
-        raise ReslabError(f"the ONNX output {out} should end in .onnx; e.g. --onnx {out.with_suffix('.onnx')}")
+        raise ReslabError(f"the ONNX output {out} should end in .onnx; e.g. --out {out.with_suffix('.onnx')}")
     net = loaded.torch_network("exporting needs")
     p = loaded.preprocess
     metadata = {"name": loaded.name, "source": loaded.source, "classes": loaded.classes, "preprocess": p.as_dict(),

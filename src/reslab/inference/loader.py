@@ -168,7 +168,7 @@ def read_onnx_metadata(path: Path) -> dict:
     if ONNX_METADATA_KEY not in props:
         raise ReslabError(
             f"{path} was not written by `reslab export` (it lacks the preprocessing and class names); "
-            "export the model with `reslab export MODEL --onnx FILE`"
+            "export the model with `reslab export MODEL --out FILE.onnx`"
         )
     try:
         meta = json.loads(props[ONNX_METADATA_KEY])
