@@ -120,7 +120,10 @@ def test_cli_json_equals_the_python_api(tmp_path, capsys, resnet20_weights):
     for i in range(2):
         paths.append(tmp_path / f"img{i}.png")
         Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(paths[-1])
-    code, out, err = run_cli(["predict", "resnet20", "--weights", str(weights), *map(str, paths), "--top-k", "3", "--json"], capsys)
+    # the API's module runs on PyTorch fp32; the CLI's default (--runtime auto) may pick a runtime that
+    # matches fp32 only within reslab.inference.auto.PARITY, so the CLI is pinned to the same runtime here
+    args = ["predict", "resnet20", "--weights", str(weights), *map(str, paths), "--top-k", "3", "--json", "--runtime", "torch"]
+    code, out, err = run_cli(args, capsys)
     assert code == 0, err
     got = json.loads(out)["results"]
     expected = predict(model, paths, EvalPreprocess.for_model("resnet20"), [str(i) for i in range(10)], top_k=3)
