@@ -169,7 +169,7 @@ def test_indexed_files_spoiled_on_disk_are_404s_that_name_only_the_file(tmp_path
     from PIL import Image
 
     from reslab.search.embed import EmbedOptions, build_index
-    from reslab.search.embedders import make_embedder
+    from reslab.embeddings import make_embedder
     from reslab.web.app import create_app
 
     from .zoo import _png_header_claiming
