@@ -58,10 +58,19 @@ def test_train_aborts_naming_the_bad_files_or_trains_around_them(zoo, capsys, ca
     assert code == 1 and f"{len(zoo.bad)} of {len(zoo.files)} images" in err
     # the run can be told to carry on: bad files are replaced by good neighbours, each reported once
     with caplog.at_level("WARNING", logger="reslab"):
-        code, _, err = cli(capsys, *common, "--set", "data.max_bad_fraction=0.5", "--set", "data.in_memory=yes", "--name", "on")
+        code, _, err = cli(capsys, *common, "--set", "data.max_bad_fraction=0.5", "--set", "data.in_memory=auto", "--name", "on")
     assert code == 0, err
     assert all(printable(p.name) in caplog.text for p in zoo.bad)
     assert (tmp_path / "on" / "model.safetensors").is_file()
+    # evaluated on the zoo, the bad files are left out of the scores, not counted through stand-ins
+    both = tmp_path / "both"
+    both.mkdir()
+    for split in ("train", "val"):
+        (both / split).symlink_to(zoo.root / "train")
+    code, out, err = cli(capsys, "eval-classifier", tmp_path / "on", "--data", both, "--split", "val", "--json",
+                         "--out", tmp_path / "eval")
+    assert code == 0, err
+    assert json.loads(out)["count"] == len(zoo.good)
 
 
 def test_embed_indexes_the_good_files_and_records_the_bad(zoo, capsys, tmp_path):

@@ -144,7 +144,8 @@ class InMemoryEvalLoader:
 
 class _FileDataset(torch.utils.data.Dataset):
     """Items are keyed (index, sample_seed): the seed is drawn in the main process, so the output
-    does not depend on which worker decodes it. Bad files are replaced by the next good one."""
+    does not depend on which worker decodes it. Bad files are replaced by the next good one
+    (flagged, so that evaluation can leave the stand-in out)."""
 
     def __init__(self, split: FileSplit, transform):
         self.paths, self.labels, self.transform = split.paths, split.labels, transform
@@ -162,25 +163,26 @@ class _FileDataset(torch.utils.data.Dataset):
         except TooManyBadFiles as e:
             # raised in a worker, the error would reach the user wrapped in a worker traceback:
             # hand its sentence to the main process instead, which raises it as it is
-            return None, -1, [], str(e)
-        return x, int(self.labels[used]), bad, None
+            return None, -1, [], str(e), False
+        return x, int(self.labels[used]), bad, None, used == index
 
 
 def _collate(items):
-    xs, ys, bad, errors = zip(*items)
+    xs, ys, bad, errors, own = zip(*items)
     bad = [b for bs in bad for b in bs]
     error = next((e for e in errors if e), None)
     if error:
-        return None, None, bad, error
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64), bad, None
+        return None, None, bad, error, None
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64), bad, None, torch.tensor(own, dtype=torch.bool)
 
 
 def _checked(batch, bad_log: BadFileLog):
-    x, y, bad, error = batch
+    """(images, labels, own): `own` is False where a neighbour stands in for a bad file."""
+    x, y, bad, error, own = batch
     bad_log.record_all(bad)
     if error:
         raise TooManyBadFiles(error)
-    return x, y
+    return x, y, own
 
 
 class _KeyedBatchSampler:
@@ -256,7 +258,7 @@ class FileTrainLoader:
     def batches(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         self.sampler.set(epoch, start_batch)
         for batch in _iterate(self.loader):
-            x, y = _checked(batch, self.bad_log)
+            x, y, _ = _checked(batch, self.bad_log)  # training keeps the stand-ins: fixed batch sizes
             if x.dim() == 5:  # (B, views, C, H, W) -> (views * B, C, H, W): first views, then second views
                 x = x.transpose(0, 1).flatten(0, 1)
             yield _to_device(x, y, self.device, self.channels_last)
@@ -298,7 +300,11 @@ class FileEvalLoader:
 
     def batches(self) -> Iterator[Batch]:
         for batch in _iterate(self.loader):
-            x, y = _checked(batch, self.bad_log)
+            x, y, own = _checked(batch, self.bad_log)
+            if not own.all():  # a bad file is left out of the scores, not counted again through its stand-in
+                if not own.any():
+                    continue
+                x, y = x[own], y[own]
             if x.dim() == 5:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             else:
