@@ -23,10 +23,11 @@ def evaluate_weights(run_dir: Path, split: str = "test", which: str = "last", de
 
     from ..data import DataConfig, build_eval_loader
     from ..train.calibration import calibration_bins, expected_calibration_error, softmax_outputs
-    from ..train.runs import load_run_model
+    from ..inference import load
 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
-    model, config, _classes, pre = load_run_model(run_dir, dev, which=which)
+    loaded = load(run_dir, device=dev, which=which)
+    model, config, pre = loaded.network, loaded.config, loaded.preprocess
     cfg = DataConfig.from_dict({**config["data"], "limit_per_class": config["data"].get("limit_per_class", 0)})
     loader, _ = build_eval_loader(cfg, split, 512, mean=pre.mean[: pre.channels], std=pre.std[: pre.channels], device=dev)
     probs, labels = softmax_outputs(model, loader, dev)
