@@ -1,20 +1,21 @@
 """How the cores are shared between the network and image decoding.
 
-The policy (docs/inference.md has the measurement behind it):
+The policy (docs/inference.md, "Threads", has the measurement behind it):
 - the network gets one intra-op thread per physical core the process may use (PyTorch, ONNX
-  Runtime and OpenVINO alike): a batch is one large parallel job and any idle core slows it;
-- decode workers default to one per core beyond what the network can keep busy while it waits
-  on its input, and run at a lower scheduling priority (nice +10), so decoding soaks up the idle
-  moments between batches and never takes a core from a running forward pass.
-`RESLAB_THREADS` overrides the intra-op thread count.
+  Runtime and OpenVINO alike): a batch is one large parallel job, and a second hyper-thread on a
+  core adds no multiply-add units;
+- decode workers (`--workers`, default 2) run one thread each (`OMP_NUM_THREADS=1`, see
+  `reslab.search.embed`) and a bounded window ahead of the network, so they fill the moments the
+  network waits on its input without multiplying threads beyond the cores.
+`RESLAB_THREADS` overrides the intra-op thread count (e.g. to leave cores to another job);
+`benchmarks/threads_policy.py` measures the alternatives (fewer network threads, 0-2 workers,
+workers at a lower priority) against the network alone.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-DECODE_NICENESS = 10
 
 
 def intra_op_threads() -> int:
@@ -53,11 +54,3 @@ def apply_torch_threads() -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
-
-
-def lower_priority() -> None:
-    """For decode worker processes: yield the cores to the network whenever it wants them."""
-    try:
-        os.nice(DECODE_NICENESS)
-    except (AttributeError, OSError):  # not permitted or not on this OS: decoding still works
-        pass
