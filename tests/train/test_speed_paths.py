@@ -44,6 +44,26 @@ def test_every_speed_path_resumes_bit_exact(tiny_config, tmp_path):
     assert _losses(full) == _losses(resumed)
 
 
+# cifar_fast's path: the residual fast_resnet, Muon for the filters beside Nesterov SGD, lr linear to 0
+CIFAR_FAST_PATH = ("model.name=fast_resnet", "model.options={widths = [8, 16, 16], depths = [2, 2, 3]}",
+                   "train.amp=bf16", "train.channels_last=true", "optim.nesterov=true", "optim.momentum=0.85",
+                   "optim.muon_lr=0.2", "optim.muon_momentum=0.6", "optim.norm_lr_scale=4", "schedule.name=linear",
+                   "schedule.min_lr=0", 'train.freeze_after={"whiten.bias" = 1}', "train.label_smoothing=0.2",
+                   "train.compile=off")
+
+
+def test_the_cifar_fast_path_resumes_bit_exact(tiny_config, tmp_path):
+    full = fit(tiny_config(*CIFAR_FAST_PATH, f'run.dir="{tmp_path / "full"}"'), data=SyntheticData())
+    cfg = tiny_config(*CIFAR_FAST_PATH, f'run.dir="{tmp_path / "parts"}"')
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, data=InterruptAt(epoch=1, batch=2))  # mid-epoch 2, with Muon's momentum buffers in flight
+    resumed = fit(cfg, data=SyntheticData(), resume=next((tmp_path / "parts").iterdir()))
+    a, b = _weights(full.run_dir), _weights(resumed.run_dir)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert _losses(full) == _losses(resumed)
+    assert _losses(full)[-1] < _losses(full)[0]  # it trained
+
+
 def test_data_init_and_freezing(tiny_config, tmp_path):
     data = SyntheticData()
     h = fit(tiny_config(*TINY_AIRBENCH, "train.epochs=3", 'train.freeze_after={"whiten.bias" = 1}', "train.compile=off",
