@@ -62,3 +62,25 @@ def test_the_demo_keeps_the_faster_thread_count_and_stops_a_losing_probe_early(m
     text = console.export_text()
     assert f"torch threads: {expected}" in text
     assert ("stopped early" in text) == (slower == "many")
+
+
+def test_demo_command_prints_and_records_each_stage_time(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from reslab.cli import _load_commands, app
+    from reslab.demos import search, zoo
+
+    ran = []
+    monkeypatch.setattr(zoo, "run", lambda out, console: ran.append(("zoo", out)))
+    monkeypatch.setattr(search, "run", lambda out, console: ran.append(("search", out)))
+    _load_commands()
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--stage", "zoo", "--stage", "search"],
+                                env={"COLUMNS": "80"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert ran == [("zoo", tmp_path / "zoo"), ("search", tmp_path / "search")]
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert list(timings["stages_s"]) == list(timings["stages_cpu_s"]) == ["zoo", "search"]
+    assert timings["total_s"] == pytest.approx(sum(timings["stages_s"].values()))
+    assert timings["total_cpu_s"] == pytest.approx(sum(timings["stages_cpu_s"].values()))
+    assert timings["machine"]["cores"] >= 1 and "git_commit" in timings  # with its provenance
+    assert "CPU-seconds" in result.output and "demo finished in" in result.output
