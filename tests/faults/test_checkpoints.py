@@ -156,3 +156,60 @@ def test_weights_of_another_architecture_are_refused_naming_what_differs(saved_f
             create_model("resnet20", weights=str(path))
         message = str(refused.value)
         assert f"{path} does not fit model 'resnet20'" in message and "keys" in message and "\n" not in message, message
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_sentence_and_keeps_the_previous_one(photo_folder, tmp_path, monkeypatch, capsys):
+    import errno
+    import json
+
+    from reslab.cli import main
+
+    real_save, calls = torch.save, []
+
+    def save_until_the_disk_fills(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second checkpoint (after epoch 2) meets a full disk halfway
+            f.write(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a write() raises it: no file name
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_fills)
+    sets = [f'run.dir="{tmp_path}"', "run.progress=false", "run.tensorboard=false", "data.image_size=16",
+            "data.in_memory=no", "data.workers=0", "train.batch_size=4", "train.epochs=3", "data.eval_split=none"]
+    with pytest.raises(SystemExit) as ended:
+        main(["train", "cifar_quick", "--data", str(photo_folder), "--name", "full-disk",
+              *[a for s in sets for a in ("--set", s)]])
+    err = capsys.readouterr().err
+    assert ended.value.code == 1 and "Traceback" not in err
+    assert "No space left on device" in err and "the checkpoint of step 4 is intact" in err and "--resume" in err, err
+    run_dir = tmp_path / "full-disk"
+    assert load_checkpoint(run_dir)["state"]["epoch"] == 1  # the first checkpoint, whole
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))  # the half-written one is gone
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "failed" and "No space left" in meta["error"] and meta["checkpoint_step"] == 4
+
+
+def test_a_full_disk_during_embed_is_one_sentence_and_a_rerun_continues(photo_folder, tmp_path, monkeypatch, capsys):
+    import contextlib
+    import errno
+
+    from reslab.cli import main
+    from reslab.search import local_store, store
+
+    @contextlib.contextmanager
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+        yield
+
+    args = ["embed", str(photo_folder), "--out", str(tmp_path / "index"), "--method", "hist", "--workers", "0"]
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "atomic_open", full)
+        patched.setattr(local_store, "atomic_open", full)
+        with pytest.raises(SystemExit) as ended:
+            main(args)
+    err = capsys.readouterr().err
+    assert ended.value.code == 1 and "Traceback" not in err and "No space left on device" in err, err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+    with pytest.raises(SystemExit) as again:  # room made: the same command finishes the index
+        main([*args, "--json"])
+    assert again.value.code in (0, None)

@@ -33,6 +33,7 @@ User errors (`ReslabError`) print one line and exit 1; no traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -65,6 +66,10 @@ def _setup_logging() -> None:
     logging.getLogger("reslab").setLevel(logging.INFO)
 
 
+# a write failed for want of room: the disk or the user's quota is full, or the file system went read-only
+OUT_OF_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def main(argv: list[str] | None = None) -> None:
     _setup_logging()
     _load_commands()
@@ -79,6 +84,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt as interrupt:
         _exit_interrupted(interrupt)
+    except OSError as e:
+        if e.errno not in OUT_OF_ROOM:
+            raise
+        from rich.markup import escape
+
+        from ..console import note, printable
+
+        where = f" writing {e.filename}" if e.filename else ""
+        note(f"[bold red]error:[/] {escape(printable(f'{e.strerror}{where}'))}; make room (or write elsewhere) and run the "
+             "command again: what was saved before this write is intact (a run continues with --resume)")
+        sys.exit(1)
     except SystemExit as done:  # typer turns a KeyboardInterrupt into exit status 130, whatever the signal
         interrupt = _cause_of_type(done, KeyboardInterrupt)
         if interrupt is None:

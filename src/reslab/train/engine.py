@@ -11,6 +11,7 @@ the weights of an uninterrupted run on CPU.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -390,6 +391,16 @@ def train_until_done(ctx: _Context, history: History, meta: dict, resume_state: 
             if info.is_main:
                 write_meta(run_dir, {**meta, "status": "non-finite loss", "step": state.step})
             raise
+        except OSError as e:  # a full disk, a lost mount: the checkpoint being written is discarded whole
+            if info.is_main:
+                with contextlib.suppress(OSError):  # on a full disk even this small write may fail
+                    write_meta(run_dir, {**meta, "status": "failed", "error": str(e), "step": state.step,
+                                         "checkpoint_step": ctx.saved_step})  # fmt: skip
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                kept = f"the checkpoint of step {ctx.saved_step} is intact" if ctx.saved_step else "no checkpoint was written yet"
+                raise ReslabError(f"{e.strerror} while writing the run {run_dir} at step {state.step}; {kept}: make room, "
+                                  f"then `reslab train --resume {run_dir}`") from e
+            raise
         finally:
             progress.close()
             tb.close()
@@ -739,6 +750,8 @@ def _better(value: float, best: float | None, metric: str) -> bool:
 def _save(ctx: _Context, which: str) -> None:
     if ctx.info.is_main:
         ckpt_io.save_checkpoint(ctx.run_dir / "checkpoints" / f"{which}.pt", ctx.checkpoint_state())
+        if which == "last":  # what a stop that cannot checkpoint (a second signal, a full disk) falls back to
+            ctx.saved_step = ctx.state.step
     barrier(ctx.info)
 
 
