@@ -391,12 +391,12 @@ def train_until_done(ctx: _Context, history: History, meta: dict, resume_state: 
             if info.is_main:
                 write_meta(run_dir, {**meta, "status": "non-finite loss", "step": state.step})
             raise
-        except OSError as e:  # a full disk, a lost mount: the checkpoint being written is discarded whole
+        except Exception as e:  # a full disk, a lost mount, out of memory: meta.json says so, not "running"
             if info.is_main:
                 with contextlib.suppress(OSError):  # on a full disk even this small write may fail
-                    write_meta(run_dir, {**meta, "status": "failed", "error": str(e), "step": state.step,
-                                         "checkpoint_step": ctx.saved_step})  # fmt: skip
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    write_meta(run_dir, {**meta, "status": "failed", "error": f"{type(e).__name__}: {e}",
+                                         "step": state.step, "checkpoint_step": ctx.saved_step})  # fmt: skip
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
                 kept = f"the checkpoint of step {ctx.saved_step} is intact" if ctx.saved_step else "no checkpoint was written yet"
                 raise ReslabError(f"{e.strerror} while writing the run {run_dir} at step {state.step}; {kept}: make room, "
                                   f"then `reslab train --resume {run_dir}`") from e
