@@ -81,7 +81,17 @@ def attention(
     for i, spec in enumerate([model, *(compare or [])]):
         loaded = load(spec, weights if i == 0 else None, device=dev)
         net = loaded.torch_network("drawing where a network looks needs")
-        nets.append((Path(spec).name if loaded.kind != "zoo" else spec, net, loaded.preprocess, loaded.classes))
+        nets.append((_title(spec) if loaded.kind != "zoo" else spec, net, loaded.preprocess, loaded.classes))
     biggest = max(p.resize for _, _, p, _ in nets)
     pictures = [load_image(path, mode="RGB", min_size=biggest) for path in images]
     say(f"wrote {plot_saliency(nets, pictures, out, device=dev)}", markup=False)
+
+
+def _title(spec: str) -> str:
+    """A column title: a zoo name as it is, a run folder's name, a checkpoint with its run's (runs/vit/checkpoints/last.pt -> vit/last.pt)."""
+    path = Path(spec)
+    if not path.exists():
+        return spec
+    if path.is_file() and path.parent.name == "checkpoints":
+        return f"{path.parent.parent.name}/{path.name}"
+    return path.name
