@@ -30,17 +30,18 @@ def load(results: Path, name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def largest(results: Path, patterns: tuple[str, ...], what: str) -> dict:
-    """The result of `reslab bench search` with the most vectors among the files matching `pattern`
-    that carry every measurement this script reads (bytes per vector came later than the first runs)."""
-    found = []
-    for path in sorted({p for pattern in patterns for p in results.glob(pattern)}):
-        r = json.loads(path.read_text())
-        if all("bytes_per_vector" in k for k in r.get("kinds", {}).values()) and "provenance" in r:
-            found.append((r["n"], len(r["kinds"]), r))
-    if not found:
-        raise SystemExit(f"no {what} result in {results}; run `{COMMANDS[what]}`")
-    return max(found, key=lambda f: f[:2])[2]
+def search_results(results: Path, patterns: tuple[str, ...]) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted({p for pattern in patterns for p in results.glob(pattern)})]
+
+
+def per_kind(found: list[dict], needs: str) -> dict[str, tuple[dict, dict]]:
+    """For each FAISS kind, (its numbers, the run they come from) from the run with the most vectors that measured `needs`."""
+    best: dict[str, tuple[dict, dict]] = {}
+    for run in found:
+        for kind, r in run.get("kinds", {}).items():
+            if needs in r and (kind not in best or run["n"] > best[kind][1]["n"]):
+                best[kind] = (r, run)
+    return best
 
 
 COMMANDS = {
@@ -49,10 +50,14 @@ COMMANDS = {
 }
 
 
-def cores_of(result: dict) -> int:
-    """The cores the benchmark ran on (its provenance record; older results kept `machine` at the top)."""
+def cores_of(result: dict, fallback: int | None = None) -> int:
+    """The cores the benchmark ran on (its provenance record; the first 1M runs, made on the same 2-core
+    machine before results carried one, take the cores of the runs that do)."""
     machine = result.get("provenance", {}).get("machine") or result.get("machine") or {}
-    return int(machine.get("cores") or machine.get("cpu_count") or 1)
+    cores = machine.get("cores") or machine.get("cpu_count") or fallback
+    if cores is None:
+        raise SystemExit(f"{result.get('command')}: its result does not say how many cores it ran on")
+    return int(cores)
 
 
 def cost_growth(kind: str, n_from: int, n_to: int) -> float:
@@ -69,30 +74,39 @@ def cost_growth(kind: str, n_from: int, n_to: int) -> float:
 
 
 def sizing(results: Path) -> dict:
-    big = largest(results, ("bench_search_[0-9]*x512*.json", "bench_search_milvus_*x512*.json"), "FAISS")  # FAISS is measured in both
-    small = largest(results, ("bench_search_milvus_*x512*.json",), "Milvus")
+    faiss_runs = search_results(results, ("bench_search_[0-9]*x512*.json", "bench_search_milvus_*x512*.json"))  # FAISS runs in both
+    milvus_runs = [r for r in search_results(results, ("bench_search_milvus_*x512*.json",)) if "provenance" in r]
+    if not milvus_runs:
+        raise SystemExit(f"no Milvus result in {results}; run `{COMMANDS['Milvus']}`")
+    small = max(milvus_runs, key=lambda r: r["n"])
+    copies = [r for r in milvus_runs if "copy" in r["milvus"]]
     embed = load(results, "bench_embed")
-    out: dict = {"inputs": {"faiss": big["command"], "milvus": small["command"], "embed": embed["command"]}}
-    cores = cores_of(big)
-    measured_n = big["n"]
+    machine_cores = cores_of(small)
+    speed, size = per_kind(faiss_runs, "batch_ms_per_query"), per_kind(faiss_runs, "bytes_per_vector")
+    out: dict = {"inputs": {"faiss_speed": {k: run["command"] for k, (_, run) in speed.items()},
+                            "faiss_memory": {k: run["command"] for k, (_, run) in size.items()},
+                            "milvus": small["command"], "embed": embed["command"]}}  # fmt: skip
 
     # 1. memory: measured bytes per vector (FAISS: the serialised index; Milvus Lite: its files and RSS)
     memory = {}
-    for kind, r in big["kinds"].items():
-        memory[f"faiss {kind}"] = {"bytes_per_vector": r["bytes_per_vector"], "vectors_per_gb": 1e9 / r["bytes_per_vector"]}
+    for kind, (r, run) in size.items():
+        memory[f"faiss {kind}"] = {"bytes_per_vector": r["bytes_per_vector"], "vectors_per_gb": 1e9 / r["bytes_per_vector"], "measured_n": run["n"]}
     for key, value in small["milvus"]["memory"].items():
-        memory[f"milvus lite ({key.replace('_', ' ')})"] = {"bytes_per_vector": value, "vectors_per_gb": 1e9 / value}
+        memory[f"milvus lite ({key.replace('_', ' ')})"] = {"bytes_per_vector": value, "vectors_per_gb": 1e9 / value, "measured_n": small["n"]}
     out["memory"] = memory
 
-    # 2. queries: measured batch throughput per core at the measured size, grown to each size; nodes for TARGET_QPS
+    # 2. queries: measured batch throughput per core at the largest measured size, grown to each size; nodes for TARGET_QPS
     queries = {}
-    for kind, r in big["kinds"].items():
-        per_core_qps = 1000.0 / (r["batch_ms_per_query"] * cores)
-        row = {"recall_at_10": r["recall_at_k"], "qps_per_core_at_measured_n": per_core_qps}
+    for kind, (r, run) in speed.items():
+        if kind not in size:
+            continue
+        per_core_qps = 1000.0 / (r["batch_ms_per_query"] * cores_of(run, machine_cores))
+        row = {"recall_at_10": r["recall_at_k"], "qps_per_core": per_core_qps, "measured_n": run["n"],
+               "load_average": run.get("provenance", {}).get("machine", {}).get("load_average")}  # fmt: skip
         for n in SIZES:
-            shards = math.ceil(n * r["bytes_per_vector"] / (NODE_INDEX_GB * 1e9))  # memory decides how many pieces
+            shards = math.ceil(n * size[kind][0]["bytes_per_vector"] / (NODE_INDEX_GB * 1e9))  # memory decides how many pieces
             shard_n = n / shards
-            shard_qps = per_core_qps / cost_growth(kind, measured_n, shard_n) * NODE_CORES  # every query visits every shard
+            shard_qps = per_core_qps / cost_growth(kind, run["n"], shard_n) * NODE_CORES  # every query visits every shard
             replicas = math.ceil(TARGET_QPS / shard_qps)
             row[f"{n}"] = {"shards": shards, "replicas": replicas, "nodes": shards * replicas, "qps_per_shard_node": shard_qps}
         queries[kind] = row
@@ -105,38 +119,38 @@ def sizing(results: Path) -> dict:
     }  # fmt: skip
 
     # 3. moving an index: `index copy` items/s each way (Milvus Lite in this process; a server ingests in parallel)
-    copy = small["milvus"].get("copy")
-    if copy:
+    if copies:
+        copy_run = max(copies, key=lambda r: r["n"])
+        copy = copy_run["milvus"]["copy"]
+        out["inputs"]["copy"] = copy_run["command"]
         out["copy"] = {
-            direction: {"items_per_s": c["items_per_s"], "peak_rss_growth_bytes_per_vector": c["peak_rss_growth_bytes_per_vector"],
+            direction: {"items_per_s": c["items_per_s"], "peak_rss_growth_bytes_per_vector": c["peak_rss_growth_bytes_per_vector"], "measured_n": copy_run["n"],
                         **{f"{n}": n / c["items_per_s"] / 3600 for n in SIZES}}
             for direction, c in copy.items() if isinstance(c, dict)
         }  # fmt: skip
 
     # 4. embedding: measured images/s on this machine's cores, per core, to core-hours for each size
-    embed_cores = cores_of(embed)
+    embed_cores = cores_of(embed, machine_cores)
     rates = {"pipeline fp32": embed["pipeline_images_per_s"], **{f"model {k}": v for k, v in embed["model_paths_images_per_s"].items()}}
     out["embedding"] = {
         name: {"images_per_s_per_core": rate / embed_cores, **{f"{n}": n / (rate / embed_cores) / 3600 for n in SIZES}}
         for name, rate in rates.items()
     }
-    out["assumptions"] = {"node_cores": NODE_CORES, "node_index_gb": NODE_INDEX_GB, "target_qps": TARGET_QPS, "measured_on_cores": cores,
-                          "measured_n": measured_n, "milvus_measured_n": small["n"],
-                          "load_average": big["provenance"]["machine"].get("load_average")}
+    out["assumptions"] = {"node_cores": NODE_CORES, "node_index_gb": NODE_INDEX_GB, "target_qps": TARGET_QPS, "measured_on_cores": machine_cores,
+                          "milvus_measured_n": small["n"], "milvus_load_average": small["provenance"]["machine"].get("load_average")}
     return out
 
 
 def markdown(s: dict) -> str:
-    lines = ["| structure | bytes per 512-d vector | vectors per GB |", "|---|---|---|"]
+    lines = ["| structure | bytes per 512-d vector | vectors per GB | measured at |", "|---|---|---|---|"]
     for name, m in s["memory"].items():
-        lines.append(f"| {name} | {m['bytes_per_vector']:,.0f} | {m['vectors_per_gb'] / 1e6:,.2f} M |")
+        lines.append(f"| {name} | {m['bytes_per_vector']:,.0f} | {m['vectors_per_gb'] / 1e6:,.2f} M | {m['measured_n']:,} |")
     a = s["assumptions"]
-    n_label = f"{a['measured_n'] / 1e6:g}M"
-    lines += ["", f"| kind | recall@10 | q/s per core at {n_label} | " + " | ".join(
-        f"{n // 1_000_000}M: shards x replicas = nodes" for n in SIZES) + " |", "|---|---|---|" + "---|" * len(SIZES)]  # fmt: skip
+    lines += ["", "| kind | measured at | recall@10 | q/s per core | " + " | ".join(
+        f"{n // 1_000_000}M: shards x replicas = nodes" for n in SIZES) + " |", "|---|---|---|---|" + "---|" * len(SIZES)]  # fmt: skip
     for kind, q in s["queries"].items():
         cells = [f"{q[str(n)]['shards']} x {q[str(n)]['replicas']} = {q[str(n)]['nodes']}" for n in SIZES]
-        lines.append(f"| {kind} | {q['recall_at_10']:.3f} | {q['qps_per_core_at_measured_n']:,.1f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {kind} | {q['measured_n']:,} | {q['recall_at_10']:.3f} | {q['qps_per_core']:,.1f} | " + " | ".join(cells) + " |")
     lines += ["", f"(nodes of {a['node_cores']} cores with {a['node_index_gb']} GB for the index, {a['target_qps']} q/s)", ""]
     lines += [f"| Milvus Lite at {a['milvus_measured_n']:,} | recall@10 | batch ms/query (FAISS) | single ms/query (FAISS) | build s (FAISS) |",
               "|---|---|---|---|---|"]
@@ -145,9 +159,10 @@ def markdown(s: dict) -> str:
                      f"{m['single_ms']:.1f} ({m['faiss_single_ms']:.1f}) | {m['build_s']:.0f} ({m['faiss_build_s']:.0f}) |")  # fmt: skip
     lines.append("")
     if "copy" in s:
-        lines += ["| index copy | items/s | peak memory, bytes/vector | 100M items: hours | 1B items: hours |", "|---|---|---|---|---|"]
+        lines += ["| index copy (Milvus Lite) | measured at | items/s | peak memory, bytes/vector | 100M items: hours | 1B items: hours |",
+                  "|---|---|---|---|---|---|"]
         for direction, c in s["copy"].items():
-            lines.append(f"| {direction.replace('_', ' ')} | {c['items_per_s']:,.0f} | {c['peak_rss_growth_bytes_per_vector']:,.0f} | "
+            lines.append(f"| {direction.replace('_', ' ')} | {c['measured_n']:,} | {c['items_per_s']:,.0f} | {c['peak_rss_growth_bytes_per_vector']:,.0f} | "
                          f"{c[str(SIZES[0])]:,.0f} | {c[str(SIZES[1])]:,.0f} |")  # fmt: skip
         lines.append("")
     lines += ["| embedding path | images/s per core | 100M images: core-hours | 1B images: core-hours |", "|---|---|---|---|"]
