@@ -36,6 +36,8 @@ class LocalStore(VectorStore, IndexStore):
             if not (index_dir / MANIFEST).exists():
                 raise IndexMissing(f"{index_dir} is not a reslab index (no manifest.json); build one with `reslab embed SRC --out {index_dir}`")
         else:
+            if index_dir.exists() and not index_dir.is_dir():
+                raise ReslabError(f"{index_dir} is a file, not a folder; give --out a folder for the index (new or an index to update)")
             index_dir.mkdir(parents=True, exist_ok=True)
         super().__init__(index_dir, create=create)
         self._faiss = None

@@ -201,7 +201,13 @@ class VectorStore:
             if len(self._shard_cache) > 8:
                 self._shard_cache.clear()
             file = self.db.execute("SELECT file FROM shards WHERE id = ?", (shard_id,)).fetchone()[0]
-            self._shard_cache[shard_id] = np.load(self.dir / "vectors" / file, mmap_mode="r")
+            path = self.dir / "vectors" / file
+            try:
+                self._shard_cache[shard_id] = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as e:  # removed, truncated or overwritten since it was committed
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                raise ReslabError(f"the index's vector file {path} is missing or damaged ({reason}); "
+                                  "rebuild the index with `reslab embed` into a new --out") from None
         return self._shard_cache[shard_id]
 
     # -- writes --------------------------------------------------------------------------------

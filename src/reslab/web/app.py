@@ -163,7 +163,22 @@ def _new_app(worker: IndexThread):
         redoc_url=None,
     )
     app.state.index_thread = worker
+    _damaged_index_is_503(app)
     return app
+
+
+def _damaged_index_is_503(app) -> None:
+    """A ReslabError that reaches a route's end is the index failing on the server's side (a vector
+    file removed or truncated since `embed`): 503, with the file named in the server's log only,
+    not a 500 and not the server's folders in the answer."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    @app.exception_handler(ReslabError)
+    async def index_failed(request: Request, error: ReslabError):
+        log.error("%s: %s", request.url.path, printable(str(error)))
+        return JSONResponse({"detail": "the index cannot answer this request: one of its files is missing or damaged "
+                                       "(the server's log names it); rebuild the index with `reslab embed`"}, status_code=503)
 
 
 def _refuse_big_bodies(app, max_upload_bytes: int) -> None:
