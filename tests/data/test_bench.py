@@ -5,7 +5,6 @@ import pytest
 from tests.data.conftest import write_folder
 
 from reslab.data import bench
-from reslab.errors import ReslabError
 
 
 def test_bench_data_writes_consistent_json(tmp_path, monkeypatch):
@@ -27,8 +26,18 @@ def test_bench_data_writes_consistent_json(tmp_path, monkeypatch):
     )
 
 
-def test_bench_without_photos_says_how_to_pass_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench.Path, "home", lambda: tmp_path)
-    monkeypatch.setattr(bench, "SHARED_TARBALL", tmp_path / "absent.tar.gz")
-    with pytest.raises(ReslabError, match="--data PATH"):
-        bench.find_photo_folder()
+def test_without_data_the_bench_cuts_the_bundled_photos_once(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path))
+    folder = bench.bench_photo_folder()
+    assert folder == tmp_path / "datasets" / "bench-photos"
+    photos = sorted(folder.glob("train/*/*.jpg"))
+    classes = {p.parent.name for p in photos}
+    assert len(classes) >= 9 and len(photos) == len(classes) * bench.PHOTO_VARIANTS
+    for path in photos[:: bench.PHOTO_VARIANTS // 2]:
+        with Image.open(path) as im:
+            assert min(im.size) == 375 and max(im.size) <= 500  # ImageNet-sized: the scale augmentation's 256-480 applies
+    first = photos[0].read_bytes()
+    assert bench.bench_photo_folder() == folder and photos[0].read_bytes() == first  # written once, kept
+    assert not list((tmp_path / "datasets").glob(".bench-photos-*"))  # no half-built folder left behind

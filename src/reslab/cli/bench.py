@@ -27,7 +27,8 @@ INDEX_KINDS = ("flat", "ivf", "hnsw")
 def data(
     data: Annotated[
         Optional[Path],
-        typer.Option(help="A folder of ~224-pixel-or-larger JPEG photos (train/<class>/*.jpg), e.g. the extracted hymenoptera set."),
+        typer.Option(help="A folder of ~224-pixel-or-larger JPEG photos (train/<class>/*.jpg) "
+                     "(default: 176 crops of the photos bundled with scikit-image and scikit-learn)."),
     ] = None,
     cifar: Annotated[Optional[Path], typer.Option(help="CIFAR data for the in-memory comparison (default: generated 32x32 images).")] = None,
     workers: Workers = -1,

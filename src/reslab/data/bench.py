@@ -11,44 +11,58 @@ Three measurements, all in one process on the same cores:
 
 from __future__ import annotations
 
-import logging
 import shlex
-import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import ReslabError
 from .progress import resolve_workers
 
-log = logging.getLogger(__name__)
-SHARED_TARBALL = Path("../shared/data/hymenoptera.tar.gz")
+PHOTO_VARIANTS = 16  # crops per bundled photo: 11 x 16 = 176 JPEGs, five batches of 32 per epoch
 
 
-def find_photo_folder() -> Path:
-    """A folder of real photos: an extracted hymenoptera set in the caches, or the shared tarball
-    extracted once into ~/.cache/reslab/datasets (never into the user's data)."""
-    home = Path.home() / ".cache"
-    for pattern in ("reslab/datasets/hymenoptera*", "reslab-tests/hymenoptera-*"):
-        for top in sorted(home.glob(pattern)):
-            for cand in (top, *sorted(p for p in top.iterdir() if p.is_dir())):
-                if (cand / "train").is_dir():
-                    return cand
-    if SHARED_TARBALL.is_file():
-        dest = home / "reslab" / "datasets" / "hymenoptera"
-        log.info("extracting %s into %s (once)", SHARED_TARBALL, dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(SHARED_TARBALL) as tar:
-            tar.extractall(dest, filter="data")
-        for cand in (dest, *sorted(p for p in dest.iterdir() if p.is_dir())):
-            if (cand / "train").is_dir():
-                return cand
-    raise ReslabError(
-        "no photo folder found for the data benchmark; pass one with --data PATH "
-        "(a train/<class>/*.jpg folder of photos >= 256 pixels, e.g. hymenoptera.tar.gz extracted)"
-    )
+def bench_photo_folder() -> Path:
+    """Real photographs for the loader measurement when no --data is given: the photos bundled with
+    scikit-image and scikit-learn, cut into seeded crops of ImageNet's typical size (shorter side
+    375, longer up to 500, JPEG q=90), one class per photo: `train/<photo>/<k>.jpg`.
+
+    Written once into $RESLAB_CACHE/datasets/bench-photos (default ~/.cache/reslab), built beside it
+    and moved into place, so an interrupted run leaves no half folder."""
+    import os
+    import shutil
+    import tempfile
+
+    from ..sample_photos import bundled_photos
+
+    root = Path(os.environ.get("RESLAB_CACHE") or Path.home() / ".cache" / "reslab") / "datasets"
+    folder = root / "bench-photos"
+    if (folder / "train").is_dir():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    building = Path(tempfile.mkdtemp(prefix=".bench-photos-", dir=root))
+    try:
+        for name, photo in bundled_photos().items():
+            (building / "train" / name).mkdir(parents=True)
+            for k in range(PHOTO_VARIANTS):
+                w, h = photo.size
+                side = int(min(w, h) * rng.uniform(0.6, 1.0))  # a crop of 60-100 % of the shorter side
+                aspect = rng.uniform(1.0, 4 / 3)
+                cw, ch = (min(w, int(side * aspect)), side) if rng.random() < 0.5 else (side, min(h, int(side * aspect)))
+                x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+                crop = photo.crop((x, y, x + cw, y + ch))
+                scale = 375 / min(cw, ch)
+                crop = crop.resize((max(1, round(cw * scale)), max(1, round(ch * scale))))
+                crop.save(building / "train" / name / f"{k:02d}.jpg", "JPEG", quality=90)
+        os.replace(building, folder)
+    except OSError:
+        if not (folder / "train").is_dir():
+            raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)  # gone already when it was moved into place
+    return folder
 
 
 def _timed(step, seconds: float, warmup: int = 1, min_calls: int = 3) -> float:
@@ -172,7 +186,7 @@ def run_bench_data(data: Path | None, cifar: Path | None, workers: int, seconds:
     from ..console import new_table, print_table, say
     from ..provenance import save_benchmark
 
-    folder = Path(data) if data else find_photo_folder()
+    folder = Path(data) if data else bench_photo_folder()
     workers = resolve_workers(workers)
     cores = max(1, workers)  # workers=0 decodes in this process: one core
     say(f"photos: {folder}; {workers} decode worker(s); {seconds:g} s per measurement")
@@ -185,7 +199,7 @@ def run_bench_data(data: Path | None, cifar: Path | None, workers: int, seconds:
                       title="input pipeline vs model (images/s, same process, same cores)")
     for aug, r in rates.items():
         table.add_row(f"decode+{aug} (224 crops, {workers} workers)", f"{r:.1f}", f"{r / cores:.1f}", f"{r / model_rate:.2f}x ResNet-18")
-    table.add_row(f"ResNet-18 train step (batch 32, 224, {workers} threads)", f"{model_rate:.1f}", f"{model_rate / cores:.1f}", "baseline")
+    table.add_row(f"ResNet-18 train step (batch 32, 224, {cores} thread{'s' if cores > 1 else ''})", f"{model_rate:.1f}", f"{model_rate / cores:.1f}", "baseline")
     table.add_row("CIFAR batched in-memory augmentation", f"{batched:,.0f}", f"{batched:,.0f}", f"{batched / per_image:.1f}x per-image")
     table.add_row("CIFAR per-image DataLoader (torchvision-style)", f"{per_image:,.0f}", f"{per_image:,.0f}", "baseline")
     print_table(table)
