@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,20 @@ def check_regular_file(path: str | os.PathLike) -> os.stat_result:
     return st
 
 
+@contextmanager
+def reading_image(path: str | os.PathLike):
+    """Whatever goes wrong reading or decoding `path` inside the block ends as one BadImageError
+    naming the file and the reason (no such file, Pillow's message, a decompression bomb)."""
+    try:
+        yield
+    except BadImageError:
+        raise
+    except FileNotFoundError:
+        raise BadImageError(path, "no such file") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise BadImageError(path, str(e) or type(e).__name__) from None
+
+
 def load_image(path: str | os.PathLike, mode: str = "RGB", min_size: int | None = None) -> Image.Image:
     """Decode `path` fully and convert it to `mode` (RGB or L).
 
@@ -50,7 +65,7 @@ def load_image(path: str | os.PathLike, mode: str = "RGB", min_size: int | None 
     non-image files.
     """
     path = Path(path)
-    try:
+    with reading_image(path):
         if check_regular_file(path).st_size == 0:
             raise BadImageError(path, "the file is empty")
         with Image.open(path) as im:
@@ -61,12 +76,6 @@ def load_image(path: str | os.PathLike, mode: str = "RGB", min_size: int | None 
                     im.draft("RGB" if mode == "RGB" else "L", (max(1, int(w / scale)), max(1, int(h / scale))))
             im.load()  # decode now, inside the guard: a truncated JPEG fails here
             return _convert(im, mode)
-    except BadImageError:
-        raise
-    except FileNotFoundError:
-        raise BadImageError(path, "no such file") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise BadImageError(path, str(e) or type(e).__name__) from None
 
 
 def _convert(im: Image.Image, mode: str) -> Image.Image:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..imageio import BadImageError, check_regular_file, load_image
+from ..imageio import check_regular_file, load_image, reading_image
 from ..preprocess import center_crop, normalize, resize_shorter, to_tensor
 from .config import DataConfig
 
@@ -252,16 +252,10 @@ def random_erasing(x: torch.Tensor, draws: torch.Tensor, p: float) -> torch.Tens
 
 def image_size_of(path: Path) -> tuple[int, int]:
     """(width, height) from the header only; a file Pillow cannot identify is a BadImageError."""
-    try:
+    with reading_image(path):
         check_regular_file(path)
         with Image.open(path) as im:
             return im.size
-    except BadImageError:
-        raise
-    except FileNotFoundError:
-        raise BadImageError(path, "no such file") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise BadImageError(path, str(e) or type(e).__name__) from None
 
 
 class FileTrainTransform:
