@@ -60,6 +60,31 @@ def test_pooling_params_round_trip_and_legacy_defaults():
         Pooling(pool="max")
 
 
+def test_whole_small_keeps_a_thumbnails_edges_and_crops_photos_as_before():
+    from reslab.embeddings import identity
+    from reslab.embeddings.cnn import PixelPreprocess
+    from reslab.inference.pooling import DEFAULT_PARAMS, EmbeddingHead
+
+    # a 32 px thumbnail with a 1 px red top edge: centre-cropping 224 of 256 would cut it away
+    thumb = Image.new("RGB", (32, 32), (0, 0, 255))
+    thumb.paste((255, 0, 0), (0, 0, 32, 1))
+    cropped = PixelPreprocess(224, 256, "bilinear")(thumb)
+    whole = PixelPreprocess(224, 256, "bilinear", whole_small=True)(thumb)
+    assert cropped.shape == whole.shape == (224, 224, 3)
+    assert whole[0, 112, 0] > 200 and whole[0, 112, 2] < 60  # the edge is there
+    assert cropped[0, 112, 0] < 60  # the edge was cut away
+    photo = Image.new("RGB", (400, 300), (0, 0, 255))  # larger than the input: cropped as before
+    assert np.array_equal(PixelPreprocess(224, 256, "bilinear", whole_small=True)(photo), PixelPreprocess(224, 256, "bilinear")(photo))
+    # new indexes get it; older ones (no whole_small in their params) keep cropping thumbnails
+    assert DEFAULT_PARAMS["whole_small"] is True
+    assert Pooling.from_params({"pool": "gem"}).whole_small is False
+    assert identity({"method": "cnn", "params": {}})["params"]["whole_small"] is False
+    # an input option: plain pooling stays plain, and one export graph serves both
+    assert Pooling(whole_small=True).is_plain
+    gem_flip = dict(pool="gem", flip=True)
+    assert EmbeddingHead(None, Pooling(**gem_flip, whole_small=True)).key() == EmbeddingHead(None, Pooling(**gem_flip)).key()
+
+
 def _clustered(n=120, d=32, k=4, seed=0, signal=0.5):
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((k, d))

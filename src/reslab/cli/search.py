@@ -49,7 +49,7 @@ def embed(
     layer: Annotated[Optional[str], typer.Option(help="Embed this layer (global-average-pooled) instead of the pooled features.")] = None,
     param: Annotated[Optional[list[str]], typer.Option(
         help="Embedder parameter key=value, repeatable. cnn: pool=gem|avg, gem_p=3, flip=true, scales=[1,0.707], "
-        'layers=["features.5"]; hashes: hash_size=16; sift/orb: vocab_size=512.')] = None,
+        'layers=["features.5"], whole_small=true; hashes: hash_size=16; sift/orb: vocab_size=512.')] = None,
     whiten: Annotated[Optional[bool], typer.Option("--whiten/--no-whiten", help="PCA-whitening fitted on the indexed collection (default: see docs/search.md).")] = None,
     whiten_dim: Annotated[Optional[int], typer.Option(min=1, help="Axes kept by the whitening.")] = None,
     dba: Annotated[Optional[int], typer.Option(min=0, help="Database-side augmentation: neighbours summed into each indexed vector (0 = off).")] = None,

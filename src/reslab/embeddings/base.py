@@ -67,7 +67,7 @@ def describe(manifest: dict) -> str:
         p = Pooling.from_params(manifest.get("params") or {})
         extra = ("" if p.pool == "avg" else f", gem p={p.gem_p:g}") + (", flip" if p.flip else "")
         extra += (f", scales {'/'.join(f'{x:g}' for x in p.scales)}" if p.scales != (1.0,) else "")
-        extra += (f", + {'+'.join(p.layers)}" if p.layers else "")
+        extra += (f", + {'+'.join(p.layers)}" if p.layers else "") + (", small images whole" if p.whole_small else "")
         return f"cnn {manifest.get('model')} ({src}{layer}{extra})"
     params = manifest.get("params") or {}
     if "hash_size" in params:

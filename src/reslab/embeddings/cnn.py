@@ -19,18 +19,23 @@ from .base import l2_normalize
 class PixelPreprocess:
     """Resize the shorter side, centre-crop, return uint8 (H, W, C): cheap to pickle across processes.
 
+    whole_small: an image whose shorter side is below the crop (a thumbnail, upsampled anyway) is
+    resized straight to the crop, so none of it is cut away; larger photos keep resize + centre crop.
+
     Normalisation happens later on the whole batch (on the GPU when there is one), a quarter of the
     bytes of a float tensor crossing the process boundary.
     """
 
-    def __init__(self, crop: int, resize: int, interpolation: str, channels: int = 3):
+    def __init__(self, crop: int, resize: int, interpolation: str, channels: int = 3, whole_small: bool = False):
         self.crop, self.resize, self.interpolation, self.channels = crop, resize, interpolation, channels
+        self.whole_small = whole_small
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         from ..preprocess import center_crop, resize_shorter
 
         image = image.convert("RGB" if self.channels == 3 else "L")
-        image = center_crop(resize_shorter(image, self.resize, self.interpolation), self.crop)
+        resize = self.crop if getattr(self, "whole_small", False) and min(image.size) < self.crop else self.resize
+        image = center_crop(resize_shorter(image, resize, self.interpolation), self.crop)
         return np.asarray(image, dtype=np.uint8)
 
 
@@ -42,7 +47,7 @@ class CnnEmbedder:
     runtime, precision: how the network runs (see `reslab.inference.open_session`); the default,
         torch fp32, is the exact reference; "auto" measures the runtimes here once and picks.
     batch_size: the batch `embed` will mostly see (auto's decision is per batch size).
-    pool, gem_p, scales, flip, layers: the retrieval descriptor (`reslab.inference.pooling`); the
+    pool, gem_p, scales, flip, layers, whole_small: the retrieval descriptor (`reslab.inference.pooling`); the
         defaults are the classifier's own average pooling.
     """
 
@@ -64,11 +69,12 @@ class CnnEmbedder:
         scales=(1.0,),
         flip: bool = False,
         layers=(),
+        whole_small: bool = False,
     ):
         from ..inference import load
         from ..inference.pooling import EmbeddingHead, Pooling
 
-        self.pooling = Pooling(pool, float(gem_p), tuple(scales), bool(flip), tuple(layers))
+        self.pooling = Pooling(pool, float(gem_p), tuple(scales), bool(flip), tuple(layers), bool(whole_small))
 
         spec = run if run is not None else model
         self.loaded = load(spec, weights if run is None and _is_zoo_name(str(spec)) else None, device=_device(device))
@@ -77,7 +83,7 @@ class CnnEmbedder:
         self.exported = str(self.loaded.network.path) if not self.loaded.is_torch else None
         self.classes = self.loaded.classes
         self.eval_preprocess = prep = self.loaded.preprocess
-        self.pixels = PixelPreprocess(prep.crop, prep.resize, prep.interpolation, prep.channels)
+        self.pixels = PixelPreprocess(prep.crop, prep.resize, prep.interpolation, prep.channels, self.pooling.whole_small)
         self.min_size = prep.resize
         self.weights_sha256 = self.loaded.weights_sha256
         self.layer = layer

@@ -10,7 +10,7 @@ from .base import CLASSICAL_METHODS, HASH_METHODS, METHODS, Embedder
 # options of the CNN path (how the network runs) that mean nothing to classical descriptors
 RUNTIME_OPTIONS = ("device", "runtime", "precision", "batch_size")
 # the CNN's retrieval descriptor (reslab.inference.pooling), recorded in an index's params
-POOLING_OPTIONS = ("pool", "gem_p", "scales", "flip", "layers")
+POOLING_OPTIONS = ("pool", "gem_p", "scales", "flip", "layers", "whole_small")
 
 
 def make_embedder(method: str = "cnn", *, model: str = "efficientnet_lite0", weights: str | None = "imagenet", run=None, layer=None, **params) -> Embedder:
@@ -18,7 +18,7 @@ def make_embedder(method: str = "cnn", *, model: str = "efficientnet_lite0", wei
     descriptor (hog, hist, sift, orb) or a perceptual hash (ahash, dhash, phash, whash).
 
     params: for "cnn", runtime options (device, runtime, precision, batch_size) and the descriptor's
-    (pool, gem_p, scales, flip, layers; default `reslab.inference.pooling.DEFAULT_PARAMS`); the
+    (pool, gem_p, scales, flip, layers, whole_small; default `reslab.inference.pooling.DEFAULT_PARAMS`); the
     descriptor's options for classical methods (e.g. vocab_size=512 for sift/orb); hash_size for hashes.
     """
     if method == "cnn":
