@@ -18,29 +18,48 @@ from .auto import PARITY, calibration_batch, choose_session, library_versions, p
 from .runtimes import RuntimeChoice, build_session, candidates
 
 
+class MatmulPeak:
+    """GFLOP/s of `torch.mm` on square matrices in one dtype, best of every `measure` call.
+
+    Timed between the runtimes' rounds as well as before them, so that a load spike from another
+    process during one moment does not set the peak (it once came out below what ONNX Runtime reached).
+    """
+
+    def __init__(self, dtype: str, device: str = "cpu"):
+        import torch
+
+        size = 2048 if device == "cpu" else 8192  # big enough to reach the peak, small enough to take ~0.1 s
+        torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        g = torch.Generator().manual_seed(0)
+        self.a = torch.randn(size, size, generator=g).to(device=device, dtype=torch_dtype)
+        self.b = torch.randn(size, size, generator=g).to(device=device, dtype=torch_dtype)
+        self.device, self.flops, self.best = device, 2 * size**3, float("inf")
+        self._once()  # warm-up: oneDNN/MKL/cuBLAS pick and pack kernels
+
+    def _once(self) -> float:
+        import torch
+
+        t0 = time.perf_counter()
+        torch.mm(self.a, self.b)
+        if self.device != "cpu":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - t0
+
+    def measure(self, seconds: float) -> float:
+        deadline = time.perf_counter() + seconds
+        while True:
+            self.best = min(self.best, self._once())
+            if time.perf_counter() >= deadline:
+                return self.gflops
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / self.best / 1e9
+
+
 def matmul_peak(dtype: str, device: str = "cpu", seconds: float = 1.5) -> float:
     """GFLOP/s of `torch.mm` on square matrices in `dtype` (the CPU with the current intra-op threads)."""
-    import torch
-
-    size = 2048 if device == "cpu" else 8192  # big enough to reach the peak, small enough to take ~0.1 s
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=g).to(device=device, dtype=torch_dtype)
-    b = torch.randn(size, size, generator=g).to(device=device, dtype=torch_dtype)
-
-    def sync():
-        if device != "cpu":
-            torch.cuda.synchronize(device)
-
-    torch.mm(a, b)  # warm-up: oneDNN/MKL/cuBLAS pick and pack kernels
-    sync()
-    best, deadline = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < deadline or best == float("inf"):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * size**3 / best / 1e9
+    return MatmulPeak(dtype, device).measure(seconds)
 
 
 def model_gflops(loaded) -> float | None:
@@ -62,8 +81,8 @@ def bench_infer(loaded, batch: int = 32, rounds: int = 3, include_compile: bool 
     threads = apply_torch_threads()
     device = "cpu" if not loaded.is_torch else str(next(loaded.network.parameters()).device)
     x = calibration_batch(loaded.preprocess, batch)
-    peaks = {p: matmul_peak(p, device) for p in ("fp32", "bf16")}
-    say("matmul peak here: " + ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in peaks.items()))
+    timers = {p: MatmulPeak(p, device) for p in ("fp32", "bf16")}
+    say("matmul peak here: " + ", ".join(f"{p} {t.measure(1.5):.0f} GFLOP/s" for p, t in timers.items()))
     flops = model_gflops(loaded)
     reference_choice = RuntimeChoice("torch", "fp32") if loaded.is_torch else RuntimeChoice("onnxruntime", "fp32")
     options = [c for c in candidates(device, exported=not loaded.is_torch) if include_compile or c.runtime != "torch-compile"]
@@ -94,6 +113,9 @@ def bench_infer(loaded, batch: int = 32, rounds: int = 3, include_compile: bool 
             t0 = time.perf_counter()
             session.run(x)
             best[name] = min(best[name], time.perf_counter() - t0)
+        for timer in timers.values():  # the peak too, between the rounds
+            timer.measure(0.3)
+    peaks = {p: t.gflops for p, t in timers.items()}
     base = batch / best[str(reference_choice)] if str(reference_choice) in best else None
     for name, seconds in best.items():
         row = rows[name]
