@@ -12,6 +12,8 @@ first process to get there pauses. POINT is one of:
     checkpoint  the main process, inside a checkpoint write: the temporary file is written, not yet renamed
     decode      an embed decode worker, before decoding a group of files
     commit      the main process of embed, between a chunk's vector shard and its SQLite transaction
+    store-commit  the main process of embed, before the N-th chunk is handed to a Milvus store
+                (so exactly N-1 chunks are committed)
 """
 
 from __future__ import annotations
@@ -101,6 +103,10 @@ def install(point: str, n: int, folder: Path) -> None:
                 pause_here(folder)
 
         store.atomic_open = open_then_pause
+    elif point == "store-commit":
+        from reslab.search.milvus_store import MilvusStore
+
+        MilvusStore.commit = on_nth_call(MilvusStore.commit, n, folder)
     else:
         raise SystemExit(f"unknown pause point {point!r}")
 

@@ -8,6 +8,7 @@ Lite file shares one engine; the last to close stops it and frees the file for o
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from ..errors import ReslabError
@@ -31,6 +32,10 @@ _clients: dict[str, int] = {}  # open stores per Milvus Lite file in this proces
 
 def connect(address: MilvusAddress, create: bool = False):
     """A MilvusClient for the address, or a clear error (a missing file, a locked file, no server)."""
+    # gRPC's C core prints an INFO line to stderr at every fork while its threads run (embed's decode
+    # workers fork): "Other threads are currently calling into gRPC, skipping fork() handlers".
+    # Read once, when grpc is first imported; a user's own setting wins.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         from pymilvus import MilvusClient
     except ImportError:
