@@ -160,8 +160,16 @@ def test_named_tags(trained):
     assert_same_weights(model, trained)
     with pytest.raises(ReslabError, match=r"no pretrained weights named 'imagenet' \(its tags: toy\)"):
         load_weights(model, "imagenet", entry=entry)
-    with pytest.raises(ReslabError, match=r"its tags: none"):
+    with pytest.raises(ReslabError, match=r"\(reslab ships none for it\); pass the path .* or 'none' for random initialisation"):
         create_model("resnet50", weights="imagenet")
+
+
+@pytest.mark.parametrize("spelling", ["none", "None", "random"])
+def test_none_and_random_mean_random_initialisation(spelling):
+    torch.manual_seed(0)
+    expected = create_model("resnet20")
+    torch.manual_seed(0)
+    assert_same_weights(create_model("resnet20", weights=spelling), expected)
 
 
 def test_a_whole_pickled_module_is_refused_safely(tmp_path):

@@ -74,12 +74,16 @@ def model_entry(name: str) -> ModelEntry:
     return _MODELS[name]
 
 
+NO_WEIGHTS = ("none", "random", "")  # spellings of "random initialisation" where a weights value is asked for
+
+
 def create_model(name: str, num_classes: int | None = None, weights: str | None = None, **options) -> nn.Module:
     """Build a zoo model by name.
 
     num_classes: size of the classifier (default: the model's own, 1000 for ImageNet nets).
     weights: a local .pth/.pt/.safetensors file, or a named tag such as "imagenet" where the
-        model has one. With a different num_classes the backbone is kept and the head re-initialised.
+        model has one; None, "none" or "random" is random initialisation (torchvision's weights=None).
+        With a different num_classes the backbone is kept and the head re-initialised.
     options: architecture options of that family (e.g. variant="v1", shortcut="A").
     """
     entry = model_entry(name)
@@ -92,7 +96,7 @@ def create_model(name: str, num_classes: int | None = None, weights: str | None 
         )
     model = entry.builder(num_classes=num_classes or entry.num_classes, **options)
     model.model_name = name
-    if weights is not None:
+    if weights is not None and str(weights).strip().lower() not in NO_WEIGHTS:
         from .weights import load_weights
 
         load_weights(model, weights, entry=entry)

@@ -63,11 +63,10 @@ def load_weights(model: nn.Module, source: str | Path, entry=None) -> LoadReport
     elif isinstance(source, Path) or _looks_like_path(source_str):
         state = read_checkpoint(Path(source_str).expanduser())
     else:
-        available = ", ".join(sorted(tags)) or "none"
-        fix = "pass one of those tags or" if tags else "pass"
+        known = f"(its tags: {', '.join(sorted(tags))}); pass one of those," if tags else "(reslab ships none for it); pass"
         raise ReslabError(
-            f"model '{name}' has no pretrained weights named '{source_str}' (its tags: {available}); "
-            f"{fix} the path of a .pth/.pt/.safetensors checkpoint (torchvision's load as they are)"
+            f"model '{name}' has no pretrained weights named '{source_str}' {known} the path of a "
+            ".pth/.pt/.safetensors checkpoint (torchvision's load as they are), or 'none' for random initialisation"
         )
     return load_state_dict_into(model, state, source_str, name)
 
