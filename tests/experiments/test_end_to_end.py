@@ -55,3 +55,7 @@ def test_degradation_then_layer_responses(colour_data, tmp_path):
     assert [len(v) for v in f7["responses"].values()] == [19, 19]  # 6n+1 3x3 convs for n=3
     assert all(r["std"] > 0 for v in f7["responses"].values() for r in v)
     _png_with_content(tmp_path / "f7" / "layer_responses.png")
+    # nothing was trained, so no preset or seed of this call is claimed for the figure
+    assert json.loads((tmp_path / "f7" / "results.json").read_text())["preset"] is None
+    footer = (tmp_path / "f7" / "results.md").read_text()
+    assert "Measured on the given runs" in footer and "Preset `" not in footer

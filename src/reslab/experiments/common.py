@@ -306,13 +306,16 @@ def mean_curve(runs: Sequence[RunResult], key: str) -> tuple[list[float], list[f
 
 
 def write_results(out: Path, experiment: str, setup: ExperimentSetup, results: Sequence[RunResult],
-                  summary: dict, markdown: str) -> dict[str, Path]:
-    """results.json (numbers, configs, seeds, code version) and results.md beside the plots."""
+                  summary: dict, markdown: str, given_runs: bool = False) -> dict[str, Path]:
+    """results.json (numbers, configs, seeds, code version) and results.md beside the plots.
+
+    given_runs: the experiment measured runs the user passed and trained nothing, so no preset,
+    recipe or seed of this invocation applies (the runs' own configs say how they were trained)."""
     out = Path(out)
     payload = {
         "experiment": experiment,
-        "preset": {"name": setup.preset.name, "recipe": setup.preset.recipe, "overrides": list(setup.preset.overrides),
-                   "description": setup.preset.description},
+        "preset": None if given_runs else {"name": setup.preset.name, "recipe": setup.preset.recipe,
+                                           "overrides": list(setup.preset.overrides), "description": setup.preset.description},
         "extra_overrides": list(setup.extra),
         "data": str(setup.data),
         "seeds": list(setup.seeds),
@@ -327,10 +330,14 @@ def write_results(out: Path, experiment: str, setup: ExperimentSetup, results: S
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2, default=str) + "\n")
     version = payload["code_version"]
     data_note = setup.data or "each run's own data path"
-    footer = (f"\n\nPreset `{setup.preset.name}` ({setup.preset.description}); recipe `{setup.preset.recipe}`"
-              f"{' with ' + ', '.join(f'`{o}`' for o in (*setup.preset.overrides, *setup.extra)) if setup.preset.overrides or setup.extra else ''}."
-              f"\nSeeds: {', '.join(map(str, setup.seeds))}. Data: `{data_note}`."
-              f"\nCode: reslab {version['reslab']}, git {version['git_commit'] or 'n/a'}, torch {version['torch']}."
+    if given_runs:
+        trained = f"\n\nMeasured on the given runs (nothing trained here; each run's config is in `results.json`, `summary.run_configs`). Data: `{data_note}`."
+    else:
+        trained = (f"\n\nPreset `{setup.preset.name}` ({setup.preset.description}); recipe `{setup.preset.recipe}`"
+                   f"{' with ' + ', '.join(f'`{o}`' for o in (*setup.preset.overrides, *setup.extra)) if setup.preset.overrides or setup.extra else ''}."
+                   f"\nSeeds: {', '.join(map(str, setup.seeds))}. Data: `{data_note}`.")
+    footer = (trained
+              + f"\nCode: reslab {version['reslab']}, git {version['git_commit'] or 'n/a'}, torch {version['torch']}."
               "\nResolved configs of every run: `results.json` (`runs[].config`) and `runs/<run>/config.toml`.\n")
     atomic_write_text(out / "results.md", markdown.rstrip() + footer)
     return {"json": out / "results.json", "markdown": out / "results.md"}

@@ -196,7 +196,7 @@ def run_layer_responses(setup, depths=(20, 56), runs: list | None = None, max_im
                 "BatchNorm output (before the addition and the ReLU), BN in eval mode.")
     summary = {"responses": {k: [{"index": r.index, "layer": r.name, "std": r.std} for r in v] for k, v in curves.items()},
                "verdict": sentences, "runs": [str(r) for r in run_dirs], "run_configs": configs, "plot": str(plot)}
-    write_results(out, "layer-responses", setup, trained, summary, markdown)
+    write_results(out, "layer-responses", setup, trained, summary, markdown, given_runs=bool(runs))
     return summary
 
 
