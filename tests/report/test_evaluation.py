@@ -60,3 +60,17 @@ def test_samples_are_taken_across_classes():
     picked = across_classes(range(28), labels, 8)
     assert [labels[i] for i in picked] == [0, 1, 2, 3, 0, 1, 2, 3]
     assert across_classes([3, 9], labels, 8) == [3, 9] and across_classes([], labels, 4) == []
+
+
+def test_a_report_cut_to_max_images_sees_every_class(colour_data):
+    """The val split is stored class by class (blue, green, red): 6 images cut from its 36 must be
+    two of each class, not the first six blues."""
+    from reslab.report.evaluation import eval_batches
+
+    config = {"data": {"path": str(colour_data), "image_size": 16, "workers": 0}}
+    data, batches = eval_batches(config, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), max_images=6)
+    labels = torch.cat([y for _, y in batches])
+    assert list(data.classes) == ["blue", "green", "red"]
+    assert sorted(labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    _, everything = eval_batches(config, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), max_images=1000)
+    assert len(torch.cat([y for _, y in everything])) == 36  # a split within the limit is whole

@@ -7,6 +7,7 @@ Predictions, the confusion matrix, per-class accuracy, pooled embeddings, and a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -144,15 +145,18 @@ def display_image(x: torch.Tensor, mean, std) -> np.ndarray:
 
 
 def eval_batches(config: dict, data_path: str | None = None, device: str = "cpu", batch_size: int = 200,
-                 mean: tuple | None = None, std: tuple | None = None):
+                 mean: tuple | None = None, std: tuple | None = None, max_images: int | None = None):
     """The evaluation batches of a run's data (its [data] config; `data_path` replaces the path).
 
     mean, std: the run's normalisation (from load_run_model's preprocess). Given, the training
     split is cut to one image per class (it is not used, so not worth decoding); the evaluation
     split is the same either way, since a hold-out is drawn before any per-class limit.
-    Returns (reslab.data.Data, iterable of (images, labels)), normalised as in training.
+    max_images (with mean, std): an evaluation split larger than that is cut to a seeded subset of
+    each class (splits are stored class by class: its first images would show only the first classes).
+    Returns (an object with the data's `classes`, iterable of (images, labels)), normalised as in training.
     """
-    from ..data import DataConfig, build_data
+    from ..data import DataConfig, build_data, build_eval_loader, open_source
+    from ..data.build import select_splits
     from ..errors import ReslabError
 
     raw = dict(config.get("data", {}))
@@ -164,6 +168,13 @@ def eval_batches(config: dict, data_path: str | None = None, device: str = "cpu"
     if mean and std:
         raw["mean"], raw["std"], raw["limit_per_class"] = list(mean), list(std), 1
     cfg = DataConfig.from_dict(raw)
+    if max_images and mean and std:
+        source = open_source(cfg.path, cfg.format, labelled=cfg.labelled)
+        chosen = select_splits(source, cfg)[1]
+        if chosen is not None and len(chosen) > max_images:
+            per_class = -(-max_images // max(1, len(source.classes)))
+            loader, classes = build_eval_loader(cfg, cfg.eval_split, batch_size, mean=mean, std=std, device=device, per_class=per_class)
+            return SimpleNamespace(classes=classes), loader.batches()
     data = build_data(cfg, batch_size=1, seed=0, device=device)
     if data.eval is None:
         raise ReslabError(f"{cfg.path} gives no evaluation split with this run's config; set data.eval_split or pass --data")

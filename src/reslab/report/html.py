@@ -318,7 +318,7 @@ def report_run(run: str | Path, data: str | None = None, out: str | Path | None 
     if data is not None and not Path(data).exists():
         raise ReslabError(f"--data {data} does not exist; give the folder the run was trained on")
     if data_path and Path(data_path).exists():
-        loaded, batches = eval_batches(config, data, device=device, mean=preprocess.mean, std=preprocess.std)
+        loaded, batches = eval_batches(config, data, device=device, mean=preprocess.mean, std=preprocess.std, max_images=max_images)
         if list(loaded.classes) != list(classes):
             raise ReslabError(f"the classes in {data_path} ({len(loaded.classes)}) differ from the run's ({len(classes)}); "
                               "pass the --data the run was trained on")
