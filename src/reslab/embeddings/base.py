@@ -40,6 +40,17 @@ class Embedder(Protocol):
     def from_manifest(cls, manifest: dict, index_dir: Path) -> "Embedder": ...
 
 
+class Stateless:
+    """For embedders with nothing to learn from the collection and nothing to store beside the
+    index (HOG, colour histograms, perceptual hashes): `fit` and `save` do nothing."""
+
+    def fit(self, samples: Iterable[Image.Image]) -> None:
+        pass
+
+    def save(self, index_dir: Path) -> None:
+        pass
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length; an all-zero row (a featureless image) stays zero."""
     x = np.asarray(x, dtype=np.float32)

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ReslabError
-from .base import CLASSICAL_METHODS, l2_normalize
+from .base import CLASSICAL_METHODS, Stateless, l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def resize_longer(image: Image.Image, size: int) -> Image.Image:
     return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR, reducing_gap=3.0)
 
 
-class HogEmbedder:
+class HogEmbedder(Stateless):
     """Histogram of oriented gradients (Dalal & Triggs 2005) of a fixed-size grayscale resize.
 
     The whole image is squeezed to `size` x `size` (aspect ratio not kept) so that every image
@@ -71,12 +71,6 @@ class HogEmbedder:
         ]
         return l2_normalize(np.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
 
-    def fit(self, samples: Iterable[Image.Image]) -> None:
-        pass
-
-    def save(self, index_dir: Path) -> None:
-        pass
-
     def manifest(self) -> dict:
         return {"method": self.method, "params": {"size": self.size, "cell": self.cell, "orientations": self.orientations}}
 
@@ -85,7 +79,7 @@ class HogEmbedder:
         return cls(**manifest.get("params", {}))
 
 
-class ColorHistEmbedder:
+class ColorHistEmbedder(Stateless):
     """Joint colour histogram (HSV by default), L1- then square-rooted then L2-normalised.
 
     The square root makes the dot product of two vectors the Bhattacharyya coefficient of the two
@@ -121,12 +115,6 @@ class ColorHistEmbedder:
     def embed(self, batch: list) -> np.ndarray:
         rows = [self.histogram(rgb) for rgb in batch]
         return l2_normalize(np.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
-
-    def fit(self, samples: Iterable[Image.Image]) -> None:
-        pass
-
-    def save(self, index_dir: Path) -> None:
-        pass
 
     def manifest(self) -> dict:
         return {"method": self.method, "params": {"space": self.space, "bins": list(self.bins), "size": self.size}}

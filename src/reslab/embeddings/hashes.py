@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from PIL import Image
 
 from ..errors import ReslabError
-from .base import HASH_METHODS
+from .base import HASH_METHODS, Stateless
 
 
 def _grey(image: Image.Image, width: int, height: int) -> np.ndarray:
@@ -113,7 +112,7 @@ def bits_to_similarity(distance, n_bits: int):
     return 1.0 - 2.0 * np.asarray(distance, dtype=np.float32) / n_bits
 
 
-class HashEmbedder:
+class HashEmbedder(Stateless):
     """A perceptual hash as an embedder: `preprocess` computes the bits in the decode workers."""
 
     needs_fit = False
@@ -134,12 +133,6 @@ class HashEmbedder:
         if not batch:
             return np.zeros((0, self.dim), np.float32)
         return bits_to_rows(np.stack(batch))
-
-    def fit(self, samples: Iterable[Image.Image]) -> None:
-        pass
-
-    def save(self, index_dir: Path) -> None:
-        pass
 
     def manifest(self) -> dict:
         return {"method": self.method, "params": {"hash_size": self.hash_size}, "metric": self.metric}
