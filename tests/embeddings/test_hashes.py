@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
+from tests.cli_tools import run_cli
 from reslab.embeddings.hashes import (
     HASH_METHODS, HashEmbedder, average_hash, bits_to_rows, dct_matrix, difference_hash, hamming, hash_hex,
     image_hash, perceptual_hash, rows_to_packed, wavelet_hash,
@@ -130,18 +131,6 @@ def test_embedder_manifest_round_trip_and_bad_options():
         HashEmbedder("phash", hash_size=5)
 
 
-def _cli(capsys, *args):
-    from reslab.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_embed_search_and_duplicates_with_a_hash_index(tmp_path, photos, capsys):
     src = tmp_path / "photos"
     src.mkdir()
@@ -150,21 +139,21 @@ def test_embed_search_and_duplicates_with_a_hash_index(tmp_path, photos, capsys)
     photos["coffee"].resize((200, 150)).save(src / "coffee_small.jpg", quality=40)
     ImageOps.mirror(photos["rocket"]).save(tmp_path / "rocket_mirrored.jpg")
     idx = tmp_path / "idx"
-    code, _, err = _cli(capsys, "embed", str(src), "--out", str(idx), "--method", "phash", "--workers", "0")
+    code, _, err = run_cli(capsys, "embed", str(src), "--out", str(idx), "--method", "phash", "--workers", "0")
     assert code == 0, err
     manifest = json.loads((idx / "manifest.json").read_text())
     assert manifest["metric"] == "hamming" and manifest["dim"] == 64
-    code, out, err = _cli(capsys, "search", str(idx), str(tmp_path / "rocket_mirrored.jpg"), "-k", "1", "--json")
+    code, out, err = run_cli(capsys, "search", str(idx), str(tmp_path / "rocket_mirrored.jpg"), "-k", "1", "--json")
     assert code == 0, err
     hit = json.loads(out)["hits"][0]
     assert hit["path"].endswith("rocket.jpg") and hit["score"] > 0.8  # the mirror query finds it
-    code, out, err = _cli(capsys, "duplicates", str(idx), "--json")
+    code, out, err = run_cli(capsys, "duplicates", str(idx), "--json")
     groups = json.loads(out)
     assert code == 0 and len(groups) == 1
     assert sorted(h["path"].rsplit("/", 1)[1] for h in groups[0]["items"]) == ["coffee.jpg", "coffee_small.jpg"]
-    code, out, _ = _cli(capsys, "duplicates", str(idx), "--max-distance", "40", "--json")
+    code, out, _ = run_cli(capsys, "duplicates", str(idx), "--max-distance", "40", "--json")
     assert len(json.loads(out)[0]["items"]) > 2  # a loose radius joins unrelated photos
-    code, _, err = _cli(capsys, "duplicates", str(idx), "--max-distance", "4", "--threshold", "0.9")
+    code, _, err = run_cli(capsys, "duplicates", str(idx), "--max-distance", "4", "--threshold", "0.9")
     assert code == 1 and "not both" in err
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reslab.cli import main
+from tests.cli_tools import run_cli
 from reslab.console import printable
 
 from .zoo import restore_permissions, write_zoo
@@ -24,13 +24,7 @@ def zoo(tmp_path_factory):
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
+    code, out, err = run_cli(capsys, *args)
     assert "Traceback" not in out + err
     return code, out, err
 

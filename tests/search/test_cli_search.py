@@ -6,20 +6,9 @@ import json
 
 import pytest
 
-from reslab.cli import main
+from tests.cli_tools import run_cli
 
 pytestmark = pytest.mark.data
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_embed_search_duplicates_eval_from_the_cli(hymenoptera_root, tmp_path, capsys, photo_copier):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from tests.cli_tools import run_cli
 from reslab.errors import ReslabError
 from reslab.models import create_model
 from reslab.inference.pooling import Pooling, descriptor, gem
@@ -144,18 +145,6 @@ def test_whitening_and_expansion_improve_retrieval_of_clustered_vectors():
     assert e.mean_ap > w.mean_ap
 
 
-def _cli(capsys, *args):
-    from reslab.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_index_with_postprocessing_searches_evaluates_and_finds_duplicates(tmp_path, capsys):
     rng = np.random.default_rng(0)
     src = tmp_path / "photos"
@@ -173,28 +162,28 @@ def test_index_with_postprocessing_searches_evaluates_and_finds_duplicates(tmp_p
     torch.manual_seed(0)
     save_file(create_model("resnet20").state_dict(), str(weights))
     embed = ["--model", "resnet20", "--weights", str(weights), "--workers", "0", "--param", "pool=gem", "--param", "flip=true"]
-    code, _, err = _cli(capsys, "embed", str(src), "--out", str(tmp_path / "plain"), *embed, "--no-whiten", "--dba", "0", "--qe", "0")
+    code, _, err = run_cli(capsys, "embed", str(src), "--out", str(tmp_path / "plain"), *embed, "--no-whiten", "--dba", "0", "--qe", "0")
     assert code == 0, err
-    code, out, err = _cli(capsys, "search", str(tmp_path / "plain"), str(tmp_path / "mirror.png"), "-k", "1", "--json")
+    code, out, err = run_cli(capsys, "search", str(tmp_path / "plain"), str(tmp_path / "mirror.png"), "-k", "1", "--json")
     hit = json.loads(out)["hits"][0]
     assert hit["path"].endswith("red/3.png") and hit["score"] > 0.99  # flip pooling: the mirror is the same photo
     idx = tmp_path / "idx"
-    code, _, err = _cli(capsys, "embed", str(src), "--out", str(idx), *embed, "--whiten", "--whiten-dim", "8", "--qe", "2", "--dba", "1")
+    code, _, err = run_cli(capsys, "embed", str(src), "--out", str(idx), *embed, "--whiten", "--whiten-dim", "8", "--qe", "2", "--dba", "1")
     assert code == 0, err
     manifest = json.loads((idx / "manifest.json").read_text())
     assert manifest["params"]["pool"] == "gem" and manifest["params"]["flip"] is True
     assert manifest["postprocess"]["qe"] == 2 and manifest["index_dim"] == 8
-    code, out, err = _cli(capsys, "search", str(idx), str(tmp_path / "mirror.png"), "-k", "3", "--json")
+    code, out, err = run_cli(capsys, "search", str(idx), str(tmp_path / "mirror.png"), "-k", "3", "--json")
     assert code == 0, err and len(json.loads(out)["hits"]) == 3
-    code, out, err = _cli(capsys, "eval-retrieval", str(idx), "--json")
+    code, out, err = run_cli(capsys, "eval-retrieval", str(idx), "--json")
     assert code == 0, err and json.loads(out)[0]["queries"] == 18
     # an update keeps the index's post-processing without repeating the options
     Image.open(src / "red" / "0.png").save(src / "red" / "copy.png")
-    code, _, err = _cli(capsys, "embed", str(src), "--out", str(idx), "--workers", "0")
+    code, _, err = run_cli(capsys, "embed", str(src), "--out", str(idx), "--workers", "0")
     assert code == 0, err
     manifest = json.loads((idx / "manifest.json").read_text())
     assert manifest["count"] == 19 and manifest["postprocess"]["qe"] == 2 and manifest["postprocess"]["whiten"] is not None
-    code, out, err = _cli(capsys, "duplicates", str(idx), "--threshold", "0.999999", "--json")
+    code, out, err = run_cli(capsys, "duplicates", str(idx), "--threshold", "0.999999", "--json")
     assert code == 0, err  # thresholds are cosines of the embedder's own rows, whitening or not
     groups = [sorted(h["path"].rsplit("/", 1)[1] for h in g["items"]) for g in json.loads(out)]
     assert ["0.png", "copy.png"] in groups
