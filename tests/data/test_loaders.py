@@ -197,3 +197,14 @@ def test_eval_loader_per_class_subset_shows_every_class(tmp_path):
     loader, classes = build_eval_loader(cfg, "train", 4, per_class=2)
     labels = torch.cat([y for _x, y in loader.batches()])
     assert classes == ["a", "b", "c"] and sorted(labels.tolist()) == [0, 0, 1, 1, 2, 2]
+
+
+def test_eval_limit_per_class_evaluates_on_a_seeded_per_class_subset(cifar):
+    full = build_data(DataConfig(path=str(cifar), eval_split="test"), 4, seed=0)
+    cut = build_data(DataConfig(path=str(cifar), eval_split="test", eval_limit_per_class=1), 4, seed=0)
+    labels = torch.cat([y for _x, y in cut.eval]).numpy()
+    # every class present in the test split keeps exactly one image, and training is untouched
+    assert sorted(labels.tolist()) == sorted(set(torch.cat([y for _x, y in full.eval]).tolist()))
+    assert cut.eval_size < full.eval_size and cut.train_size == full.train_size
+    again = build_data(DataConfig(path=str(cifar), eval_split="test", eval_limit_per_class=1), 4, seed=0)
+    assert _same(list(cut.eval), list(again.eval))

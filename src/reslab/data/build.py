@@ -92,10 +92,15 @@ def select_splits(source: Source, cfg: DataConfig) -> tuple[object, object | Non
     if name == "holdout":
         if holdout is None:
             raise ReslabError("data.eval_split is 'holdout' but data.val_fraction is 0; set e.g. val_fraction = 0.1")
-        return train, holdout, name
-    if name not in source.splits:
+        chosen = holdout
+    elif name not in source.splits:
         raise ReslabError(f"{source.root} has no '{name}' split (it has {', '.join(source.splits)}); set data.eval_split")
-    return train, source.splits[name], name
+    else:
+        chosen = source.splits[name]
+    if cfg.eval_limit_per_class > 0:
+        # per class, not the first N: splits are stored class by class
+        chosen = chosen.subset(per_class_subset(chosen.labels, cfg.eval_limit_per_class, cfg.split_seed))
+    return train, chosen, name
 
 
 def check_labels(labels: np.ndarray, num_classes: int, what: str) -> None:

@@ -52,6 +52,7 @@ class DataConfig:
     eval_batch_size: int = 0  # 0 = the training batch size
     max_bad_fraction: float = 0.01  # abort once more than this fraction of files cannot be decoded
     limit_per_class: int = 0  # > 0: a seeded subset of that many training images per class (quick experiments)
+    eval_limit_per_class: int = 0  # > 0: a seeded subset of that many evaluation images per class (quick experiments)
     cache_decoded: bool = True  # keep decoded in-memory folders under ~/.cache/reslab/decoded (RESLAB_CACHE)
 
     def __post_init__(self):
