@@ -174,9 +174,11 @@ def test_index_with_postprocessing_searches_evaluates_and_finds_duplicates(tmp_p
     assert manifest["params"]["pool"] == "gem" and manifest["params"]["flip"] is True
     assert manifest["postprocess"]["qe"] == 2 and manifest["index_dim"] == 8
     code, out, err = run_cli(capsys, "search", str(idx), str(tmp_path / "mirror.png"), "-k", "3", "--json")
-    assert code == 0, err and len(json.loads(out)["hits"]) == 3
+    assert code == 0, err
+    assert len(json.loads(out)["hits"]) == 3
     code, out, err = run_cli(capsys, "eval-retrieval", str(idx), "--json")
-    assert code == 0, err and json.loads(out)[0]["queries"] == 18
+    assert code == 0, err
+    assert json.loads(out)[0]["queries"] == 18
     # an update keeps the index's post-processing without repeating the options
     Image.open(src / "red" / "0.png").save(src / "red" / "copy.png")
     code, _, err = run_cli(capsys, "embed", str(src), "--out", str(idx), "--workers", "0")

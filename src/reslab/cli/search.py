@@ -51,6 +51,9 @@ def embed(
         help="Embedder parameter key=value, repeatable. cnn: pool=gem|avg, gem_p=3, flip=true, scales=[1,0.707], "
         'layers=["features.5"], whole_small=true; hashes: hash_size=16; sift/orb: vocab_size=512.')] = None,
     whiten: Annotated[Optional[bool], typer.Option("--whiten/--no-whiten", help="PCA-whitening fitted on the indexed collection (default: see docs/search.md).")] = None,
+    whiten_from: Annotated[Optional[Path], typer.Option(
+        "--whiten-from", help="Fit the whitening on this other index (a larger collection of the same kind of photos, same embedder) "
+        "instead of the indexed one.")] = None,
     whiten_dim: Annotated[Optional[int], typer.Option(min=1, help="Axes kept by the whitening.")] = None,
     dba: Annotated[Optional[int], typer.Option(min=0, help="Database-side augmentation: neighbours summed into each indexed vector (0 = off).")] = None,
     qe: Annotated[Optional[int], typer.Option(min=0, help="alpha-query expansion: results summed into each query (0 = off).")] = None,
@@ -89,16 +92,21 @@ def embed(
     from ..tomlio import parse_assignments
 
     post = None
-    if any(v is not None for v in (whiten, whiten_dim, dba, qe)):  # else: the index's own, or the default for a new one
+    if any(v is not None for v in (whiten, whiten_from, whiten_dim, dba, qe)):  # else: the index's own, or the default for a new one
         import dataclasses
 
         from ..search.embed import DEFAULT_POST
         from ..search.postprocess import Postprocess
+        from ..search.whitening_source import source_path
 
+        if whiten is False and whiten_from is not None:
+            raise ReslabError("--no-whiten and --whiten-from contradict each other; drop one")
         manifest = read_manifest(out, store)
         base = Postprocess.options_of(manifest) if manifest and "postprocess" in manifest else DEFAULT_POST
         asked = {"whiten": whiten, "whiten_dim": whiten_dim, "dba": dba, "qe": qe}
-        post = dataclasses.replace(base, **{k: v for k, v in asked.items() if v is not None})
+        if whiten is not None or whiten_from is not None:  # --whiten alone: on the indexed collection itself
+            asked["whiten_from"] = source_path(whiten_from) if whiten_from is not None else None
+        post = dataclasses.replace(base, **{k: v for k, v in asked.items() if v is not None or k == "whiten_from"})
     options = EmbedOptions(batch_size=batch_size, workers=resolve_workers(workers), chunk_size=chunk_size,
                            index_kind=index_kind.value, nprobe=nprobe, ef_search=ef_search, post=post)  # fmt: skip
     if merge:
@@ -317,6 +325,7 @@ def index_info(index: IndexPath, store: Store = None, as_json: JsonOutput = Fals
     quiet_faiss()
     from ..console import print_json, say
     from ..embeddings import describe
+    from ..search.postprocess import Postprocess
     from ..search.stores import open_store
 
     with open_store(index, store) as st:
@@ -325,7 +334,7 @@ def index_info(index: IndexPath, store: Store = None, as_json: JsonOutput = Fals
             "index": str(index), "store": st.kind, "where": st.describe(), "items": len(st), "bad_files": len(st.bad_records()),
             "embedder": describe(manifest) if manifest else None, "dim": manifest.get("dim"), "metric": manifest.get("metric"),
             "index_kind": manifest.get("index_kind"), "status": manifest.get("status"), "root": manifest.get("root"),
-            "updated": manifest.get("updated"),
+            "updated": manifest.get("updated"), "postprocess": Postprocess.from_manifest(manifest).describe(),
         }  # fmt: skip
     if as_json:
         print_json(info)

@@ -4,6 +4,7 @@
     build_index("photos/", "photos.index", make_embedder("cnn", model="efficientnet_lite0"))
     SearchIndex.open("photos.index").search_image("query.jpg", k=5)
     build_index("photos/", "photos.index", store="milvus://host:19530")   # the index kept in Milvus
+    build_index("photos/", "photos.index", options=EmbedOptions(post=PostOptions(whiten_from="generic.index")))
     copy_index("photos.index", "photos-copy.index")                      # between stores, streamed
 """
 
@@ -11,6 +12,7 @@ from .copy import CopyReport, copy_index
 from .embed import EmbedOptions, EmbedReport, build_index
 from ..embeddings import CnnEmbedder, Embedder, embedder_from_manifest, make_embedder
 from .index import Hit, SearchIndex
+from .postprocess import PostOptions
 from .sharding import merge_indexes
 from .store import Item
 from .stores import IndexStore, open_store
@@ -24,6 +26,7 @@ __all__ = [
     "Hit",
     "IndexStore",
     "Item",
+    "PostOptions",
     "SearchIndex",
     "build_index",
     "copy_index",

@@ -145,8 +145,12 @@ def build_index(
     """
     t0 = time.perf_counter()
     root = source_folder(src)
+    # another index to whiten on is checked before anything is created or embedded
+    checked = _check_whitening_source(options, embedder.manifest() if embedder is not None else read_manifest(out, store), out)
     with open_store(out, store, create=True) as st, writer_lock(st):
         embedder, manifest = prepare_index(st, root, embedder, options)
+        if not checked:  # a new index of the default embedder: known only now
+            _check_whitening_source(options, manifest, out)
         report = embed_files(st, embedder, root, options, on_commit)
         # the runtime a CNN ran on is known once it ran: queries and updates then run the same way
         ran_on = embedder.manifest().get("runtime")
@@ -156,6 +160,18 @@ def build_index(
     for path, reason in report.bad:
         log.warning("skipped %s: %s", path, reason)
     return report
+
+
+def _check_whitening_source(options: EmbedOptions, manifest: dict | None, out: str | Path) -> bool:
+    """Whether `options` ask for no other index to whiten on, or the one they ask for suits `manifest`'s embedder."""
+    if options.post is None or options.post.whiten_from is None:
+        return True
+    if manifest is None:
+        return False
+    from .whitening_source import check_source
+
+    check_source(options.post, manifest, out)
+    return True
 
 
 def writer_lock(store: IndexStore) -> contextlib.AbstractContextManager:
@@ -233,8 +249,14 @@ def finalize(store: IndexStore, manifest: dict, options: EmbedOptions) -> dict:
         if (post_options.whiten or post_options.dba) and store.kind != "local":
             raise ReslabError(f"whitening and DBA transform the indexed vectors, which the {store.kind} store keeps as they are; "
                               "drop --whiten/--dba for this store (--qe works), or use a local index")  # fmt: skip
-        _ids, vectors = store.all_vectors()
-        post = Postprocess.fit(post_options, vectors.reshape(-1, int(manifest["dim"])))
+        if post_options.whiten_from is not None:  # the whitening comes from another index (its vectors, not these)
+            from .whitening_source import fit_from_source
+
+            previous = Postprocess.from_manifest(manifest) if manifest.get("postprocess") else None
+            post = fit_from_source(post_options, manifest, previous)
+        else:
+            _ids, vectors = store.all_vectors()
+            post = Postprocess.fit(post_options, vectors.reshape(-1, int(manifest["dim"])))
     transform = (lambda v: post.database(post.transform(v))) if (post.whitening is not None or post.options.dba) else None
     kind = store.build_search(options.index_kind, options.nprobe, options.ef_search, transform=transform)
     manifest = {

@@ -13,6 +13,11 @@
 The raw embeddings stay in the store: whitening is re-fitted and DBA recomputed whenever
 `reslab embed` finalises the index, and the fitted arrays live in manifest.json (base64 float32),
 so any store that keeps the manifest keeps them.
+
+Whitening estimated on a few hundred images is noisy (it inverts a covariance); `whiten_from` fits it
+on another, larger index built with the same embedder instead (a generic collection of the same kind
+of photos): the whitening then does not depend on the folder searched. It is refitted when that index
+has changed and kept as it is when that index is gone.
 """
 
 from __future__ import annotations
@@ -122,17 +127,22 @@ class PostOptions:
     dba: int = 0  # neighbours summed into each indexed vector (0 = none)
     qe: int = 0  # results summed into each query (0 = none)
     alpha: float = 3.0  # similarity exponent of DBA and QE weights
+    whiten_from: str | None = None  # fit the whitening on this other index's vectors (implies whiten)
 
     def __post_init__(self):
         if self.whiten_dim < 1 or self.dba < 0 or self.qe < 0 or self.alpha < 0 or self.whiten_shrinkage < 0:
             raise ReslabError("whiten_dim must be >= 1 and dba, qe, alpha, shrinkage >= 0")
+        if self.whiten_from is not None:
+            object.__setattr__(self, "whiten_from", str(self.whiten_from))  # a Path from the API
+            object.__setattr__(self, "whiten", True)
 
 
 class Postprocess:
     """The fitted post-processing of one index: transforms for stored vectors and for queries."""
 
-    def __init__(self, options: PostOptions, whitening: Whitening | None = None):
-        self.options, self.whitening = options, whitening
+    def __init__(self, options: PostOptions, whitening: Whitening | None = None, source: dict | None = None):
+        # source: the other index the whitening was fitted on ({"index", "count", "updated", "embedder"})
+        self.options, self.whitening, self.source = options, whitening, source
 
     @property
     def active(self) -> bool:
@@ -143,10 +153,28 @@ class Postprocess:
     @classmethod
     def fit(cls, options: PostOptions, vectors: np.ndarray) -> "Postprocess":
         """Fit on the collection. Whitening needs at least 2 x whiten_dim images to estimate the covariance
-        it inverts; a smaller collection is indexed without it (and whitened once it has grown)."""
+        it inverts; a smaller collection is indexed without it (and whitened once it has grown).
+        With `whiten_from`, use `fit_on_source` (the whitening comes from the other index)."""
         enough = len(vectors) >= max(3, 2 * options.whiten_dim)
         whitening = fit_whitening(vectors, options.whiten_dim, options.whiten_shrinkage) if options.whiten and enough else None
         return cls(options, whitening)
+
+    @classmethod
+    def fit_on_source(cls, options: PostOptions, vectors: np.ndarray, source: dict) -> "Postprocess":
+        """The whitening fitted on another index's vectors (checked by `reslab.search.whiten_from`)."""
+        return cls(options, fit_whitening(vectors, options.whiten_dim, options.whiten_shrinkage), source)
+
+    def describe(self) -> str:
+        """In a few words: "whitened (256 axes, fitted on /data/generic.index, 5000 items), DBA 3, QE 5"."""
+        o, parts = self.options, []
+        if self.whitening is not None:
+            where = f", fitted on {self.source['index']} ({self.source['count']} items)" if self.source else ""
+            parts.append(f"whitened ({self.whitening.projection.shape[1]} axes{where})")
+        elif o.whiten:
+            parts.append("whitening asked, not fitted yet (too few items)")
+        parts += [f"DBA {o.dba}"] if o.dba else []
+        parts += [f"QE {o.qe}"] if o.qe else []
+        return ", ".join(parts) or "none"
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Embedder rows -> the space the index searches in (whitened and renormalised, or as they are)."""
@@ -168,6 +196,8 @@ class Postprocess:
                "dba": o.dba, "qe": o.qe, "alpha": o.alpha}  # fmt: skip
         if self.whitening is not None:
             out["whiten"] = self.whitening.to_manifest()
+        if o.whiten_from is not None:
+            out["whiten_from"] = self.source or {"index": o.whiten_from}
         return out
 
     @classmethod
@@ -176,10 +206,12 @@ class Postprocess:
         if not d:
             return cls(PostOptions())
         whitening = Whitening.from_manifest(d["whiten"]) if d.get("whiten") else None
+        source = d.get("whiten_from")
         options = PostOptions(whiten=bool(d.get("whiten_requested", whitening is not None)), whiten_dim=int(d.get("whiten_dim", 256)),
                               whiten_shrinkage=float(d.get("whiten_shrinkage", 0.1)), dba=int(d.get("dba", 0)),
-                              qe=int(d.get("qe", 0)), alpha=float(d.get("alpha", 3.0)))  # fmt: skip
-        return cls(options, whitening)
+                              qe=int(d.get("qe", 0)), alpha=float(d.get("alpha", 3.0)),
+                              whiten_from=source["index"] if source else None)  # fmt: skip
+        return cls(options, whitening, source)
 
     @staticmethod
     def options_of(manifest: dict) -> PostOptions:
