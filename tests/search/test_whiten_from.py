@@ -82,7 +82,7 @@ def test_updates_keep_the_whitening_refit_it_when_the_source_changed_and_survive
     src_index, out = tmp / "generic2.index", tmp / "mine2.index"
     gen2, mine = shutil.copytree(generic, tmp / "generic2"), shutil.copytree(mine, tmp / "mine2")
     assert run_cli(capsys, "embed", gen2, "--out", src_index, *embed)[0] == 0
-    assert run_cli(capsys, "embed", mine, "--out", out, *embed, "--whiten-from", src_index, "--whiten-dim", "6")[0] == 0
+    assert run_cli(capsys, "embed", mine, "--out", out, *embed, "--whiten-from", src_index, "--whiten-dim", "6", "--whiten-shrinkage", "0.1")[0] == 0
     first = Postprocess.from_manifest(_manifest(out)).whitening
     _photos(mine, 4, seed=3)  # the folder grows; an update needs no options
     code, _, err = run_cli(capsys, "embed", mine, "--out", out, "--workers", "0")
@@ -133,9 +133,10 @@ def test_the_python_api_gives_the_same_index(setup, capsys):
     if not (tmp / "generic.index").exists():
         assert run_cli(capsys, "embed", generic, "--out", tmp / "generic.index", *embed)[0] == 0
     cli = tmp / "cli.index"
-    assert run_cli(capsys, "embed", mine, "--out", cli, *embed, "--whiten-from", tmp / "generic.index", "--whiten-dim", "6")[0] == 0
+    assert run_cli(capsys, "embed", mine, "--out", cli, *embed, "--whiten-from", tmp / "generic.index", "--whiten-dim", "6", "--whiten-shrinkage", "0.5")[0] == 0
+    assert _manifest(cli)["postprocess"]["whiten_shrinkage"] == 0.5
     emb = make_embedder("cnn", model="resnet20", weights=str(tmp / "w.safetensors"), pool="gem")
-    options = EmbedOptions(workers=0, post=PostOptions(dba=3, qe=5, whiten_dim=6, whiten_from=tmp / "generic.index"))
+    options = EmbedOptions(workers=0, post=PostOptions(dba=3, qe=5, whiten_dim=6, whiten_shrinkage=0.5, whiten_from=tmp / "generic.index"))
     build_index(mine, tmp / "api.index", emb, options)
     a, b = Postprocess.from_manifest(_manifest(cli)), Postprocess.from_manifest(_manifest(tmp / "api.index"))
     assert np.allclose(a.whitening.projection, b.whitening.projection, atol=1e-5) and a.options == b.options

@@ -55,6 +55,8 @@ def embed(
         "--whiten-from", help="Fit the whitening on this other index (a larger collection of the same kind of photos, same embedder) "
         "instead of the indexed one.")] = None,
     whiten_dim: Annotated[Optional[int], typer.Option(min=1, help="Axes kept by the whitening.")] = None,
+    whiten_shrinkage: Annotated[Optional[float], typer.Option(
+        min=0.0, help="Added to each variance, times their mean, before whitening (0 = plain; more = milder).")] = None,
     dba: Annotated[Optional[int], typer.Option(min=0, help="Database-side augmentation: neighbours summed into each indexed vector (0 = off).")] = None,
     qe: Annotated[Optional[int], typer.Option(min=0, help="alpha-query expansion: results summed into each query (0 = off).")] = None,
     index_kind: Annotated[IndexKind, typer.Option(help="flat (exact), ivf, hnsw, or auto (flat below 100k items).")] = IndexKind.auto,
@@ -92,7 +94,7 @@ def embed(
     from ..tomlio import parse_assignments
 
     post = None
-    if any(v is not None for v in (whiten, whiten_from, whiten_dim, dba, qe)):  # else: the index's own, or the default for a new one
+    if any(v is not None for v in (whiten, whiten_from, whiten_dim, whiten_shrinkage, dba, qe)):  # else: the index's own, or the default for a new one
         import dataclasses
 
         from ..search.embed import DEFAULT_POST
@@ -103,7 +105,7 @@ def embed(
             raise ReslabError("--no-whiten and --whiten-from contradict each other; drop one")
         manifest = read_manifest(out, store)
         base = Postprocess.options_of(manifest) if manifest and "postprocess" in manifest else DEFAULT_POST
-        asked = {"whiten": whiten, "whiten_dim": whiten_dim, "dba": dba, "qe": qe}
+        asked = {"whiten": whiten, "whiten_dim": whiten_dim, "whiten_shrinkage": whiten_shrinkage, "dba": dba, "qe": qe}
         if whiten is not None or whiten_from is not None:  # --whiten alone: on the indexed collection itself
             asked["whiten_from"] = source_path(whiten_from) if whiten_from is not None else None
         post = dataclasses.replace(base, **{k: v for k, v in asked.items() if v is not None or k == "whiten_from"})
