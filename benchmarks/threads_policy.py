@@ -1,17 +1,22 @@
-"""The threads policy's measurement: decode workers x their priority x intra-op threads, in one process.
+"""The threads policy's measurement: where image decoding runs beside the network, in one process.
 
-The embed pipeline (walk, decode in worker processes, the network on the chosen runtime, commit)
-is timed for each setting, round-robin, best of three, on the same photos, beside the network alone
-on pre-decoded inputs. The policy in `reslab.inference.threads` is the setting that keeps the
-pipeline closest to the network alone. Results: benchmarks/results/threads_policy.json.
+The embed pipeline (walk, decode + preprocess, the network on the chosen runtime, commit) is timed
+for each setting, round-robin, best of three, on the same photos, beside the network alone on
+pre-decoded inputs:
+- intra-op threads of the network: one per core, or one fewer (a core left to decoding);
+- decoding: in this process between batches (`--workers 0`), in one thread of this process a batch
+  ahead (Pillow releases the GIL), or in 1-2 worker processes (`--workers N`).
+The defaults in `reslab.inference.threads` are the settings that keep the pipeline closest to the
+network alone. Results: benchmarks/results/threads_policy[_TAG].json.
 
-    python benchmarks/threads_policy.py [--n 192] [--batch-size 32] [--runtime auto]
+    python benchmarks/threads_policy.py [SRC] [--n 256] [--batch-size 32] [--runtime auto] [--tag photos]
+
+SRC: a folder of photos (default: photos made from the bundled samples).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 import time
@@ -20,10 +25,12 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("src", nargs="?", type=Path, default=None)
     parser.add_argument("--model", default="efficientnet_lite0")
-    parser.add_argument("--n", type=int, default=192)
+    parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--runtime", default="auto")
+    parser.add_argument("--tag", default="", help="suffix of the result file name")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -39,7 +46,13 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="reslab-threads-"))
     try:
-        src = _photo_folder(args.n, work)
+        if args.src is None:
+            src, source = _photo_folder(args.n, work), f"{args.n} photos made from the bundled samples"
+        else:  # exactly n files of SRC, in a folder of their own
+            src, source = work / "photos", str(args.src)
+            src.mkdir()
+            for i, p in zip(range(args.n), walk_images(args.src)):
+                (src / f"{i:05d}{p.suffix}").symlink_to(p.resolve())
         cores = physical_cores()
         embedders = {}  # intra-op threads -> embedder (a session per thread count)
         for threads in sorted({cores, max(1, cores - 1)}):
@@ -49,49 +62,52 @@ def main() -> None:
         first = embedders[cores]
         decoded = [first.preprocess(load_image(p, min_size=first.min_size)) for p in walk_images(src)]
         batches = [decoded[i : i + args.batch_size] for i in range(0, len(decoded), args.batch_size)]
-        real_init = embed_module._worker_init
+        sizes = sorted({load_image(p).size for p in walk_images(src)})
 
-        def niced_init():
-            real_init()
-            os.nice(10)
+        def pipeline(threads: int, decode: str):
+            workers = int(decode.split()[0]) if decode.endswith("workers") else 0
 
-        def pipeline(threads: int, workers: int, nice: bool):
             def run():
-                embed_module._worker_init = niced_init if nice else real_init
+                embed_module.DECODE_AHEAD_THREAD = decode == "a decode thread"
                 try:
                     build_index(src, work / f"index-{time.perf_counter_ns()}", embedders[threads],
                                 EmbedOptions(batch_size=args.batch_size, workers=workers, progress=False))
                 finally:
-                    embed_module._worker_init = real_init
+                    embed_module.DECODE_AHEAD_THREAD = False
             return run
 
         runs = {f"model alone, {t} threads": (lambda e=e: [e.embed(b) for b in batches]) for t, e in embedders.items()}
         for threads in embedders:
-            for workers in (0, 1, 2):
-                for nice in ((False, True) if workers else (False,)):
-                    runs[f"pipeline, {threads} threads, {workers} workers{' niced' if nice else ''}"] = pipeline(threads, workers, nice)
+            for decode in ("in-process", "a decode thread", "1 workers", "2 workers"):
+                runs[f"pipeline, {threads} threads, {decode}"] = pipeline(threads, decode)
         for fn in runs.values():
             fn()  # warm-up
         best = {name: float("inf") for name in runs}
         for _ in range(3):
             for name, fn in runs.items():
+                time.sleep(0.05)  # the previous setting's threads stop spinning
                 t0 = time.perf_counter()
                 fn()
                 best[name] = min(best[name], time.perf_counter() - t0)
         rates = {name: len(decoded) / t for name, t in best.items()}
         model_best = max(v for k, v in rates.items() if k.startswith("model alone"))
+        command = (f"python benchmarks/threads_policy.py{' ' + str(args.src) if args.src else ''} --n {args.n} "
+                   f"--batch-size {args.batch_size} --runtime {args.runtime}" + (f" --tag {args.tag}" if args.tag else ""))
         result = {
             "benchmark": "threads_policy",
             "model": args.model,
             "runtime": str(first.session.choice),
+            "source": source,
             "images": len(decoded),
+            "image_sizes": f"{sizes[0][0]}x{sizes[0][1]} .. {sizes[-1][0]}x{sizes[-1][1]}",
             "batch_size": args.batch_size,
             "physical_cores": cores,
             "images_per_s": rates,
             "over_model_alone": {k: v / model_best for k, v in rates.items()},
-            "command": f"python benchmarks/threads_policy.py --n {args.n} --batch-size {args.batch_size} --runtime {args.runtime}",
+            "command": command,
         }
-        path = save_benchmark("threads_policy", result, args.out)
+        path = save_benchmark("threads_policy" + (f"_{args.tag}" if args.tag else ""), result, args.out)
+        print(f"{source}: {len(decoded)} images, {result['image_sizes']}, runtime {result['runtime']}")
         for name, rate in rates.items():
             print(f"{name:>45}: {rate:7.1f} images/s ({rate / model_best:.2f}x the model alone)")
         print(f"saved {path}")

@@ -17,7 +17,7 @@ import numpy as np
 from ..fileio import atomic_open
 from ..processes import worker_pool
 from ..imageio import BadImageError, load_image
-from ..preprocess import center_crop, resize_shorter
+from ..preprocess import resize_center_crop
 from .formats import ArraySplit, FileSplit
 from .guard import BadFileLog
 from .progress import image_progress, resolve_workers
@@ -53,7 +53,7 @@ def small_equal_images(paths: tuple[Path, ...], max_side: int = 64, samples: int
 def _decode_one(path: Path, size: int, mode: str) -> np.ndarray:
     img = load_image(path, mode, min_size=size)
     if img.size != (size, size):
-        img = center_crop(resize_shorter(img, size), size)
+        img = resize_center_crop(img, size, size)
     a = np.asarray(img, dtype=np.uint8)
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..imageio import check_regular_file, load_image, reading_image
-from ..preprocess import center_crop, normalize, resize_shorter, to_tensor
+from ..imageio import check_regular_file, draft_scale, load_image, reading_image, upright_size
+from ..preprocess import center_crop, normalize, resize_center_crop, resize_shorter, to_tensor
 from .config import DataConfig
 
 # AlexNet's PCA colour augmentation: eigen-decomposition of ImageNet's RGB pixel covariance on a
@@ -251,11 +251,17 @@ def random_erasing(x: torch.Tensor, draws: torch.Tensor, p: float) -> torch.Tens
 
 
 def image_size_of(path: Path) -> tuple[int, int]:
-    """(width, height) from the header only; a file Pillow cannot identify is a BadImageError."""
+    """(width, height) of the upright picture (as `load_image` returns it) from the header only;
+    a file Pillow cannot identify is a BadImageError."""
     with reading_image(path):
         check_regular_file(path)
         with Image.open(path) as im:
-            return im.size
+            return upright_size(im)
+
+
+# Random augmentations decode a big JPEG at any reduced scale that still holds the pixels the crop
+# needs (evaluation keeps imageio.DRAFT_MARGIN, for fidelity to the full decode).
+AUGMENT_DRAFT_MARGIN = 1.0
 
 
 class FileTrainTransform:
@@ -279,18 +285,18 @@ class FileTrainTransform:
         cfg, size = self.cfg, self.cfg.image_size
         if cfg.augment == "imagenet_paper":
             side = int(rng.integers(cfg.scale_min, cfg.scale_max + 1))
-            img = resize_shorter(load_image(path, self.mode, min_size=side), side)
+            img = resize_shorter(load_image(path, self.mode, min_size=side, margin=AUGMENT_DRAFT_MARGIN), side)
             img = random_crop(img, size, rng)
         elif cfg.augment == "rrc":
             width, height = image_size_of(path)
             left, top, w, h = random_resized_crop_box(width, height, rng, cfg.rrc_scale, cfg.rrc_ratio)
             # decode just large enough that the crop box still holds `size` pixels on its short side
-            img = load_image(path, self.mode, min_size=math.ceil(min(width, height) * size / max(1, min(w, h))))
-            sx, sy = img.size[0] / width, img.size[1] / height  # draft scale, if any
+            img = load_image(path, self.mode, min_size=math.ceil(min(width, height) * size / max(1, min(w, h))), margin=AUGMENT_DRAFT_MARGIN)
+            sx = sy = 1 / draft_scale(img)  # a reduced decode: the box in its pixels
             box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
             img = img.resize((size, size), Image.BILINEAR, box=box, reducing_gap=3.0)
         elif cfg.augment == "cifar_paper":
-            img = center_crop(resize_shorter(load_image(path, self.mode, min_size=size), size), size)
+            img = resize_center_crop(load_image(path, self.mode, min_size=size, margin=AUGMENT_DRAFT_MARGIN), size, size)
             a = np.asarray(img)
             a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
             pad = cfg.cifar_pad
@@ -299,7 +305,7 @@ class FileTrainTransform:
             img = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
         else:  # none: the evaluation geometry
             resize = cfg.resolved_eval_resize
-            img = center_crop(resize_shorter(load_image(path, self.mode, min_size=resize), resize), size)
+            img = resize_center_crop(load_image(path, self.mode, min_size=resize), resize, size)
         if cfg.hflip and cfg.augment != "none":
             img = random_hflip(img, rng)
         x = to_tensor(img)
@@ -335,10 +341,11 @@ class FileEvalTransform:
 
     def __call__(self, path: Path, rng=None) -> torch.Tensor:
         resize, size = self.cfg.resolved_eval_resize, self.cfg.image_size
-        img = resize_shorter(load_image(path, self.mode, min_size=resize), resize)
+        img = load_image(path, self.mode, min_size=resize)
         if self.views == "ten_crop":
+            img = resize_shorter(img, resize)
             return torch.stack([self._tensor(c) for c in ten_crop(img, size)])
-        img = center_crop(img, size)
+        img = resize_center_crop(img, resize, size)
         if self.views == "flip":
             return torch.stack([self._tensor(img), self._tensor(img.transpose(Image.FLIP_LEFT_RIGHT))])
         if self.views == "flip_shift":

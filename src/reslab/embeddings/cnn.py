@@ -31,12 +31,12 @@ class PixelPreprocess:
         self.whole_small = whole_small
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        from ..preprocess import center_crop, resize_shorter
+        from ..preprocess import resize_center_crop
 
-        image = image.convert("RGB" if self.channels == 3 else "L")
+        mode = "RGB" if self.channels == 3 else "L"
+        image = image if image.mode == mode else image.convert(mode)
         resize = self.crop if getattr(self, "whole_small", False) and min(image.size) < self.crop else self.resize
-        image = center_crop(resize_shorter(image, resize, self.interpolation), self.crop)
-        return np.asarray(image, dtype=np.uint8)
+        return np.asarray(resize_center_crop(image, resize, self.crop, self.interpolation), dtype=np.uint8)
 
 
 class CnnEmbedder:
@@ -200,10 +200,9 @@ class CnnEmbedder:
 
             x = torch.from_numpy(pixels).pin_memory().to(self.device, non_blocking=True)
             return normalize(x.permute(0, 3, 1, 2).float().div_(255.0), p.mean[: p.channels], p.std[: p.channels])
-        mean = np.asarray(p.mean[: p.channels], np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(p.std[: p.channels], np.float32).reshape(1, -1, 1, 1)
-        x = pixels.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255.0)
-        return np.ascontiguousarray((x - mean) / std)
+        from ..preprocess import normalize_pixels
+
+        return normalize_pixels(pixels, p.mean, p.std)
 
     def __getstate__(self):
         # Decode workers need only the preprocessing: never pickle the network or a runtime session.

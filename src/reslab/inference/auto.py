@@ -37,6 +37,7 @@ class Parity:
 PARITY = Parity()
 MAX_CALIBRATION_BATCH = 32  # bigger batches are timed at 32 images: CPU throughput has levelled off by then
 TIMED_ROUNDS = 3  # round-robin over the candidates, best of each: a load spike hits them alike
+SETTLE_S = 0.05  # a pause before each timed run: the previous runtime's idle threads stop spinning
 OUT_OF_THE_RACE = 2.0  # after the first round, a candidate this many times slower than the best is not timed again
 DECISIONS = "decisions"
 # Runtimes that auto does not try unless asked by name, and why (docs/inference.md has the numbers).
@@ -120,6 +121,7 @@ def calibrate(loaded, options: list[RuntimeChoice], batch: int, head: EmbeddingH
     best: dict[str, float] = {name: float("inf") for name in timed}
     for round_ in range(TIMED_ROUNDS):
         for name, session in timed.items():
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             session.run(x)
             best[name] = min(best[name], time.perf_counter() - t0)

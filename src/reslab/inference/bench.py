@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .auto import PARITY, calibration_batch, choose_session, library_versions, parity
+from .auto import PARITY, SETTLE_S, calibration_batch, choose_session, library_versions, parity
 from .runtimes import RuntimeChoice, build_session, candidates
 
 
@@ -110,6 +110,7 @@ def bench_infer(loaded, batch: int = 32, rounds: int = 3, include_compile: bool 
     best = {name: float("inf") for name in sessions}
     for _ in range(rounds):  # round-robin: a load spike from another process hits every runtime alike
         for name, session in sessions.items():
+            time.sleep(SETTLE_S)  # the previous runtime's (or the matmul's) idle threads stop spinning
             t0 = time.perf_counter()
             session.run(x)
             best[name] = min(best[name], time.perf_counter() - t0)

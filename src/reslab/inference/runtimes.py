@@ -163,6 +163,11 @@ class OnnxRuntimeSession(Session):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or intra_op_threads()
         options.log_severity_level = 3
+        # No busy-waiting between runs: ORT's idle threads otherwise spin for tens of milliseconds
+        # after each run, taking the cores from whatever runs next (image decoding, another runtime
+        # being timed: OpenVINO measured 15% slower right after ONNX Runtime). docs/inference.md.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)

@@ -48,6 +48,7 @@ def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 25
     from ..embeddings import CnnEmbedder
     from ..imageio import load_image
     from ..inference import default_weights
+    from ..inference.auto import SETTLE_S
     from ..inference.runtimes import candidates
     from .embed import EmbedOptions, build_index
     from .walk import walk_images
@@ -92,6 +93,7 @@ def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 25
         times: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(3):
             for name, fn in runs.items():
+                time.sleep(SETTLE_S)  # the previous runtime's idle threads stop spinning
                 times[name].append(_seconds(fn))
         rates = {name: n / min(t) for name, t in times.items()}
         pipeline_rate, model_rate = rates.pop("pipeline"), rates[chosen]

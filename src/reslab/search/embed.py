@@ -386,6 +386,9 @@ def _decoded_stream(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOp
     """Decode in worker processes, a bounded window ahead of the consumer, in input order."""
     min_size = getattr(embedder, "min_size", None)
     if options.workers <= 0:
+        if DECODE_AHEAD_THREAD:
+            yield from _decoded_in_a_thread(tasks, embedder, options, min_size)
+            return
         for t in tasks:
             yield t, decode_file(t.path, t.known_sha256, embedder.preprocess, min_size)
         return
@@ -410,6 +413,30 @@ def _decoded_stream(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOp
         # (CPython gh-94440, intermittent, seen in our test suite). On an error or Ctrl-C the bounded
         # window of pending decodes (a few dozen files) just finishes and is dropped.
         pool.shutdown(wait=True)
+
+
+DECODE_AHEAD_THREAD = False  # --workers 0: decode in one thread of this process, a batch ahead of the network
+
+
+def _decoded_in_a_thread(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOptions, min_size) -> Iterator[tuple[_Task, Decoded]]:
+    """Decode in one thread of this process, up to two batches ahead (Pillow releases the GIL while
+    it decodes and resizes, and the runtimes while they compute): no pickling, no second process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="reslab-decode") as pool:
+        try:
+            for t in tasks:
+                pending.append((t, pool.submit(decode_file, t.path, t.known_sha256, embedder.preprocess, min_size)))
+                while len(pending) > 2 * options.batch_size:
+                    t0, future = pending.popleft()
+                    yield t0, future.result()
+            while pending:
+                t0, future = pending.popleft()
+                yield t0, future.result()
+        finally:
+            for _, future in pending:  # a stop: what is queued is dropped, what runs finishes
+                future.cancel()
 
 
 def _ready(entry) -> Iterator[tuple[_Task, Decoded]]:

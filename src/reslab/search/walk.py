@@ -108,5 +108,7 @@ def decode_many(tasks: list[tuple[str, str | None]], preprocess: Callable, min_s
 def _original_size(raw: bytes) -> tuple[int, int]:
     from PIL import Image
 
+    from ..imageio import upright_size
+
     with Image.open(io.BytesIO(raw)) as im:  # header only: cheap
-        return im.size
+        return upright_size(im)

@@ -29,8 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..console import printable
 from ..errors import ReslabError
-from ..imageio import BadImageError
-from ..imageio import _convert as convert_decoded
+from ..imageio import BadImageError, upright
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +69,8 @@ def decode_upload(data: bytes) -> Image.Image:
             if im.size[0] * im.size[1] > MAX_UPLOAD_PIXELS:
                 raise ValueError(f"the image is {im.size[0]}x{im.size[1]} pixels, more than {MAX_UPLOAD_PIXELS} allowed")
             im.load()
-            # the same conversions as files on disk: CMYK, palette, 16-bit, alpha on white
-            return convert_decoded(im, "RGB")
+            # the same conversions as files on disk: EXIF orientation, CMYK, palette, 16-bit, alpha on white
+            return upright(im, "RGB")
     except UnidentifiedImageError:
         raise ValueError("its bytes are not in any image format Pillow reads") from None
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
