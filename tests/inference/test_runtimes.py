@@ -176,3 +176,13 @@ print(same_while_alive, current() == before, handled == [1])
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-2000:]}"
     assert out.stdout.strip().splitlines()[-1] == "True True True"
+
+
+def test_onnxruntime_threads_do_not_spin_between_runs(resnet20):
+    """Spinning idle threads took the cores from whatever ran next (benchmarks/runtime_interference.py)."""
+    if unavailable_reason("onnxruntime") is not None:
+        pytest.skip("onnxruntime is not installed")
+    session = build_session(resnet20, RuntimeChoice("onnxruntime", "fp32"))
+    options = session.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"

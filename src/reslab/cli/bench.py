@@ -14,7 +14,7 @@ import typer
 
 from ..errors import ReslabError
 from .app import bench_app
-from .options import BatchSize, Device, Overrides, Precision, Runtime, TopK, Weights, Workers, comma_choices
+from .options import BatchSize, DecodeWorkers, Device, Overrides, Precision, Runtime, TopK, Weights, Workers, comma_choices
 
 ResultsDir = Annotated[
     Optional[Path],
@@ -101,7 +101,7 @@ def embed(
     model: Annotated[str, typer.Option(help="Zoo model.")] = "efficientnet_lite0",
     n: Annotated[int, typer.Option(min=1, help="Images to embed.")] = 256,
     batch_size: BatchSize = 32,
-    workers: Workers = 2,
+    workers: DecodeWorkers = None,
     runtime: Runtime = "auto",
     precision: Precision = None,
     all_runtimes: Annotated[
@@ -117,7 +117,9 @@ def embed(
     from .search import quiet_faiss
 
     quiet_faiss()
-    workers = resolve_workers(workers)
+    from ..search.embed import EmbedOptions, resolved_workers
+
+    workers = resolved_workers(EmbedOptions(workers=None if workers is None else resolve_workers(workers)))
     r = bench_embed(src, model=model, n=n, batch_size=batch_size, workers=workers, runtime=runtime, precision=precision, compare=all_runtimes)
     r["command"] = ("reslab bench embed" + (f" {src}" if src else "") + f" --model {model} --n {n} --batch-size {batch_size} "
                     f"--workers {workers} --runtime {runtime}" + (f" --precision {precision}" if precision else "") + ("" if all_runtimes else " --chosen-runtime-only"))  # fmt: skip

@@ -33,6 +33,11 @@ TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many result
 
 WORKERS_HELP = "Decode processes: N, 0 = in this process, -1 = one per core (at most 8)."
 Workers = Annotated[int, typer.Option("--workers", min=-1, help=WORKERS_HELP)]
+# embedding: the default follows the machine (reslab.inference.threads.decode_workers)
+DecodeWorkers = Annotated[
+    Optional[int],
+    typer.Option("--workers", min=-1, help=WORKERS_HELP + " Default: 0 on up to 2 cores, else one per 4 cores (docs/inference.md, Threads)."),
+]
 
 Weights = Annotated[
     Optional[str],

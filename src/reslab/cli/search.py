@@ -11,7 +11,7 @@ import typer
 
 from ..errors import ReslabError
 from .app import SEARCH, app, index_app
-from .options import BatchSize, Device, IndexPath, JsonOutput, Precision, Runtime, Store, TopK, Weights, Workers
+from .options import BatchSize, DecodeWorkers, Device, IndexPath, JsonOutput, Precision, Runtime, Store, TopK, Weights
 
 
 class EmbedMethod(StrEnum):  # reslab.embeddings.METHODS
@@ -63,7 +63,7 @@ def embed(
     nprobe: Annotated[int, typer.Option(min=1, help="IVF cells searched per query.")] = 16,
     ef_search: Annotated[int, typer.Option(min=1, help="HNSW candidate list per query.")] = 64,
     batch_size: BatchSize = 32,
-    workers: Workers = 2,
+    workers: DecodeWorkers = None,
     chunk_size: Annotated[int, typer.Option(min=1, help="Images per committed chunk (what a kill can lose).")] = 256,
     device: Device = "auto",
     runtime: Runtime = "auto",
@@ -109,7 +109,7 @@ def embed(
         if whiten is not None or whiten_from is not None:  # --whiten alone: on the indexed collection itself
             asked["whiten_from"] = source_path(whiten_from) if whiten_from is not None else None
         post = dataclasses.replace(base, **{k: v for k, v in asked.items() if v is not None or k == "whiten_from"})
-    options = EmbedOptions(batch_size=batch_size, workers=resolve_workers(workers), chunk_size=chunk_size,
+    options = EmbedOptions(batch_size=batch_size, workers=None if workers is None else resolve_workers(workers), chunk_size=chunk_size,
                            index_kind=index_kind.value, nprobe=nprobe, ef_search=ef_search, post=post)  # fmt: skip
     if merge:
         _print_report(merge_indexes(merge, out, options, store=store), out, as_json)

@@ -4,12 +4,14 @@ The policy (docs/inference.md, "Threads", has the measurement behind it):
 - the network gets one intra-op thread per physical core the process may use (PyTorch, ONNX
   Runtime and OpenVINO alike): a batch is one large parallel job, and a second hyper-thread on a
   core adds no multiply-add units;
-- decode workers (`--workers`, default 2) run one thread each (`OMP_NUM_THREADS=1`, see
-  `reslab.search.embed`) and a bounded window ahead of the network, so they fill the moments the
-  network waits on its input without multiplying threads beyond the cores.
+- image decoding: by default (`decode_workers`) in the process itself between batches on a
+  machine of up to 2 physical cores, where a worker process only takes time slices from the
+  network's threads; with more cores, one decode worker process per 4 cores (at most 8). Workers
+  (`--workers N`) run one thread each (`OMP_NUM_THREADS=1`, see `reslab.search.embed`) and a
+  bounded window ahead of the network, so they never multiply threads beyond the cores.
 `RESLAB_THREADS` overrides the intra-op thread count (e.g. to leave cores to another job);
-`benchmarks/threads_policy.py` measures the alternatives (fewer network threads, 0-2 workers,
-workers at a lower priority) against the network alone.
+`benchmarks/threads_policy.py` measures the alternatives (fewer network threads, decoding in
+this process, in a thread of it, or in 1-2 workers) against the network alone.
 """
 
 from __future__ import annotations
@@ -54,3 +56,25 @@ def apply_torch_threads() -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+# Up to this many physical cores, `embed` decodes in its own process by default: measured on 2 cores
+# (benchmarks/results/threads_policy_*.json, docs/inference.md "Threads").
+IN_PROCESS_DECODE_UP_TO = 2
+CORES_PER_DECODE_WORKER = 4  # beyond that: one worker per 4 cores (not measured here: 2 cores only)
+MAX_DECODE_WORKERS = 8
+
+
+def decode_workers(cores: int | None = None) -> int:
+    """Decode worker processes for `embed` when `--workers` is not given (0 = in this process).
+
+    cores: physical cores this process may use (default: counted). Up to IN_PROCESS_DECODE_UP_TO
+    cores the network has every core and a worker process can only preempt its threads (each
+    batch then waits for its slowest thread), so decoding between batches is fastest; above, the
+    network's speed grows less than linearly with its threads while one decoding thread stays
+    as slow as it was, so decoding moves to workers, one per CORES_PER_DECODE_WORKER cores.
+    """
+    cores = physical_cores() if cores is None else max(1, int(cores))
+    if cores <= IN_PROCESS_DECODE_UP_TO:
+        return 0
+    return max(1, min(MAX_DECODE_WORKERS, cores // CORES_PER_DECODE_WORKER))

@@ -41,7 +41,7 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
-def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 256, batch_size: int = 32, workers: int = 2,
+def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 256, batch_size: int = 32, workers: int | None = None,
                 runtime: str = "auto", precision: str | None = None, compare: bool = True) -> dict:
     """images/s of the whole pipeline vs the model alone on pre-decoded inputs (both on the chosen
     runtime), and of the model alone on every other runtime available here (`compare`)."""
@@ -50,8 +50,10 @@ def bench_embed(src: Path | None, model: str = "efficientnet_lite0", n: int = 25
     from ..inference import default_weights
     from ..inference.auto import SETTLE_S
     from ..inference.runtimes import candidates
-    from .embed import EmbedOptions, build_index
+    from .embed import EmbedOptions, build_index, resolved_workers
     from .walk import walk_images
+
+    workers = resolved_workers(EmbedOptions(workers=workers))  # None: the threads policy's default here
 
     work = Path(tempfile.mkdtemp(prefix="reslab-bench-embed-"))
     try:

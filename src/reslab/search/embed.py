@@ -42,7 +42,7 @@ ARTIFACT_KEYS = ("vocabulary", "idf")  # manifest keys naming files an embedder 
 @dataclass(frozen=True)
 class EmbedOptions:
     batch_size: int = 32  # images per forward pass
-    workers: int = 2  # decode processes; 0 decodes in the main process
+    workers: int | None = None  # decode processes; 0 decodes in this process; None: reslab.inference.threads.decode_workers()
     chunk_size: int = 256  # images per committed transaction (the most a kill can lose)
     index_kind: str = "auto"  # flat | ivf | hnsw | auto (flat below 100k items)
     nprobe: int = 16  # IVF cells searched per query
@@ -382,10 +382,20 @@ def _candidates(store: IndexStore, root: Path, options: EmbedOptions, report: Em
             yield _Task(p, st.st_size, st.st_mtime, label_of(path, root), row[3] if row else None)
 
 
+def resolved_workers(options: EmbedOptions) -> int:
+    """The decode processes a run uses: as asked, else the threads policy's default for this machine."""
+    if options.workers is not None:
+        return options.workers
+    from ..inference.threads import decode_workers
+
+    return decode_workers()
+
+
 def _decoded_stream(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOptions) -> Iterator[tuple[_Task, Decoded]]:
     """Decode in worker processes, a bounded window ahead of the consumer, in input order."""
     min_size = getattr(embedder, "min_size", None)
-    if options.workers <= 0:
+    workers = resolved_workers(options)
+    if workers <= 0:
         if DECODE_AHEAD_THREAD:
             yield from _decoded_in_a_thread(tasks, embedder, options, min_size)
             return
@@ -393,11 +403,11 @@ def _decoded_stream(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOp
             yield t, decode_file(t.path, t.known_sha256, embedder.preprocess, min_size)
         return
     group = 4  # files per round trip: amortises pickling without starving the model
-    window = max(4, options.workers * 4 + options.batch_size // group)
+    window = max(4, workers * 4 + options.batch_size // group)
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     pending: deque = deque()
     # workers leave Ctrl-C/SIGTERM to this process (it commits, then stops) and die with it
-    pool = ProcessPoolExecutor(options.workers, mp_context=context, initializer=WorkerInit(then=_worker_init))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=WorkerInit(then=_worker_init))
     try:
         for tasks_group in _grouped(tasks, group):
             work = [(t.path, t.known_sha256) for t in tasks_group]
