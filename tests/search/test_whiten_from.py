@@ -62,9 +62,9 @@ def test_whitening_is_fitted_on_the_other_index_and_kept_in_the_manifest(setup, 
     assert _manifest(out)["index_dim"] == 6
     stored = Postprocess.from_manifest(_manifest(out)).whitening
     # fitted on the 18 generic vectors, not on the 9 of this folder (which could give at most 8 axes)
-    expected = fit_whitening(_vectors(tmp / "generic.index"), dim=6, shrinkage=0.1)
+    expected = fit_whitening(_vectors(tmp / "generic.index"), dim=6, shrinkage=0.5)  # the default shrinkage
     assert np.allclose(stored.projection, expected.projection, atol=1e-4) and np.allclose(stored.mean, expected.mean, atol=1e-6)
-    own = fit_whitening(_vectors(out), dim=6, shrinkage=0.1)
+    own = fit_whitening(_vectors(out), dim=6, shrinkage=0.5)
     assert not np.allclose(stored.mean, own.mean, atol=1e-3)
     code, text, err = run_cli(capsys, "search", out, next((mine / "class0").iterdir()), "-k", "3", "--json")
     assert code == 0, err
@@ -133,10 +133,10 @@ def test_the_python_api_gives_the_same_index(setup, capsys):
     if not (tmp / "generic.index").exists():
         assert run_cli(capsys, "embed", generic, "--out", tmp / "generic.index", *embed)[0] == 0
     cli = tmp / "cli.index"
-    assert run_cli(capsys, "embed", mine, "--out", cli, *embed, "--whiten-from", tmp / "generic.index", "--whiten-dim", "6", "--whiten-shrinkage", "0.5")[0] == 0
-    assert _manifest(cli)["postprocess"]["whiten_shrinkage"] == 0.5
+    assert run_cli(capsys, "embed", mine, "--out", cli, *embed, "--whiten-from", tmp / "generic.index", "--whiten-dim", "6", "--whiten-shrinkage", "0.2")[0] == 0
+    assert _manifest(cli)["postprocess"]["whiten_shrinkage"] == 0.2
     emb = make_embedder("cnn", model="resnet20", weights=str(tmp / "w.safetensors"), pool="gem")
-    options = EmbedOptions(workers=0, post=PostOptions(dba=3, qe=5, whiten_dim=6, whiten_shrinkage=0.5, whiten_from=tmp / "generic.index"))
+    options = EmbedOptions(workers=0, post=PostOptions(dba=3, qe=5, whiten_dim=6, whiten_shrinkage=0.2, whiten_from=tmp / "generic.index"))
     build_index(mine, tmp / "api.index", emb, options)
     a, b = Postprocess.from_manifest(_manifest(cli)), Postprocess.from_manifest(_manifest(tmp / "api.index"))
     assert np.allclose(a.whitening.projection, b.whitening.projection, atol=1e-5) and a.options == b.options

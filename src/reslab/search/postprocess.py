@@ -65,7 +65,7 @@ class Whitening:
         return cls(_decode(d["mean"], "whitening mean"), _decode(d["projection"], "whitening projection"))
 
 
-def fit_whitening(x: np.ndarray, dim: int = 256, shrinkage: float = 0.1) -> Whitening:
+def fit_whitening(x: np.ndarray, dim: int = 256, shrinkage: float = 0.5) -> Whitening:
     """PCA-whitening of the rows of x (L2-normalised descriptors).
 
     dim: axes kept (at most the rank, n - 1). shrinkage: each eigenvalue gets shrinkage * the mean
@@ -123,7 +123,7 @@ class PostOptions:
 
     whiten: bool = False
     whiten_dim: int = 256
-    whiten_shrinkage: float = 0.1
+    whiten_shrinkage: float = 0.5  # times the mean variance; 0.5 chosen by benchmarks/retrieval_whitening.py (0.1 before)
     dba: int = 0  # neighbours summed into each indexed vector (0 = none)
     qe: int = 0  # results summed into each query (0 = none)
     alpha: float = 3.0  # similarity exponent of DBA and QE weights
