@@ -4,8 +4,8 @@ The embed pipeline (walk, decode + preprocess, the network on the chosen runtime
 for each setting, round-robin, best of three, on the same photos, beside the network alone on
 pre-decoded inputs:
 - intra-op threads of the network: one per core, or one fewer (a core left to decoding);
-- decoding: in this process between batches (`--workers 0`), in one thread of this process a batch
-  ahead (Pillow releases the GIL), or in 1-2 worker processes (`--workers N`).
+- decoding: in this process between batches, in 1 or 2 threads of this process up to two batches
+  ahead (Pillow releases the GIL; `--workers 0`), or in 1-2 worker processes (`--workers N`).
 The defaults in `reslab.inference.threads` are the settings that keep the pipeline closest to the
 network alone. Results: benchmarks/results/threads_policy[_TAG].json.
 
@@ -66,19 +66,21 @@ def main() -> None:
 
         def pipeline(threads: int, decode: str):
             workers = int(decode.split()[0]) if decode.endswith("workers") else 0
+            decode_threads = int(decode.split()[0]) if "thread" in decode else 0
 
             def run():
-                embed_module.DECODE_AHEAD_THREAD = decode == "a decode thread"
+                embed_module.DECODE_THREADS = decode_threads
                 try:
                     build_index(src, work / f"index-{time.perf_counter_ns()}", embedders[threads],
                                 EmbedOptions(batch_size=args.batch_size, workers=workers, progress=False))
                 finally:
-                    embed_module.DECODE_AHEAD_THREAD = False
+                    embed_module.DECODE_THREADS = default_decode_threads
             return run
 
+        default_decode_threads = embed_module.DECODE_THREADS
         runs = {f"model alone, {t} threads": (lambda e=e: [e.embed(b) for b in batches]) for t, e in embedders.items()}
         for threads in embedders:
-            for decode in ("in-process", "a decode thread", "1 workers", "2 workers"):
+            for decode in ("in-process", "1 decode thread", "2 decode threads", "1 workers", "2 workers"):
                 runs[f"pipeline, {threads} threads, {decode}"] = pipeline(threads, decode)
         for fn in runs.values():
             fn()  # warm-up

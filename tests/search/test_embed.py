@@ -279,3 +279,22 @@ def test_a_second_writer_of_an_index_is_refused(photos, thumb, tmp_path):
         with pytest.raises(ReslabError, match="is in use by process"):
             build_index(photos, tmp_path / "index", thumb, FAST)
     assert build_index(photos, tmp_path / "index", thumb, FAST).unchanged == 40
+
+
+@pytest.mark.parametrize("decode_threads", [1, 2])
+def test_decoding_in_threads_gives_the_index_of_decoding_between_batches(photos, thumb, tmp_path, monkeypatch, decode_threads):
+    """--workers 0 decodes in threads of this process, ahead of the network: same vectors, same order, same bad files."""
+    from reslab.search import embed as embed_module
+
+    (photos / "ants" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    options = EmbedOptions(workers=0, chunk_size=8, batch_size=4, progress=False)
+    monkeypatch.setattr(embed_module, "DECODE_THREADS", 0)
+    serial = build_index(photos, tmp_path / "serial", thumb, options)
+    monkeypatch.setattr(embed_module, "DECODE_THREADS", decode_threads)
+    threaded = build_index(photos, tmp_path / "threaded", thumb, options)
+    assert (threaded.count, threaded.embedded) == (serial.count, serial.embedded) == (40, 40)
+    assert [p for p, _ in threaded.bad] == [p for p, _ in serial.bad] == [str(photos / "ants" / "broken.jpg")]
+    with SearchIndex.open(tmp_path / "serial") as a, SearchIndex.open(tmp_path / "threaded") as b:
+        assert [(it.id, it.path) for it in a.items()] == [(it.id, it.path) for it in b.items()]
+    expected, got = vectors_by_path(tmp_path / "serial"), vectors_by_path(tmp_path / "threaded")
+    assert all(np.array_equal(expected[p], got[p]) for p in expected)

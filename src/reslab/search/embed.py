@@ -396,8 +396,8 @@ def _decoded_stream(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOp
     min_size = getattr(embedder, "min_size", None)
     workers = resolved_workers(options)
     if workers <= 0:
-        if DECODE_AHEAD_THREAD:
-            yield from _decoded_in_a_thread(tasks, embedder, options, min_size)
+        if DECODE_THREADS > 0:
+            yield from _decoded_in_threads(tasks, embedder, options, min_size, DECODE_THREADS)
             return
         for t in tasks:
             yield t, decode_file(t.path, t.known_sha256, embedder.preprocess, min_size)
@@ -425,20 +425,23 @@ def _decoded_stream(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOp
         pool.shutdown(wait=True)
 
 
-DECODE_AHEAD_THREAD = False  # --workers 0: decode in one thread of this process, a batch ahead of the network
+# --workers 0: decoding runs in this many threads of this process, up to two batches ahead of the
+# network (0: between batches, in the main thread). Pillow releases the GIL while it decodes and
+# resizes and the runtimes while they compute, so a thread overlaps decoding with the network
+# without pickling or a second process (benchmarks/threads_policy.py; docs/inference.md, Threads).
+DECODE_THREADS = 1
 
 
-def _decoded_in_a_thread(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOptions, min_size) -> Iterator[tuple[_Task, Decoded]]:
-    """Decode in one thread of this process, up to two batches ahead (Pillow releases the GIL while
-    it decodes and resizes, and the runtimes while they compute): no pickling, no second process."""
+def _decoded_in_threads(tasks: Iterator[_Task], embedder: Embedder, options: EmbedOptions, min_size, threads: int) -> Iterator[tuple[_Task, Decoded]]:
+    """Decode in `threads` threads of this process, in input order, a bounded window ahead."""
     from concurrent.futures import ThreadPoolExecutor
 
     pending: deque = deque()
-    with ThreadPoolExecutor(1, thread_name_prefix="reslab-decode") as pool:
+    with ThreadPoolExecutor(threads, thread_name_prefix="reslab-decode") as pool:
         try:
             for t in tasks:
                 pending.append((t, pool.submit(decode_file, t.path, t.known_sha256, embedder.preprocess, min_size)))
-                while len(pending) > 2 * options.batch_size:
+                while len(pending) > 2 * options.batch_size + threads:
                     t0, future = pending.popleft()
                     yield t0, future.result()
             while pending:
