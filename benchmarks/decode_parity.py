@@ -7,7 +7,8 @@ of decoding + preprocessing for EfficientNet-Lite0 (224, bicubic) is compared wi
 the embedding's cosine (per image: min and mean) and the milliseconds per image (best of 3).
 - full decode: `load_image(path)` then the embedder's preprocessing (the reference);
 - libjpeg at 1/2, 1/4, 1/8 (Pillow `draft`), framed on the full size (`resize_center_crop`);
-- the same at 1/8 framed on the reduced image's own rounded size (what `load_image` did before);
+- the same at 1/4 and 1/8 framed on the reduced image's own (rounded-up) size, as `load_image`
+  returned it before (1/8 is what it chose for these photos);
 - `load_image(path, min_size=...)`: what the project does now (the largest scale keeping
   DRAFT_MARGIN x the size needed).
 Results: benchmarks/results/decode_parity.json.
@@ -73,15 +74,17 @@ def main() -> None:
                 w, h = im.size
                 im.draft("RGB", (w // scale, h // scale))
                 im.load()
-                picture = im.convert("RGB").crop((0, 0, w // scale, h // scale))
-            if not full_size_framing:
+                picture = im.convert("RGB")
+            if not full_size_framing:  # as before: the rounded-up size, its last row/column partly padding
                 return np.asarray(center_crop(resize_shorter(picture, pre.resize, pre.interpolation), pre.crop))
+            picture = picture.crop((0, 0, w // scale, h // scale))
             picture.info[DRAFT_INFO] = (scale, w, h)
             return np.asarray(resize_center_crop(picture, pre.resize, pre.crop, pre.interpolation))
 
         ways = {
             "full decode": lambda p: emb.preprocess(load_image(p)),
             **{f"1/{s}, framed on the full size": (lambda p, s=s: reduced(p, s, True)) for s in (2, 4, 8)},
+            "1/4, framed on its own size": lambda p: reduced(p, 4, False),
             "1/8, framed on its own size (before)": lambda p: reduced(p, 8, False),
             f"load_image(min_size) now (margin {DRAFT_MARGIN:g})": lambda p: emb.preprocess(load_image(p, min_size=emb.min_size)),
         }
