@@ -106,12 +106,12 @@ def augmentation_share(repeats: int = 5) -> dict:
             "augment_share_of_step": round(min(aug_t) / min(step_t), 4)}  # fmt: skip
 
 
-def train(method: str, data: str, runs: Path, steps: int, name: str, knn_limit: int) -> dict:
+def train(method: str, data: str, runs: Path, steps: int, name: str, knn_limit: int, extra: list[str] = ()) -> dict:
     from reslab.train import fit, load_config
 
     overrides = [f'data.path="{data}"', f'run.dir="{runs}"', f'run.name="{name}"', "train.epochs=0", f"train.steps={steps}",
                  f"train.batch_size={BATCH}", f'ssl.knn_data="{data}"', f"ssl.knn_limit_per_class={knn_limit}",
-                 "run.progress=false"]  # fmt: skip
+                 "run.progress=false", *extra]  # fmt: skip
     run_dir = runs / name
     t0, c0 = time.perf_counter(), time.process_time()
     if (run_dir / "model.safetensors").is_file():
@@ -149,6 +149,8 @@ def main() -> int:
     p.add_argument("--runs", type=Path, default=Path("/tmp/ssl-cifar10-runs"))
     p.add_argument("--knn-limit-per-class", type=int, default=200, help="the per-epoch monitor's bank (the final score uses all)")
     p.add_argument("--out", type=Path, default=bench_results_dir(), help="default: $RESLAB_BENCH_RESULTS, else benchmarks/results")
+    p.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every run, e.g. train.compile=off (compiling on a loaded machine costs more than it saves)")
     args = p.parse_args()
     import torch
 
@@ -168,7 +170,7 @@ def main() -> int:
         record.update(minutes=minutes, quiet_simclr_step_s=round(quiet, 4), relative_step_cost=costs, runs=[])
         for method in methods:
             steps = int(round(minutes * 60 / (quiet * costs[method])))
-            run = train(method, args.data, args.runs, steps, f"{method}-{minutes:g}min", args.knn_limit_per_class)
+            run = train(method, args.data, args.runs, steps, f"{method}-{minutes:g}min", args.knn_limit_per_class, args.extra)
             run["final"] = score(run["run"], args.data)
             record["runs"].append(run)
             print(json.dumps({k: run[k] for k in ("method", "steps", "epochs", "train_wall_s")} | run["final"]), flush=True)
