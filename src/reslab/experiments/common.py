@@ -333,7 +333,8 @@ def write_results(out: Path, experiment: str, setup: ExperimentSetup, results: S
     if given_runs:
         trained = f"\n\nMeasured on the given runs (nothing trained here; each run's config is in `results.json`, `summary.run_configs`). Data: `{data_note}`."
     else:
-        trained = (f"\n\nPreset `{setup.preset.name}` ({setup.preset.description}); recipe `{setup.preset.recipe}`"
+        trained = (f"\n\nPreset `{setup.preset.name}` ({setup.preset.description}); "
+                   f"{f'recipe `{setup.preset.recipe}`' if setup.preset.recipe else 'each network its own recipe'}"
                    f"{' with ' + ', '.join(f'`{o}`' for o in (*setup.preset.overrides, *setup.extra)) if setup.preset.overrides or setup.extra else ''}."
                    f"\nSeeds: {', '.join(map(str, setup.seeds))}. Data: `{data_note}`.")
     footer = (trained
