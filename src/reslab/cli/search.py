@@ -342,4 +342,4 @@ def index_info(index: IndexPath, store: Store = None, as_json: JsonOutput = Fals
         print_json(info)
         return
     for key, value in info.items():
-        say(f"{key:>10}: {value}", markup=False)
+        say(f"{key:>11}: {value}", markup=False)
