@@ -197,3 +197,18 @@ def test_classes_are_returned_when_the_index_can_classify(hist_index):
 def test_a_missing_index_is_a_clear_error(tmp_path):
     with pytest.raises(ReslabError, match="no index at"):
         create_app(tmp_path / "nowhere")
+
+
+def test_an_upload_from_a_phone_is_turned_upright_like_indexed_files():
+    """Phones store the pixels as the sensor saw them and write EXIF orientation 6 for a portrait."""
+    from reslab.web.app import decode_upload
+
+    upright = data.astronaut()[:, 100:400]  # (512, 300): a portrait
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # what the camera wrote: turned a quarter
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    got = np.asarray(decode_upload(buf.getvalue()), dtype=np.int16)
+    assert got.shape == upright.shape
+    assert np.abs(got - upright).mean() < 3  # JPEG's loss only: turned the wrong way it differs by ~60
