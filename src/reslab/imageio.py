@@ -57,9 +57,9 @@ def reading_image(path: str | os.PathLike):
 
 
 # A JPEG decoded at a reduced scale keeps at least this many times the shorter side its caller
-# asked for. Measured (docs/inference.md, "Decoding"): EfficientNet-Lite0 embeddings of 3000x2000
-# photos decoded at 1/8 (1.1-1.7x the size needed) have cosine 0.990 with the full decode; at 1/4
-# and 2.2x, 0.9988; at >= 2.5x, >= 0.9992; the project's parity rule is 0.999 (inference.auto.PARITY).
+# asked for. Measured (benchmarks/decode_parity.py, docs/inference.md "Decoding"): EfficientNet-Lite0
+# embeddings of 24 camera-size photos stay at cosine >= 0.9985 (mean 0.9996) from the full decode;
+# at 1/8 with 1.1-1.7x the size needed (the rule before) they fell to 0.979 (mean 0.991).
 DRAFT_MARGIN = 3.0
 DRAFT_INFO = "reslab_draft"  # Image.info key: (scale, full width, full height) of a reduced decode
 
