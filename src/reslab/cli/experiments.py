@@ -182,7 +182,7 @@ def conv_vs_attention(
     data: Data = None,
     out: Out = Path("experiments/conv_vs_attention"),
     quick: Annotated[
-        bool, typer.Option("--quick", help="CPU minutes: 50, 500 and 2,500 images per class, 600 steps per run. Without it: "
+        bool, typer.Option("--quick", help="CPU minutes: 50, 500 and 2,500 images per class, 200 steps per run (about 10 minutes on a 2-core CI machine). Without it: "
                                            "100 to 5,000 per class, 39,000 steps per run (GPU hours).")
     ] = False,
     seeds: Seeds = "0",
@@ -219,7 +219,7 @@ def tricks(
     data: Annotated[Optional[Path], typer.Option(help=DATA_HELP + " For the augmentation, label-smoothing, warm-up and optimiser lessons.")] = None,
     fashion_mnist: Annotated[Optional[Path], typer.Option("--fashion-mnist", help="Fashion-MNIST IDX folder, for the dropout and early-stopping lessons.")] = None,
     out: Out = Path("experiments/tricks"),
-    quick: Annotated[bool, typer.Option("--quick", help="CPU minutes (under 10 on 2 cores): small subsets, few epochs. Without it: a GPU preset.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="CPU minutes (about 10 on a 2-core CI machine): small subsets, few epochs. Without it: a GPU preset.")] = False,
     seeds: Seeds = "0",
     lessons: Annotated[str, typer.Option(help="Lessons to run, comma-separated.")] = "dropout,early_stopping,augmentation,label_smoothing,warmup,optimisers",
     set_: Overrides = None,
