@@ -29,7 +29,7 @@ import torch
 from reslab.fileio import atomic_write_text
 from reslab.imageio import load_image
 from reslab.preprocess import center_crop, normalize, resize_shorter
-from reslab.provenance import record
+from reslab.provenance import bench_results_dir, record
 from reslab.embeddings import make_embedder
 from reslab.inference.pooling import gem
 from reslab.search.postprocess import PostOptions, Postprocess, fit_whitening
@@ -137,7 +137,7 @@ def main(root: Path, cache: Path) -> None:
         print(f"{k:60s} " + " ".join(f"{rows[k][f]:.3f}" for f in SELECTION + HELD_OUT + ["selection mean"]))
     result = {"selection": SELECTION, "held_out": HELD_OUT, "rows": rows, "whitening_on_a_disjoint_set": whitened,
               "provenance": record(f"python benchmarks/retrieval_inputs.py {root} {cache}")}  # fmt: skip
-    out = Path(__file__).resolve().parent / "results" / "retrieval_inputs.json"
+    out = bench_results_dir() / "retrieval_inputs.json"
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     print("wrote", out)
 

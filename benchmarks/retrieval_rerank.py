@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from reslab.fileio import atomic_write_text
-from reslab.provenance import record
+from reslab.provenance import bench_results_dir, record
 from reslab.search.postprocess import fit_whitening
 from retrieval_whitening import HELD_OUT, SELECTION, rows_and_labels  # benchmarks/ is on sys.path when run as a script
 
@@ -97,7 +97,7 @@ def main(out: Path) -> None:
         print(f"{k:100s} " + " ".join(f"{r[f]:.3f}" for f in [*SELECTION, "selection mean", *HELD_OUT]))
     result = {"selection": list(SELECTION), "held_out": list(HELD_OUT), "rows": rows,
               "provenance": record(f"python benchmarks/retrieval_rerank.py {out}")}  # fmt: skip
-    target = Path(__file__).resolve().parent / "results" / "retrieval_rerank.json"
+    target = bench_results_dir() / "retrieval_rerank.json"
     atomic_write_text(target, json.dumps(result, indent=1) + "\n")
     print("wrote", target)
 

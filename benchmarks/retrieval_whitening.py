@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from reslab.fileio import atomic_write_text
-from reslab.provenance import record
+from reslab.provenance import bench_results_dir, record
 from reslab.search.postprocess import PostOptions, Postprocess, fit_whitening
 from reslab.search.retrieval import postprocessed_scores
 from reslab.search.stores import open_store
@@ -145,7 +145,7 @@ def main(root: Path, out: Path) -> None:
     result = {"selection": SELECTION, "held_out": HELD_OUT, "chosen": chosen, "selection_rows": selection,
               "held_out_rows": held_out_grid, "held_out_through_cli": held_out,
               "provenance": record(f"python benchmarks/retrieval_whitening.py {root} {out}")}  # fmt: skip
-    target = Path(__file__).resolve().parent / "results" / "retrieval_whitening.json"
+    target = bench_results_dir() / "retrieval_whitening.json"
     atomic_write_text(target, json.dumps(result, indent=1) + "\n")
     print("wrote", target)
 
