@@ -1,6 +1,6 @@
 """Retrieval precision@10 on the ants/bees photos: self-supervised vs ImageNet-supervised vs random features.
 
-    python benchmarks/ssl_retrieval.py --data HYMENOPTERA_ROOT [--method byol] [--epochs 200] [--image-size 64]
+    python benchmarks/ssl_retrieval.py --data HYMENOPTERA_ROOT [--method simclr] [--epochs 200] [--image-size 64]
 
 1. self-supervised: `reslab train ssl_<method>` on the 244 training photos (labels ignored), at a
    CPU-sized input (64 px) and a CIFAR ResNet-20;
@@ -42,7 +42,7 @@ def cli(*args) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="hymenoptera: train/{ants,bees}/ and val/{ants,bees}/")
-    p.add_argument("--method", default="byol", choices=("simclr", "moco", "byol"))
+    p.add_argument("--method", default="simclr", choices=("simclr", "moco", "byol"))
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--knn-every", type=int, default=10, help="epochs between kNN monitor evaluations on the val photos")

@@ -151,11 +151,12 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:
         keys = gather_no_grad(keys)
-        size, ptr = self.queue.shape[0], int(self.queue_ptr)
+        size = self.queue.shape[0]
         n = min(keys.shape[0], size)
-        index = (ptr + torch.arange(n, device=keys.device)) % size
-        self.queue[index] = keys[:n].to(self.queue.dtype)
-        self.queue_ptr.fill_((ptr + n) % size)
+        # The pointer stays a tensor (no int()/.item()): torch.compile traces the update without a graph break.
+        index = (self.queue_ptr + torch.arange(n, device=keys.device)) % size
+        self.queue.index_copy_(0, index, keys[:n].to(self.queue.dtype))
+        self.queue_ptr.copy_((self.queue_ptr + n) % size)
 
     def update_teacher(self, momentum: float) -> None:
         momentum_update(self.teacher["backbone"], self.backbone, momentum)
