@@ -1,106 +1,129 @@
-"""k-reciprocal re-ranking (Zhong et al. 2017) on top of the indexes of `benchmarks/retrieval_whitening.py`:
-a prototype measured in leave-one-out over the whole collection (transductive), not a shipped option.
+"""k-reciprocal re-ranking (`reslab embed --rerank`; Zhong et al. 2017, `reslab.search.rerank`) measured
+on the indexes of `benchmarks/retrieval_whitening.py`: label P@1, P@10 and mAP, leave-one-out.
 
-Each item's k-reciprocal neighbours (j in i's k1 nearest and i in j's) are expanded, encoded as a
-Gaussian-weighted vector over the collection, averaged over the k2 nearest (local query expansion),
-and items are ranked by (1 - lambda) x the Jaccard distance of those vectors + lambda x the squared
-Euclidean distance. Settings are chosen on the selection folders, reported on the held-out ones.
-"Shortlist" recomputes it per query inside the query's 100 nearest items only (what a query-time
-implementation without a stored neighbour graph could do).
+Part 1 (settings): the product's own code path (`reslab.search.retrieval.postprocessed_scores` with the
+graph `reslab.search.rerank.fit_graph` fits at finalize, exactly as `reslab eval-retrieval` ranks), on the
+vectors the CLI embedded, for a grid of k1 x k2 x lambda, on two bases: the default post-processing
+(DBA 3 + QE 5) and whitening learned on the other five classes (256 axes, shrinkage 0.5) + DBA 10 + QE 5.
+Settings are chosen on the selection folders (mean P@10, then mAP), reported on the held-out ones.
+
+Part 2 (CLI): each chosen setting applied by the real CLI: a copy of the folder's default index updated
+with `reslab embed FOLDER --out COPY <options>` (nothing is re-embedded; finalize refits the
+post-processing and the graph), then `reslab eval-retrieval COPY --json`.
 
     python benchmarks/retrieval_whitening.py /tmp/pf /tmp/rw   # first: the indexes
-    python benchmarks/retrieval_rerank.py /tmp/rw              # writes benchmarks/results/retrieval_rerank.json
+    python benchmarks/retrieval_rerank.py /tmp/pf /tmp/rw      # writes benchmarks/results/retrieval_rerank.json
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from reslab.fileio import atomic_write_text
 from reslab.provenance import bench_results_dir, record
-from reslab.search.postprocess import fit_whitening
+from reslab.search.postprocess import PostOptions, Postprocess, fit_whitening
+from reslab.search.rerank import fit_graph
+from reslab.search.retrieval import postprocessed_scores
 from retrieval_whitening import HELD_OUT, SELECTION, rows_and_labels  # benchmarks/ is on sys.path when run as a script
 
-SETTINGS = [(20, 6, 0.3), (30, 6, 0.3), (30, 6, 0.1)]  # (k1, k2, lambda)
+K1 = [10, 20, 30]
+K2 = [1, 3, 6]
+LAMBDA = [0.1, 0.3, 0.5]
+BASES = {
+    "defaults (DBA 3 + QE 5)": dict(dba=3, qe=5),
+    "whitened on the other classes (256 axes, shrinkage 0.5) + DBA 10 + QE 5": dict(dba=10, qe=5, whiten=True),
+}
+RESLAB = [sys.executable, "-m", "reslab"]
 
 
-def k_reciprocal_similarity(sim: np.ndarray, k1: int, k2: int, lam: float) -> np.ndarray:
-    """-(final distance) for every pair of rows of a cosine-similarity matrix (higher = nearer)."""
-    n = len(sim)
-    dist = np.maximum(2 - 2 * sim, 0)  # squared Euclidean distance of unit vectors
-    rank = np.argsort(dist, axis=1)
-
-    def reciprocal(i: int, k: int) -> np.ndarray:
-        forward = rank[i, : k + 1]
-        return forward[(rank[forward, : k + 1] == i).any(1)]
-
-    v = np.zeros((n, n), np.float32)
-    for i in range(n):
-        r = reciprocal(i, k1)
-        expanded = [r]
-        for j in r:
-            c = reciprocal(j, int(round(k1 / 2)))
-            if len(np.intersect1d(c, r)) > 2 / 3 * len(c):
-                expanded.append(c)
-        e = np.unique(np.concatenate(expanded))
-        w = np.exp(-dist[i, e])
-        v[i, e] = w / w.sum()
-    if k2 > 1:
-        v = np.stack([v[rank[i, :k2]].mean(0) for i in range(n)])
-    shared = np.stack([np.minimum(v[i][None, :], v).sum(1) for i in range(n)])
-    jaccard = 1 - shared / (2 - shared)
-    return -((1 - lam) * jaccard + lam * dist)
+def scores(x: np.ndarray, labels: list[str], base: dict, whitening, rerank: tuple | None) -> dict:
+    options = PostOptions(**{k: v for k, v in base.items() if k != "whiten"})
+    post = Postprocess(options, whitening)
+    graph = None
+    if rerank is not None:
+        k1, k2, lam = rerank
+        post = Postprocess(PostOptions(**{**options.__dict__, "rerank": True, "rerank_k1": k1, "rerank_k2": k2, "rerank_lambda": lam}),
+                           whitening, rerank_graph={})  # fmt: skip
+        rows = post.database(post.transform(x))  # what the FAISS index holds, as finalize fits it
+        graph = fit_graph(np.arange(len(x)), rows, k1)
+    s = postprocessed_scores(x, labels, [1, 10], post, graph)
+    return {"P@1": round(s.precision[1], 4), "P@10": round(s.precision[10], 4), "mAP": round(s.mean_ap, 4)}
 
 
-def precision_at_10(sim: np.ndarray, labels: np.ndarray) -> float:
-    sim = sim.copy()
-    np.fill_diagonal(sim, -np.inf)  # leave-one-out: an item is never its own result
-    top = np.argsort(-sim, axis=1)[:, :10]
-    return round(float((labels[top] == labels[:, None]).mean()), 4)
-
-
-def shortlist_precision_at_10(sim: np.ndarray, labels: np.ndarray, k1: int, k2: int, lam: float, m: int = 100) -> float:
-    hits = []
-    for i in range(len(sim)):
-        s = sim[i].copy()
-        s[i] = -np.inf
-        short = np.argsort(-s)[:m]
-        local = np.concatenate([[i], short])
-        final = k_reciprocal_similarity(sim[np.ix_(local, local)], min(k1, m // 2), k2, lam)[0, 1:]
-        hits.append((labels[short[np.argsort(-final)[:10]]] == labels[i]).mean())
-    return round(float(np.mean(hits)), 4)
-
-
-def main(out: Path) -> None:
+def settings_grid(rw: Path) -> dict:
     rows: dict[str, dict] = {}
     for folder, (same, _other) in {**SELECTION, **HELD_OUT}.items():
-        x, labels = rows_and_labels(out / f"{folder}.index")
-        labels = np.array(labels)
-        whitened = fit_whitening(rows_and_labels(out / f"{same}.index")[0], 256, 0.5).apply(x)
-        for space, v in (("no whitening", x), ("whitened on the other classes (256 axes, shrinkage 0.5)", whitened)):
-            sim = v @ v.T
-            rows.setdefault(f"{space} | none", {})[folder] = precision_at_10(sim, labels)
-            for k1, k2, lam in SETTINGS:
-                rows.setdefault(f"{space} | k-reciprocal k1={k1} k2={k2} lambda={lam}", {})[folder] = precision_at_10(
-                    k_reciprocal_similarity(sim, k1, k2, lam), labels)  # fmt: skip
-            k1, k2, lam = 30, 6, 0.3
-            rows.setdefault(f"{space} | k-reciprocal k1={k1} k2={k2} lambda={lam}, per query in its 100 nearest", {})[folder] = (
-                shortlist_precision_at_10(sim, labels, k1, k2, lam))  # fmt: skip
+        x, labels = rows_and_labels(rw / f"{folder}.index")
+        whitening = fit_whitening(rows_and_labels(rw / f"{same}.index")[0], 256, 0.5)
+        for name, base in BASES.items():
+            w = whitening if base.get("whiten") else None
+            rows.setdefault(f"{name} | none", {})[folder] = scores(x, labels, base, w, None)
+            for k1, k2, lam in itertools.product(K1, K2, LAMBDA):
+                rows.setdefault(f"{name} | rerank k1={k1} k2={k2} lambda={lam}", {})[folder] = scores(x, labels, base, w, (k1, k2, lam))
         print(folder, flush=True)
     for r in rows.values():
-        r["selection mean"] = round(float(np.mean([r[f] for f in SELECTION])), 4)
+        r["selection mean"] = {m: round(float(np.mean([r[f][m] for f in SELECTION])), 4) for m in ("P@1", "P@10", "mAP")}
+    return rows
+
+
+def chosen(rows: dict, base: str) -> str:
+    """The base's rerank row with the best selection mean P@10 (then mAP)."""
+    mine = [k for k in rows if k.startswith(base + " | rerank")]
+    return max(mine, key=lambda k: (rows[k]["selection mean"]["P@10"], rows[k]["selection mean"]["mAP"]))
+
+
+def cli_eval(pf: Path, rw: Path, folder: str, tag: str, options: list[str]) -> dict:
+    """A copy of the folder's default index updated by `reslab embed` with `options`, then `eval-retrieval`."""
+    out = rw / f"{folder}--{tag}.index"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(rw / f"{folder}.index", out)
+    env = dict(os.environ)
+    t0 = time.perf_counter()
+    subprocess.run([*RESLAB, "embed", str(pf / folder), "--out", str(out), "--workers", "0", *options], check=True, env=env,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    finalize_s = time.perf_counter() - t0
+    got = json.loads(subprocess.run([*RESLAB, "eval-retrieval", str(out), "--json"], check=True, env=env, capture_output=True, text=True).stdout)[0]
+    info = json.loads(subprocess.run([*RESLAB, "index", "info", str(out), "--json"], check=True, env=env, capture_output=True, text=True).stdout)
+    return {"P@1": round(got["P@1"], 4), "P@10": round(got["P@10"], 4), "mAP": round(got["mAP"], 4), "items": got["items"],
+            "update_s": round(finalize_s, 1), "postprocess": info["postprocess"], "command": f"reslab embed {pf / folder} --out {out} " + " ".join(options)}  # fmt: skip
+
+
+def main(pf: Path, rw: Path) -> None:
+    load = os.getloadavg()
+    rows = settings_grid(rw)
+    picks = {base: chosen(rows, base) for base in BASES}
     for k, r in rows.items():
-        print(f"{k:100s} " + " ".join(f"{r[f]:.3f}" for f in [*SELECTION, "selection mean", *HELD_OUT]))
-    result = {"selection": list(SELECTION), "held_out": list(HELD_OUT), "rows": rows,
-              "provenance": record(f"python benchmarks/retrieval_rerank.py {out}")}  # fmt: skip
+        if "| none" in k or k in picks.values():
+            print(f"{k:110s} " + " ".join(f"{r[f]['P@10']:.3f}" for f in [*SELECTION, "selection mean", *HELD_OUT]))
+    cli: dict[str, dict] = {}
+    for base, pick in picks.items():
+        k1, k2, lam = (float(p.split("=")[1]) for p in pick.split("| rerank ")[1].split())
+        rerank = ["--rerank-k1", str(int(k1)), "--rerank-k2", str(int(k2)), "--rerank-lambda", str(lam)]
+        for folder, (same, _other) in {**SELECTION, **HELD_OUT}.items():
+            if base.startswith("defaults"):
+                variants = {"defaults": ["--no-rerank"], "defaults-rerank": rerank}
+            else:
+                wh = ["--whiten-from", str(rw / f"{same}.index"), "--whiten-dim", "256", "--whiten-shrinkage", "0.5", "--dba", "10", "--qe", "5"]
+                variants = {"whitened": [*wh, "--no-rerank"], "whitened-rerank": [*wh, *rerank]}
+            for tag, options in variants.items():
+                cli.setdefault(tag, {})[folder] = cli_eval(pf, rw, folder, tag, options)
+                print(tag, folder, cli[tag][folder]["P@10"], flush=True)
+    result = {"selection": list(SELECTION), "held_out": list(HELD_OUT), "grid": rows, "chosen": picks, "cli": cli,
+              "load_average_before": [round(v, 2) for v in load], "load_average_after": [round(v, 2) for v in os.getloadavg()],
+              "provenance": record(f"python benchmarks/retrieval_rerank.py {pf} {rw}")}  # fmt: skip
     target = bench_results_dir() / "retrieval_rerank.json"
     atomic_write_text(target, json.dumps(result, indent=1) + "\n")
     print("wrote", target)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/rw"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/pf"), Path(sys.argv[2] if len(sys.argv) > 2 else "/tmp/rw"))

@@ -59,6 +59,12 @@ def embed(
         min=0.0, help="Added to each variance, times their mean, before whitening (0 = plain; more = milder).")] = None,
     dba: Annotated[Optional[int], typer.Option(min=0, help="Database-side augmentation: neighbours summed into each indexed vector (0 = off).")] = None,
     qe: Annotated[Optional[int], typer.Option(min=0, help="alpha-query expansion: results summed into each query (0 = off).")] = None,
+    rerank: Annotated[Optional[bool], typer.Option(
+        "--rerank/--no-rerank", help="k-reciprocal re-ranking of each query's first results (default: see docs/search.md).")] = None,
+    rerank_k1: Annotated[Optional[int], typer.Option(help="Re-ranking: neighbours whose mutual sets are compared (implies --rerank).")] = None,
+    rerank_k2: Annotated[Optional[int], typer.Option(help="Re-ranking: neighbours averaged into each encoding, 1 = none (implies --rerank).")] = None,
+    rerank_lambda: Annotated[Optional[float], typer.Option(
+        help="Re-ranking: weight of the plain distance against the Jaccard one, 0 to 1 (implies --rerank).")] = None,
     index_kind: Annotated[IndexKind, typer.Option(help="flat (exact), ivf, hnsw, or auto (flat below 100k items).")] = IndexKind.auto,
     nprobe: Annotated[int, typer.Option(min=1, help="IVF cells searched per query.")] = 16,
     ef_search: Annotated[int, typer.Option(min=1, help="HNSW candidate list per query.")] = 64,
@@ -94,7 +100,9 @@ def embed(
     from ..tomlio import parse_assignments
 
     post = None
-    if any(v is not None for v in (whiten, whiten_from, whiten_dim, whiten_shrinkage, dba, qe)):  # else: the index's own, or the default for a new one
+    rerank_values = {"rerank_k1": rerank_k1, "rerank_k2": rerank_k2, "rerank_lambda": rerank_lambda}
+    if any(v is not None for v in (whiten, whiten_from, whiten_dim, whiten_shrinkage, dba, qe, rerank, *rerank_values.values())):
+        # else: the index's own, or the default for a new one
         import dataclasses
 
         from ..search.embed import DEFAULT_POST
@@ -108,6 +116,10 @@ def embed(
         asked = {"whiten": whiten, "whiten_dim": whiten_dim, "whiten_shrinkage": whiten_shrinkage, "dba": dba, "qe": qe}
         if whiten is not None or whiten_from is not None:  # --whiten alone: on the indexed collection itself
             asked["whiten_from"] = source_path(whiten_from) if whiten_from is not None else None
+        if rerank is False and any(v is not None for v in rerank_values.values()):
+            raise ReslabError("--no-rerank and --rerank-k1/--rerank-k2/--rerank-lambda contradict each other; drop one")
+        asked |= {**rerank_values, "rerank": True if any(v is not None for v in rerank_values.values()) else rerank}
+        # checked here (PostOptions refuses bad values with one message) before any index folder is created
         post = dataclasses.replace(base, **{k: v for k, v in asked.items() if v is not None or k == "whiten_from"})
     options = EmbedOptions(batch_size=batch_size, workers=None if workers is None else resolve_workers(workers), chunk_size=chunk_size,
                            index_kind=index_kind.value, nprobe=nprobe, ef_search=ef_search, post=post)  # fmt: skip

@@ -28,7 +28,8 @@ MAX_K = 16384  # the most neighbours one query returns (Milvus's limit; more is 
 @dataclass(frozen=True)
 class Hit:
     id: int
-    score: float  # cosine similarity in the index's space (1.0 for an identical embedding; with DBA/QE just below)
+    score: float  # cosine similarity in the index's space (1.0 for an identical embedding; with DBA/QE just below;
+    # with re-ranking the list's order is the re-ranked one and scores need not decrease down it)
     path: str
     label: str
 
@@ -137,35 +138,60 @@ class SearchIndex:
         return sorted(best.values(), key=lambda h: (-h.score, h.id))[:k]
 
     def search_item(self, item_id: int, k: int = 10) -> list[Hit]:
-        """The k nearest items to an indexed item, the item itself excluded."""
+        """The k nearest items to an indexed item, the item itself excluded (from its results, its query
+        expansion and its re-ranking: the ranking `reslab eval-retrieval` scores)."""
         self.item(item_id)  # a clear error for an unknown id
-        hits = self.search_vectors(self.store.vector(item_id)[None, :], k + 1)[0]
-        return [h for h in hits if h.id != item_id][:k]
+        return self.search_vectors(self.store.vector(item_id)[None, :], k, exclude=[item_id])[0]
 
-    def search_vectors(self, q: np.ndarray, k: int) -> list[list[Hit]]:
+    def search_vectors(self, q: np.ndarray, k: int, exclude: list[int | None] | None = None) -> list[list[Hit]]:
+        """The k nearest items to each query row. exclude: per row, an item id standing for the query itself.
+
+        Hit.score stays the cosine similarity in the index's space; with re-ranking the order is the
+        re-ranked one, so scores need not decrease down the list."""
         q = l2_normalize(np.atleast_2d(q))
         if q.shape[1] != self.manifest["dim"]:
             raise ReslabError(f"query vectors have {q.shape[1]} dimensions but the index {self.store.describe()} holds {self.manifest['dim']}")
         k = max(1, min(int(k), MAX_K))
+        exclude = list(exclude) if exclude is not None else [None] * len(q)
+        graph = self.post.graph(self.store.files_dir()) if self.post.rerank_graph is not None else None
         if self.post.active:
             q = self.post.transform(q)
             if self.post.options.qe > 0:
-                q = self._expand(q)
+                q = self._expand(q, exclude)
+        want = k if graph is None else max(k, graph.shortlist)
         # no count here: on a server it is a round trip per query; slots without an item come back as id -1
-        scores, ids = self.store.search(q, k)
-        items = self.store.items_by_ids(i for i in np.unique(ids) if i >= 0)
+        scores, ids = self.store.search(q, min(want + any(e is not None for e in exclude), MAX_K))
+        ranked = []
+        for srow, irow, own in zip(scores, ids, exclude):
+            keep = (irow >= 0) & (irow != (-1 if own is None else own))
+            srow, irow = srow[keep], irow[keep]
+            if graph is not None:
+                srow, irow = self._reranked(graph, srow, irow, own)
+            ranked.append((srow[:k], irow[:k]))
+        items = self.store.items_by_ids(int(i) for i in np.unique(np.concatenate([r[1] for r in ranked])))
         # an id missing from the items belongs to a file removed by an unfinished update: skip it
-        return [[Hit(int(i), float(s), items[i].path, items[i].label) for s, i in zip(srow, irow) if i in items] for srow, irow in zip(scores, ids)]
+        return [[Hit(int(i), float(s), items[i].path, items[i].label) for s, i in zip(srow, irow) if i in items] for srow, irow in ranked]
 
-    def _expand(self, q: np.ndarray) -> np.ndarray:
-        """alpha-QE: each query plus its `qe` best results (their rows in the index's space), weighted by
-        similarity^alpha, renormalised."""
+    def _reranked(self, graph, scores: np.ndarray, ids: np.ndarray, own: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """One query's results re-ranked (reslab.search.rerank); ids the graph lacks (an unfinished update) follow."""
+        from .rerank import rerank_order
+
+        rows = graph.rows_of(ids)
+        known = rows >= 0
         o = self.post.options
-        scores, ids = self.store.search(q, o.qe)
+        exclude = int(graph.rows_of([own])[0]) if own is not None else -1
+        order = rerank_order(graph, rows[known], scores[known], o.rerank_k2, o.rerank_lambda, own=exclude)
+        return (np.concatenate([scores[known][order], scores[~known]]), np.concatenate([ids[known][order], ids[~known]]))
+
+    def _expand(self, q: np.ndarray, exclude: list[int | None]) -> np.ndarray:
+        """alpha-QE: each query plus its `qe` best results (their rows in the index's space), weighted by
+        similarity^alpha, renormalised; never with the item that stands for the query."""
+        o = self.post.options
+        scores, ids = self.store.search(q, o.qe + any(e is not None for e in exclude))
         out = q.copy()
-        for row, (srow, irow) in enumerate(zip(scores, ids)):
-            keep = irow >= 0
-            if keep.any():
+        for row, (srow, irow, own) in enumerate(zip(scores, ids, exclude)):
+            keep = np.flatnonzero((irow >= 0) & (irow != (-1 if own is None else own)))[: o.qe]
+            if len(keep):
                 w = np.clip(srow[keep], 0, None) ** o.alpha
                 out[row] += w @ self.post.transform(self.store.vectors([int(i) for i in irow[keep]]))
         return l2_normalize(out)

@@ -9,6 +9,9 @@
   `n` nearest neighbours, weights similarity^alpha; the FAISS index holds these.
 - alpha-query expansion, alpha-QE (Radenović et al. 2018): a query is searched, the query and its
   `n` best results are summed with weights similarity^alpha, and the sum is searched again.
+- k-reciprocal re-ranking (Zhong et al. 2017; `reslab.search.rerank`): the first results are re-ordered
+  by how much the query's mutual-neighbour set overlaps each result's; the collection's neighbour graph
+  is fitted at finalize and kept in a side file named in the manifest (`rerank_graph`, with its sha256).
 
 The raw embeddings stay in the store: whitening is re-fitted and DBA recomputed whenever
 `reslab embed` finalises the index, and the fitted arrays live in manifest.json (base64 float32),
@@ -128,27 +131,58 @@ class PostOptions:
     qe: int = 0  # results summed into each query (0 = none)
     alpha: float = 3.0  # similarity exponent of DBA and QE weights
     whiten_from: str | None = None  # fit the whitening on this other index's vectors (implies whiten)
+    rerank: bool = False  # k-reciprocal re-ranking of each query's first results (reslab.search.rerank)
+    # k1, k2, lambda chosen on the selection folders over the default DBA 3 + QE 5 (benchmarks/retrieval_rerank.py;
+    # over --whiten-from + DBA 10 + QE 5 the choice was k2 = 6, lambda = 0.1: docs/search.md)
+    rerank_k1: int = 30  # neighbours whose mutual sets are compared
+    rerank_k2: int = 1  # neighbours averaged into each encoding (local query expansion; 1 = none)
+    rerank_lambda: float = 0.5  # weight of the plain squared distance in the final one (0 = Jaccard only)
 
     def __post_init__(self):
         if self.whiten_dim < 1 or self.dba < 0 or self.qe < 0 or self.alpha < 0 or self.whiten_shrinkage < 0:
             raise ReslabError("whiten_dim must be >= 1 and dba, qe, alpha, shrinkage >= 0")
+        if isinstance(self.rerank_k1, bool) or not isinstance(self.rerank_k1, int) or self.rerank_k1 < 1:
+            raise ReslabError(f"--rerank-k1 (rerank_k1) is {self.rerank_k1!r}: it counts the neighbours compared per item, "
+                              f"give a whole number >= 1 (default {RERANK_DEFAULTS['rerank_k1']})")  # fmt: skip
+        if isinstance(self.rerank_k2, bool) or not isinstance(self.rerank_k2, int) or not 1 <= self.rerank_k2 <= self.rerank_k1:
+            raise ReslabError(f"--rerank-k2 (rerank_k2) is {self.rerank_k2!r}: it counts the neighbours averaged into an "
+                              f"encoding, give a whole number from 1 (none) to --rerank-k1 ({self.rerank_k1}) (default {RERANK_DEFAULTS['rerank_k2']})")  # fmt: skip
+        if not (isinstance(self.rerank_lambda, (int, float)) and 0.0 <= float(self.rerank_lambda) <= 1.0):
+            raise ReslabError(f"--rerank-lambda (rerank_lambda) is {self.rerank_lambda!r}: it weighs the plain distance against "
+                              f"the Jaccard one, give a number from 0 to 1 (default {RERANK_DEFAULTS['rerank_lambda']})")  # fmt: skip
         if self.whiten_from is not None:
             object.__setattr__(self, "whiten_from", str(self.whiten_from))  # a Path from the API
             object.__setattr__(self, "whiten", True)
 
 
+RERANK_DEFAULTS = {f: PostOptions.__dataclass_fields__[f].default for f in ("rerank_k1", "rerank_k2", "rerank_lambda")}
+
+
 class Postprocess:
     """The fitted post-processing of one index: transforms for stored vectors and for queries."""
 
-    def __init__(self, options: PostOptions, whitening: Whitening | None = None, source: dict | None = None):
-        # source: the other index the whitening was fitted on ({"index", "count", "updated", "embedder"})
-        self.options, self.whitening, self.source = options, whitening, source
+    def __init__(self, options: PostOptions, whitening: Whitening | None = None, source: dict | None = None,
+                 rerank_graph: dict | None = None):  # fmt: skip
+        # source: the other index the whitening was fitted on ({"index", "count", "updated", "embedder"});
+        # rerank_graph: the side file of the fitted re-ranking graph ({"file", "sha256", "items", "k1"})
+        self.options, self.whitening, self.source, self.rerank_graph = options, whitening, source, rerank_graph
+        self._graph = None
 
     @property
     def active(self) -> bool:
         """Whether the index searches anything but the embedder's own rows."""
         o = self.options
-        return self.whitening is not None or o.dba > 0 or o.qe > 0
+        return self.whitening is not None or o.dba > 0 or o.qe > 0 or self.rerank_graph is not None
+
+    def graph(self, folder):
+        """The fitted re-ranking graph (read from the index folder once, its sha256 checked), or None."""
+        if self.rerank_graph is None:
+            return None
+        if self._graph is None:
+            from .rerank import load_graph
+
+            self._graph = load_graph(folder, self.rerank_graph)
+        return self._graph
 
     @classmethod
     def fit(cls, options: PostOptions, vectors: np.ndarray) -> "Postprocess":
@@ -174,6 +208,12 @@ class Postprocess:
             parts.append("whitening asked, not fitted yet (too few items)")
         parts += [f"DBA {o.dba}"] if o.dba else []
         parts += [f"QE {o.qe}"] if o.qe else []
+        if self.rerank_graph is not None:
+            parts.append(f"k-reciprocal re-ranking (k1 {o.rerank_k1}, k2 {o.rerank_k2}, lambda {o.rerank_lambda:g})")
+        elif o.rerank:
+            from .rerank import MAX_ITEMS, min_items
+
+            parts.append(f"re-ranking asked, not fitted (needs {min_items(o.rerank_k1)} to {MAX_ITEMS:,} items)")
         return ", ".join(parts) or "none"
 
     def transform(self, x: np.ndarray) -> np.ndarray:
@@ -190,10 +230,12 @@ class Postprocess:
 
     def to_manifest(self) -> dict | None:
         o = self.options
-        if not (o.whiten or o.dba or o.qe):
+        if not (o.whiten or o.dba or o.qe or o.rerank):
             return None
         out = {"whiten_requested": o.whiten, "whiten": None, "whiten_dim": o.whiten_dim, "whiten_shrinkage": o.whiten_shrinkage,
-               "dba": o.dba, "qe": o.qe, "alpha": o.alpha}  # fmt: skip
+               "dba": o.dba, "qe": o.qe, "alpha": o.alpha,
+               "rerank": {"k1": o.rerank_k1, "k2": o.rerank_k2, "lambda": o.rerank_lambda} if o.rerank else None,
+               "rerank_graph": self.rerank_graph}  # fmt: skip
         if self.whitening is not None:
             out["whiten"] = self.whitening.to_manifest()
         if o.whiten_from is not None:
@@ -207,11 +249,14 @@ class Postprocess:
             return cls(PostOptions())
         whitening = Whitening.from_manifest(d["whiten"]) if d.get("whiten") else None
         source = d.get("whiten_from")
+        rerank = d.get("rerank") or {}
         options = PostOptions(whiten=bool(d.get("whiten_requested", whitening is not None)), whiten_dim=int(d.get("whiten_dim", 256)),
                               whiten_shrinkage=float(d.get("whiten_shrinkage", 0.1)), dba=int(d.get("dba", 0)),
                               qe=int(d.get("qe", 0)), alpha=float(d.get("alpha", 3.0)),
-                              whiten_from=source["index"] if source else None)  # fmt: skip
-        return cls(options, whitening, source)
+                              whiten_from=source["index"] if source else None, rerank=bool(rerank),
+                              rerank_k1=int(rerank.get("k1", 30)), rerank_k2=int(rerank.get("k2", 1)),
+                              rerank_lambda=float(rerank.get("lambda", 0.5)))  # fmt: skip
+        return cls(options, whitening, source, d.get("rerank_graph"))
 
     @staticmethod
     def options_of(manifest: dict) -> PostOptions:

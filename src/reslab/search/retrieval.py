@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from ..errors import ReslabError
 from .index import SearchIndex
+
+Reorder = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -39,11 +43,12 @@ def query_metrics(relevant: np.ndarray, n_relevant: int, ks: list[int]) -> tuple
 
 
 def retrieval_scores(vectors: np.ndarray, labels: list[str], ks: list[int], block: int = 512,
-                     database: np.ndarray | None = None) -> RetrievalScores:  # fmt: skip
+                     database: np.ndarray | None = None, reorder: Reorder | None = None) -> RetrievalScores:  # fmt: skip
     """Leave-one-out retrieval over L2-normalised `vectors` with `labels` as ground truth.
 
     database: the rows searched, when they differ from the query rows (database-side augmentation);
-    row i of both is the same item."""
+    row i of both is the same item. reorder(query row, ranking, its similarities) -> the final ranking
+    (re-ranking)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     db = vectors if database is None else np.asarray(database, dtype=np.float32)
     codes = np.unique(np.asarray(labels), return_inverse=True)[1]
@@ -57,10 +62,7 @@ def retrieval_scores(vectors: np.ndarray, labels: list[str], ks: list[int], bloc
             n_rel = counts[codes[q]] - 1
             if n_rel == 0:
                 continue
-            s = sims[row].copy()
-            s[q] = -np.inf  # leave the query itself out
-            # stable order on ties (by index) so results are reproducible
-            order = np.argsort(-s, kind="stable")[:-1]
+            order = leave_one_out_order(sims[row], q, reorder)
             p, r, ap = query_metrics(codes[order] == codes[q], n_rel, ks)
             for k in ks:
                 p_sum[k] += p[k]
@@ -71,30 +73,78 @@ def retrieval_scores(vectors: np.ndarray, labels: list[str], ks: list[int], bloc
     return RetrievalScores({k: p_sum[k] / q for k in ks}, {k: r_sum[k] / q for k in ks}, ap_sum / q, queries)
 
 
+def leave_one_out_order(sims: np.ndarray, q: int, reorder: Reorder | None = None) -> np.ndarray:
+    """Rows of every item but q, best first, as search ranks them for the query q."""
+    s = sims.copy()
+    s[q] = -np.inf  # leave the query itself out
+    # stable order on ties (by index) so results are reproducible
+    order = np.argsort(-s, kind="stable")[:-1]
+    return order if reorder is None else reorder(q, order, s[order])
+
+
 def evaluate_index(index: SearchIndex, ks: list[int]) -> RetrievalScores:
-    """Leave-one-out retrieval as `reslab search` ranks: the index's whitening, DBA and QE included."""
-    labels, blocks = [], []
+    """Leave-one-out retrieval as `reslab search` ranks: the index's whitening, DBA, QE and re-ranking included."""
+    ids, labels, vectors = _collection(index)
+    return postprocessed_scores(vectors, labels, ks, index.post, _graph_of(index, ids))
+
+
+def ranked_ids(index: SearchIndex, item_id: int) -> list[int]:
+    """The ranking `evaluate_index` scores for one item as the query: ids of every other item, best first
+    (what `SearchIndex.search_item` returns, when it returns them all)."""
+    ids, _labels, vectors = _collection(index)
+    at = np.flatnonzero(ids == item_id)
+    if not len(at):
+        index.item(item_id)  # an unknown id: its clear message
+    q = int(at[0])
+    queries, database, reorder = _ranking_setup(vectors, index.post, _graph_of(index, ids))
+    return [int(ids[r]) for r in leave_one_out_order(queries[q] @ database.T, q, reorder)]
+
+
+def _collection(index: SearchIndex) -> tuple[np.ndarray, list[str], np.ndarray]:
+    ids, labels, blocks = [], [], []
     for items, vectors in index.store.iter_items():
+        ids += [it.id for it in items]
         labels += [it.label for it in items]
         blocks.append(vectors)
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, index.manifest["dim"]), np.float32)
-    return postprocessed_scores(vectors, labels, ks, index.post)
+    return np.asarray(ids, np.int64), labels, vectors
 
 
-def postprocessed_scores(vectors: np.ndarray, labels: list[str], ks: list[int], post) -> RetrievalScores:
+def _graph_of(index: SearchIndex, ids: np.ndarray):
+    """The index's re-ranking graph, checked to describe exactly its items (rows in id order, as iter_items)."""
+    graph = index.post.graph(index.store.files_dir()) if index.post.rerank_graph is not None else None
+    if graph is not None and not np.array_equal(graph.ids, ids):
+        raise ReslabError(f"the re-ranking graph of the index {index.store.describe()} does not match its items (an update did not "
+                          "finish); rerun `reslab embed` on the folder to finish it")  # fmt: skip
+    return graph
+
+
+def postprocessed_scores(vectors: np.ndarray, labels: list[str], ks: list[int], post, graph=None) -> RetrievalScores:
     """Leave-one-out scores of embedder rows under a fitted `Postprocess`, as `SearchIndex.search_vectors`
     ranks: results picked against the indexed (augmented) rows, a query expanded with the transformed rows
-    of its first results, never with itself."""
+    of its first results, never with itself, and its first results re-ranked with the graph (row i = item i)."""
+    if not post.active and graph is None:
+        return retrieval_scores(vectors, labels, ks)
+    queries, database, reorder = _ranking_setup(vectors, post, graph)
+    return retrieval_scores(queries, labels, ks, database=database, reorder=reorder)
+
+
+def _ranking_setup(vectors: np.ndarray, post, graph) -> tuple[np.ndarray, np.ndarray, Reorder | None]:
+    """(query rows, database rows, reorder) of a collection under `post`: one setup for the scores and one query's ranking."""
     from .postprocess import weighted_neighbour_sum
 
-    if not post.active:
-        return retrieval_scores(vectors, labels, ks)
     queries = post.transform(vectors)
     database = post.database(queries)
     if post.options.qe:
         queries = weighted_neighbour_sum(queries, database, post.options.qe, post.options.alpha,
                                          exclude=np.arange(len(queries)), rows=queries)  # fmt: skip
-    return retrieval_scores(queries, labels, ks, database=database)
+    reorder = None
+    if graph is not None:
+        from .rerank import rerank_order
+
+        o = post.options
+        reorder = lambda q, order, sims: order[rerank_order(graph, order, sims, o.rerank_k2, o.rerank_lambda, own=q)]  # noqa: E731
+    return queries, database, reorder
 
 
 def plot_precision_at_k(rows: list[dict], path: str | Path) -> Path:

@@ -190,6 +190,10 @@ class VectorStore:
             yield ids, vectors
             self._shard_cache.clear()
 
+    def all_ids(self) -> np.ndarray:
+        """Every live item's id, in the order of `iter_vectors`."""
+        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM items ORDER BY id")), dtype=np.int64)
+
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         blocks = list(self.iter_vectors())
         if not blocks:
