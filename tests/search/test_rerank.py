@@ -70,6 +70,32 @@ def test_rerank_puts_a_query_whose_nearest_item_is_of_another_class_right():
     assert reranked.precision[10] > plain.precision[10] + 0.02 and reranked.mean_ap > plain.mean_ap + 0.02
 
 
+def test_an_edited_copy_of_an_indexed_item_stays_first():
+    from reslab.search.postprocess import weighted_neighbour_sum
+    from reslab.search.rerank import is_copy, nearest_other
+
+    # 100 items in tight classes, searched with DBA 3 + QE 5 (which blur neighbours together); each query is a
+    # copy of one item with a little noise (cosine ~0.96 to it, as a resized or re-encoded photo)
+    x, _labels = _clusters(noise=0.6, per=20)
+    database = weighted_neighbour_sum(x, x, 3, 3.0)
+    graph = fit_graph(np.arange(len(x)), database, k1=30)
+    rng = np.random.default_rng(1)
+    copies = x + 0.3 * rng.normal(size=x.shape).astype(np.float32) / np.sqrt(x.shape[1])
+    copies /= np.linalg.norm(copies, axis=1, keepdims=True)
+    queries = weighted_neighbour_sum(copies, database, 5, 3.0, rows=x)
+    guarded, unguarded = [], []
+    for i, q in enumerate(queries):
+        s = database @ q
+        order = np.argsort(-s, kind="stable")
+        assert order[0] == i  # cosine finds every original first
+        first = order[0]
+        keep = is_copy(float(copies[i] @ x[first]), float(x[first] @ x[nearest_other(graph, first)]))
+        guarded.append(order[rerank_order(graph, order, s[order], 1, 0.5, keep_first=keep)][0] == i)
+        unguarded.append(order[rerank_order(graph, order, s[order], 1, 0.5)][0] == i)
+    assert all(guarded)
+    assert sum(unguarded) < len(x) - 3  # without the guard, neighbourhoods alone lose some copies (91 of 100 kept)
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rerank")

@@ -156,31 +156,38 @@ class SearchIndex:
         graph = self.post.graph(self.store.files_dir()) if self.post.rerank_graph is not None else None
         if self.post.active:
             q = self.post.transform(q)
+            plain = q  # before QE: where a copy of the query is told apart (rerank.is_copy)
             if self.post.options.qe > 0:
                 q = self._expand(q, exclude)
         want = k if graph is None else max(k, graph.shortlist)
         # no count here: on a server it is a round trip per query; slots without an item come back as id -1
         scores, ids = self.store.search(q, min(want + any(e is not None for e in exclude), MAX_K))
         ranked = []
-        for srow, irow, own in zip(scores, ids, exclude):
+        for row, (srow, irow, own) in enumerate(zip(scores, ids, exclude)):
             keep = (irow >= 0) & (irow != (-1 if own is None else own))
             srow, irow = srow[keep], irow[keep]
             if graph is not None:
-                srow, irow = self._reranked(graph, srow, irow, own)
+                srow, irow = self._reranked(graph, srow, irow, own, plain[row])
             ranked.append((srow[:k], irow[:k]))
         items = self.store.items_by_ids(int(i) for i in np.unique(np.concatenate([r[1] for r in ranked])))
         # an id missing from the items belongs to a file removed by an unfinished update: skip it
         return [[Hit(int(i), float(s), items[i].path, items[i].label) for s, i in zip(srow, irow) if i in items] for srow, irow in ranked]
 
-    def _reranked(self, graph, scores: np.ndarray, ids: np.ndarray, own: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """One query's results re-ranked (reslab.search.rerank); ids the graph lacks (an unfinished update) follow."""
-        from .rerank import rerank_order
+    def _reranked(self, graph, scores: np.ndarray, ids: np.ndarray, own: int | None, plain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One query's results re-ranked (reslab.search.rerank); ids the graph lacks (an unfinished update) follow.
+        plain: the query in the index's space before QE."""
+        from .rerank import is_copy, nearest_other, rerank_order
 
         rows = graph.rows_of(ids)
         known = rows >= 0
+        if not known.any():
+            return scores, ids
         o = self.post.options
         exclude = int(graph.rows_of([own])[0]) if own is not None else -1
-        order = rerank_order(graph, rows[known], scores[known], o.rerank_k2, o.rerank_lambda, own=exclude)
+        first = int(rows[known][0])
+        pair = self.post.transform(self.store.vectors([int(graph.ids[first]), int(graph.ids[nearest_other(graph, first, exclude)])]))
+        keep_first = is_copy(float(plain @ pair[0]), float(pair[0] @ pair[1]))
+        order = rerank_order(graph, rows[known], scores[known], o.rerank_k2, o.rerank_lambda, own=exclude, keep_first=keep_first)
         return (np.concatenate([scores[known][order], scores[~known]]), np.concatenate([ids[known][order], ids[~known]]))
 
     def _expand(self, q: np.ndarray, exclude: list[int | None]) -> np.ndarray:

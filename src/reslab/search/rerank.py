@@ -18,6 +18,9 @@ At query time (`rerank_order`): the query's first `shortlist_size(k1)` results b
 follows from the similarity of their stored k1-th neighbour; the query's encoding is built from that
 set; local query expansion averages each encoding with those of its k2 - 1 nearest; the final distance
 (1 - lambda) x Jaccard + lambda x squared Euclidean re-orders the shortlist. Later results keep their order.
+The query's nearest item stays first when the two are each other's nearest neighbour before DBA and QE
+(`is_copy`: a resized, re-encoded or cropped copy of the query, or the query a copy of it):
+neighbourhoods do not tell an edited copy from the rest of its class.
 
 Where this differs from the paper's transductive form (the whole collection plus the queries as one
 graph): the query is not added to the stored graph, and its encoding covers its shortlist only.
@@ -251,10 +254,25 @@ def query_encoding(graph: RerankGraph, rows: np.ndarray, sims: np.ndarray, own: 
     return cols, (w / w.sum()).astype(np.float32) if len(w) else w.astype(np.float32)
 
 
-def rerank_order(graph: RerankGraph, rows: np.ndarray, sims: np.ndarray, k2: int, lam: float, own: int = -1) -> np.ndarray:
+def nearest_other(graph: RerankGraph, row: int, own: int = -1) -> int:
+    """The row's nearest item in the graph, the query's own row (own) excepted."""
+    first, second = graph.neighbours[row, :2] if graph.k1 > 1 else (graph.neighbours[row, 0], row)
+    return int(second if first == own else first)
+
+
+def is_copy(query_to_first: float, first_to_its_nearest: float) -> bool:
+    """Whether the query's nearest item is a copy of it (or it of the item): the two are each other's nearest,
+    compared in the space before DBA and QE (which blur neighbours together). Then it stays first:
+    neighbourhoods do not tell an edited copy from the rest of its class."""
+    return query_to_first > first_to_its_nearest
+
+
+def rerank_order(graph: RerankGraph, rows: np.ndarray, sims: np.ndarray, k2: int, lam: float, own: int = -1,
+                 keep_first: bool = False) -> np.ndarray:  # fmt: skip
     """Positions of the candidates (rows, sims: the current ranking, best first, without the query's own
     row), the first `shortlist_size(k1)` re-ranked by (1 - lam) x Jaccard + lam x squared distance.
-    own: the query's row when it is an item of the collection (see `query_encoding`)."""
+    own: the query's row when it is an item of the collection (see `query_encoding`); keep_first: the
+    first candidate stays first (`is_copy`)."""
     rows, sims = np.asarray(rows, np.int64), np.asarray(sims, np.float32)
     m = min(len(rows), shortlist_size(graph.k1))
     if m == 0:
@@ -272,6 +290,8 @@ def rerank_order(graph: RerankGraph, rows: np.ndarray, sims: np.ndarray, k2: int
     union = query.sum() + np.asarray(expanded.sum(1)).ravel() - shared  # sum of max = sum a + sum b - sum of min
     jaccard = 1 - shared / np.maximum(union, 1e-12)
     final = (1 - lam) * jaccard + lam * np.maximum(2 - 2 * short_s, 0)
+    if keep_first:
+        final[0] = -np.inf
     # equal distances (copies of one photo, items of disjoint descriptors) in row order, that is id order:
     # the same whichever order the search structure returned them in
     return np.concatenate([np.lexsort((short, final)), np.arange(m, len(rows))])

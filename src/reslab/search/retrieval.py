@@ -133,17 +133,23 @@ def _ranking_setup(vectors: np.ndarray, post, graph) -> tuple[np.ndarray, np.nda
     """(query rows, database rows, reorder) of a collection under `post`: one setup for the scores and one query's ranking."""
     from .postprocess import weighted_neighbour_sum
 
-    queries = post.transform(vectors)
-    database = post.database(queries)
+    plain = post.transform(vectors)
+    database = post.database(plain)
+    queries = plain
     if post.options.qe:
-        queries = weighted_neighbour_sum(queries, database, post.options.qe, post.options.alpha,
-                                         exclude=np.arange(len(queries)), rows=queries)  # fmt: skip
+        queries = weighted_neighbour_sum(plain, database, post.options.qe, post.options.alpha,
+                                         exclude=np.arange(len(plain)), rows=plain)  # fmt: skip
     reorder = None
     if graph is not None:
-        from .rerank import rerank_order
+        from .rerank import is_copy, nearest_other, rerank_order
 
         o = post.options
-        reorder = lambda q, order, sims: order[rerank_order(graph, order, sims, o.rerank_k2, o.rerank_lambda, own=q)]  # noqa: E731
+
+        def reorder(q: int, order: np.ndarray, sims: np.ndarray) -> np.ndarray:
+            first = int(order[0])  # as SearchIndex._reranked: a copy of the query stays first
+            keep_first = is_copy(float(plain[q] @ plain[first]), float(plain[first] @ plain[nearest_other(graph, first, q)]))
+            return order[rerank_order(graph, order, sims, o.rerank_k2, o.rerank_lambda, own=q, keep_first=keep_first)]
+
     return queries, database, reorder
 
 
