@@ -136,7 +136,9 @@ def test_the_python_api_gives_the_same_index(setup, capsys):
     assert run_cli(capsys, "embed", mine, "--out", cli, *embed, "--whiten-from", tmp / "generic.index", "--whiten-dim", "6", "--whiten-shrinkage", "0.2")[0] == 0
     assert _manifest(cli)["postprocess"]["whiten_shrinkage"] == 0.2
     emb = make_embedder("cnn", model="resnet20", weights=str(tmp / "w.safetensors"), pool="gem")
-    options = EmbedOptions(workers=0, post=PostOptions(dba=3, qe=5, whiten_dim=6, whiten_shrinkage=0.2, whiten_from=tmp / "generic.index"))
+    # the CLI's options start from a new index's defaults (DBA 3, QE 5, re-ranking)
+    options = EmbedOptions(workers=0, post=PostOptions(dba=3, qe=5, rerank=True, whiten_dim=6, whiten_shrinkage=0.2,
+                                                       whiten_from=tmp / "generic.index"))  # fmt: skip
     build_index(mine, tmp / "api.index", emb, options)
     a, b = Postprocess.from_manifest(_manifest(cli)), Postprocess.from_manifest(_manifest(tmp / "api.index"))
     assert np.allclose(a.whitening.projection, b.whitening.projection, atol=1e-5) and a.options == b.options
