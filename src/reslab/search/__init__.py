@@ -5,6 +5,7 @@
     SearchIndex.open("photos.index").search_image("query.jpg", k=5)
     build_index("photos/", "photos.index", store="milvus://host:19530")   # the index kept in Milvus
     build_index("photos/", "photos.index", options=EmbedOptions(post=PostOptions(whiten_from="generic.index")))
+    build_index("photos/", "photos.index", options=EmbedOptions(post=PostOptions(dba=3, qe=5, rerank=True, rerank_k1=30)))
     copy_index("photos.index", "photos-copy.index")                      # between stores, streamed
 """
 
