@@ -49,6 +49,7 @@ def _clusters(seed=0, n_class=5, per=40, dim=32, noise=1.2):
 
 
 def test_rerank_puts_a_query_whose_nearest_item_is_of_another_class_right():
+    # the algorithm itself, first result included (`--rerank-first`; by default cosine's nearest stays first)
     # five overlapping Gaussian classes: for some queries the nearest item is of another class
     x, labels = _clusters(noise=1.6)
     graph = fit_graph(np.arange(len(x)), x, k1=10)
@@ -122,7 +123,7 @@ def test_graph_is_stored_beside_the_index_and_a_damaged_one_is_refused(photos, c
     out = tmp / "stored.index"
     manifest = _embed(capsys, src, out, *RERANK)
     record = manifest["postprocess"]["rerank_graph"]
-    assert manifest["postprocess"]["rerank"] == {"k1": 4, "k2": 2, "lambda": 0.3} and record["items"] == 24
+    assert manifest["postprocess"]["rerank"] == {"k1": 4, "k2": 2, "lambda": 0.3, "first": False} and record["items"] == 24
     with SearchIndex.open(out) as idx:
         graph = idx.post.graph(out)
         ids, rows = idx.store.all_vectors()
@@ -153,7 +154,7 @@ def test_an_update_refits_the_graph_and_removes_the_old_file(photos, capsys):
     for i in range(3):
         shutil.copy(folder / "class1" / f"{i}.png", folder / "class1" / f"copy{i}.png")
     after = _embed(capsys, folder, out)["postprocess"]  # the index's own options, kept
-    assert after["rerank"] == {"k1": 4, "k2": 2, "lambda": 0.3}
+    assert after["rerank"] == {"k1": 4, "k2": 2, "lambda": 0.3, "first": False}
     assert after["rerank_graph"]["items"] == 27 and after["rerank_graph"]["sha256"] != before["sha256"]
     assert sorted(p.name for p in out.glob("rerank-*.npz")) == [after["rerank_graph"]["file"]]
     with SearchIndex.open(out) as idx:
@@ -165,12 +166,17 @@ def test_an_update_refits_the_graph_and_removes_the_old_file(photos, capsys):
     assert not list(out.glob("rerank-*.npz"))
 
 
-def test_search_and_eval_retrieval_rank_the_same_way(photos, capsys):
+@pytest.mark.parametrize("first", [[], ["--rerank-first"]])
+def test_search_and_eval_retrieval_rank_the_same_way(photos, capsys, first):
     tmp, src = photos
-    out = tmp / "agree.index"
-    _embed(capsys, src, out, *RERANK, "--dba", "2", "--qe", "2")
+    out = tmp / f"agree{len(first)}.index"
+    _embed(capsys, src, out, *RERANK, *first, "--dba", "2", "--qe", "2")
     with SearchIndex.open(out) as idx:
         items = list(idx.items())
+        plain = Postprocess(PostOptions(dba=2, qe=2))
+        for item in items:  # cosine's nearest stays first unless --rerank-first
+            if not first:
+                assert idx.search_item(item.id, 1)[0].id == ranked_ids_plain(idx, plain, item.id)[0]
         for item in items[:: len(items) // 4]:
             evaluated = ranked_ids(idx, item.id)
             assert [h.id for h in idx.search_item(item.id, 10)] == evaluated[:10]
@@ -197,6 +203,18 @@ def test_python_api_builds_the_same_index_as_the_cli(photos, capsys):
     with SearchIndex.open(cli) as x, SearchIndex.open(api) as y:
         query = src / "class0" / "2.png"
         assert [(h.id, h.score) for h in x.search_image(query, 6)] == [(h.id, h.score) for h in y.search_image(query, 6)]
+
+
+def ranked_ids_plain(idx, post, item_id):
+    from reslab.search.retrieval import _collection, leave_one_out_order
+    from reslab.search.postprocess import weighted_neighbour_sum
+
+    ids, _labels, vectors = _collection(idx)
+    q = int(np.flatnonzero(ids == item_id)[0])
+    plain = post.transform(vectors)
+    database = post.database(plain)
+    query = weighted_neighbour_sum(plain[q : q + 1], database, 2, 3.0, exclude=np.array([q]), rows=plain)[0]
+    return [int(ids[r]) for r in leave_one_out_order(query @ database.T, q)]
 
 
 @pytest.mark.parametrize("options, message", [

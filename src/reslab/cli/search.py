@@ -63,6 +63,9 @@ def embed(
         "--rerank/--no-rerank", help="k-reciprocal re-ranking of each query's first results (default: see docs/search.md).")] = None,
     rerank_k1: Annotated[Optional[int], typer.Option(help="Re-ranking: neighbours whose mutual sets are compared (implies --rerank).")] = None,
     rerank_k2: Annotated[Optional[int], typer.Option(help="Re-ranking: neighbours averaged into each encoding, 1 = none (implies --rerank).")] = None,
+    rerank_first: Annotated[Optional[bool], typer.Option(
+        "--rerank-first/--no-rerank-first", help="Re-ranking also moves the first result (default: cosine's nearest stays first; "
+        "a copy of the query always does) (implies --rerank).")] = None,
     rerank_lambda: Annotated[Optional[float], typer.Option(
         help="Re-ranking: weight of the plain distance against the Jaccard one, 0 to 1 (implies --rerank).")] = None,
     index_kind: Annotated[IndexKind, typer.Option(help="flat (exact), ivf, hnsw, or auto (flat below 100k items).")] = IndexKind.auto,
@@ -100,7 +103,7 @@ def embed(
     from ..tomlio import parse_assignments
 
     post = None
-    rerank_values = {"rerank_k1": rerank_k1, "rerank_k2": rerank_k2, "rerank_lambda": rerank_lambda}
+    rerank_values = {"rerank_k1": rerank_k1, "rerank_k2": rerank_k2, "rerank_lambda": rerank_lambda, "rerank_first": rerank_first}
     if any(v is not None for v in (whiten, whiten_from, whiten_dim, whiten_shrinkage, dba, qe, rerank, *rerank_values.values())):
         # else: the index's own, or the default for a new one
         import dataclasses
@@ -117,7 +120,7 @@ def embed(
         if whiten is not None or whiten_from is not None:  # --whiten alone: on the indexed collection itself
             asked["whiten_from"] = source_path(whiten_from) if whiten_from is not None else None
         if rerank is False and any(v is not None for v in rerank_values.values()):
-            raise ReslabError("--no-rerank and --rerank-k1/--rerank-k2/--rerank-lambda contradict each other; drop one")
+            raise ReslabError("--no-rerank and --rerank-k1/--rerank-k2/--rerank-lambda/--rerank-first contradict each other; drop one")
         asked |= {**rerank_values, "rerank": True if any(v is not None for v in rerank_values.values()) else rerank}
         # checked here (PostOptions refuses bad values with one message) before any index folder is created
         post = dataclasses.replace(base, **{k: v for k, v in asked.items() if v is not None or k == "whiten_from"})

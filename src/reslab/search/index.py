@@ -186,7 +186,7 @@ class SearchIndex:
         exclude = int(graph.rows_of([own])[0]) if own is not None else -1
         first = int(rows[known][0])
         pair = self.post.transform(self.store.vectors([int(graph.ids[first]), int(graph.ids[nearest_other(graph, first, exclude)])]))
-        keep_first = is_copy(float(plain @ pair[0]), float(pair[0] @ pair[1]))
+        keep_first = not o.rerank_first or is_copy(float(plain @ pair[0]), float(pair[0] @ pair[1]))
         order = rerank_order(graph, rows[known], scores[known], o.rerank_k2, o.rerank_lambda, own=exclude, keep_first=keep_first)
         return (np.concatenate([scores[known][order], scores[~known]]), np.concatenate([ids[known][order], ids[~known]]))
 

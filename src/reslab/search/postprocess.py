@@ -137,6 +137,9 @@ class PostOptions:
     rerank_k1: int = 30  # neighbours whose mutual sets are compared
     rerank_k2: int = 1  # neighbours averaged into each encoding (local query expansion; 1 = none)
     rerank_lambda: float = 0.5  # weight of the plain squared distance in the final one (0 = Jaccard only)
+    # also move the first result (False: cosine's nearest stays first; over the default base that kept P@1, over
+    # --whiten-from + DBA 10 moving it gained P@1; P@10 and mAP the same either way: docs/search.md)
+    rerank_first: bool = False
 
     def __post_init__(self):
         if self.whiten_dim < 1 or self.dba < 0 or self.qe < 0 or self.alpha < 0 or self.whiten_shrinkage < 0:
@@ -209,7 +212,8 @@ class Postprocess:
         parts += [f"DBA {o.dba}"] if o.dba else []
         parts += [f"QE {o.qe}"] if o.qe else []
         if self.rerank_graph is not None:
-            parts.append(f"k-reciprocal re-ranking (k1 {o.rerank_k1}, k2 {o.rerank_k2}, lambda {o.rerank_lambda:g})")
+            first = ", the first result too" if o.rerank_first else ""
+            parts.append(f"k-reciprocal re-ranking (k1 {o.rerank_k1}, k2 {o.rerank_k2}, lambda {o.rerank_lambda:g}{first})")
         elif o.rerank:
             from .rerank import MAX_ITEMS, min_items
 
@@ -234,7 +238,7 @@ class Postprocess:
             return None
         out = {"whiten_requested": o.whiten, "whiten": None, "whiten_dim": o.whiten_dim, "whiten_shrinkage": o.whiten_shrinkage,
                "dba": o.dba, "qe": o.qe, "alpha": o.alpha,
-               "rerank": {"k1": o.rerank_k1, "k2": o.rerank_k2, "lambda": o.rerank_lambda} if o.rerank else None,
+               "rerank": {"k1": o.rerank_k1, "k2": o.rerank_k2, "lambda": o.rerank_lambda, "first": o.rerank_first} if o.rerank else None,
                "rerank_graph": self.rerank_graph}  # fmt: skip
         if self.whitening is not None:
             out["whiten"] = self.whitening.to_manifest()
@@ -255,7 +259,7 @@ class Postprocess:
                               qe=int(d.get("qe", 0)), alpha=float(d.get("alpha", 3.0)),
                               whiten_from=source["index"] if source else None, rerank=bool(rerank),
                               rerank_k1=int(rerank.get("k1", 30)), rerank_k2=int(rerank.get("k2", 1)),
-                              rerank_lambda=float(rerank.get("lambda", 0.5)))  # fmt: skip
+                              rerank_lambda=float(rerank.get("lambda", 0.5)), rerank_first=bool(rerank.get("first", False)))  # fmt: skip
         return cls(options, whitening, source, d.get("rerank_graph"))
 
     @staticmethod

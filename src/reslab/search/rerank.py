@@ -18,9 +18,10 @@ At query time (`rerank_order`): the query's first `shortlist_size(k1)` results b
 follows from the similarity of their stored k1-th neighbour; the query's encoding is built from that
 set; local query expansion averages each encoding with those of its k2 - 1 nearest; the final distance
 (1 - lambda) x Jaccard + lambda x squared Euclidean re-orders the shortlist. Later results keep their order.
-The query's nearest item stays first when the two are each other's nearest neighbour before DBA and QE
-(`is_copy`: a resized, re-encoded or cropped copy of the query, or the query a copy of it):
-neighbourhoods do not tell an edited copy from the rest of its class.
+The query's nearest item stays first (cosine gets the first result right most often: re-ranking it cost
+P@1 on small collections of real photos), unless `PostOptions.rerank_first`; even then it stays first when
+the two are each other's nearest neighbour before DBA and QE (`is_copy`: a resized, re-encoded or cropped
+copy of the query, or the query a copy of it): neighbourhoods do not tell an edited copy from the rest of its class.
 
 Where this differs from the paper's transductive form (the whole collection plus the queries as one
 graph): the query is not added to the stored graph, and its encoding covers its shortlist only.

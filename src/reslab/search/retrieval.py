@@ -147,7 +147,7 @@ def _ranking_setup(vectors: np.ndarray, post, graph) -> tuple[np.ndarray, np.nda
 
         def reorder(q: int, order: np.ndarray, sims: np.ndarray) -> np.ndarray:
             first = int(order[0])  # as SearchIndex._reranked: a copy of the query stays first
-            keep_first = is_copy(float(plain[q] @ plain[first]), float(plain[first] @ plain[nearest_other(graph, first, q)]))
+            keep_first = not o.rerank_first or is_copy(float(plain[q] @ plain[first]), float(plain[first] @ plain[nearest_other(graph, first, q)]))
             return order[rerank_order(graph, order, sims, o.rerank_k2, o.rerank_lambda, own=q, keep_first=keep_first)]
 
     return queries, database, reorder
