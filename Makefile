@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/reslab demo
 
-# Everything, the `slow` checks included (about 2.5 minutes on 2 quiet cores).
+# Everything, the `slow` checks included: one pytest process per core, at most 4 (tests/run_in_parallel.py;
+# about 6 minutes on 2 cores, 11 in one process). TEST_WORKERS=1 runs it in one process.
+TEST_WORKERS ?=
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) tests/run_in_parallel.py $(if $(TEST_WORKERS),--workers $(TEST_WORKERS)) -q $(PYTEST_ARGS)
 
 # Without the `slow` checks (kill -9 resume, ONNX logits, the CNN browser test, demo stages).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) tests/run_in_parallel.py $(if $(TEST_WORKERS),--workers $(TEST_WORKERS)) -q -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tarfile
 from pathlib import Path
@@ -28,10 +29,15 @@ def _extracted(archive: Path) -> Path:
     dest = CACHE / f"{archive.name.split('.')[0]}-{st.st_size}-{int(st.st_mtime)}"
     done = dest / ".extracted"
     if not done.exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")
-        done.touch()
+        CACHE.mkdir(parents=True, exist_ok=True)
+        # `make test` runs pytest processes side by side (tests/run_in_parallel.py): one extracts, the others wait.
+        with open(CACHE / f"{dest.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not done.exists():
+                dest.mkdir(parents=True, exist_ok=True)
+                with tarfile.open(archive) as tar:
+                    tar.extractall(dest, filter="data")
+                done.touch()
     # archives hold one top folder, or the splits directly
     entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
