@@ -43,6 +43,18 @@ def _extracted(archive: Path) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
 
 
+def pytest_configure(config):
+    """pymilvus configures logging when it is imported (`logging.config.dictConfig`), which closes every
+    logging handler the process holds. OpenVINO imports absl, whose handler closes its stream on close()
+    unless that stream is the current sys.stderr: in a test process it is an earlier test's output
+    capture, so the first Milvus test after an OpenVINO test closed pytest's capture ("I/O operation on
+    closed file", then "lost sys.stderr"). Imported here, before any test, pymilvus finds no handler to close."""
+    try:
+        import pymilvus  # noqa: F401
+    except ImportError:
+        pass
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return _need(SHARED_DATA)
