@@ -54,13 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     logs_dir = Path(tempfile.mkdtemp(prefix="reslab-tests-"))
     procs = []
     started = time.monotonic()
-    phases = [shares(args.workers)]
-
-    def start(i: int, share: list[str]):
-        log = open(logs_dir / f"share-{i}.log", "w")
-        print(f"[{i}] pytest {' '.join(share)}", flush=True)
-        cmd = [sys.executable, "-m", "pytest", *pytest_args, *share]
-        procs.append((subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True), log))
 
     def stop(signum, _frame):
         for p, _ in procs:
@@ -73,17 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    for phase in phases:
-        first = len(procs)
-        for share in phase:
-            start(len(procs), share)
-        while any(p.poll() is None for p, _ in procs[first:]):  # progress: each share's last "[ NN%]" every 30 s
+    signal.signal(signal.SIGTERM, stop)  # before any process starts: none is left behind
+    for i, share in enumerate(shares(args.workers)):
+        log = open(logs_dir / f"share-{i}.log", "w")
+        print(f"[{i}] pytest {' '.join(share)}", flush=True)
+        cmd = [sys.executable, "-m", "pytest", *pytest_args, *share]
+        procs.append((subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True), log))
+    while any(p.poll() is None for p, _ in procs):  # progress: each share's last "[ NN%]" every 30 s
+        time.sleep(0.5)
+        if int(time.monotonic() - started) % 30 == 0:
+            done = [_last_percent(logs_dir / f"share-{i}.log") for i in range(len(procs))]
+            print(f"{time.monotonic() - started:4.0f} s: " + ", ".join(f"[{i}] {d}" for i, d in enumerate(done)), flush=True)
             time.sleep(0.5)
-            if int(time.monotonic() - started) % 30 == 0:
-                done = [_last_percent(logs_dir / f"share-{i}.log") for i in range(first, len(procs))]
-                print(f"{time.monotonic() - started:4.0f} s: " + ", ".join(f"[{first + i}] {d}" for i, d in enumerate(done)), flush=True)
-                time.sleep(0.5)
     codes = []
     for p, log in procs:
         code = p.wait()
