@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/reslab demo
 
-# Everything, the `slow` checks included: one pytest process per core, at most 4 (tests/run_in_parallel.py;
-# about 6 minutes on 2 cores, 11 in one process). TEST_WORKERS=1 runs it in one process.
-TEST_WORKERS ?=
+# Everything, the `slow` checks included, in one pytest process (about 11 minutes on 2 cores).
+# TEST_WORKERS=2 runs one pytest process per core instead (tests/run_in_parallel.py: about 5.5 minutes on
+# 2 cores), not yet the default: a signal test lost its race there once in four runs (see the runner).
+TEST_WORKERS ?= 1
 test: $(STAMP)
 	$(PY) tests/run_in_parallel.py $(if $(TEST_WORKERS),--workers $(TEST_WORKERS)) -q $(PYTEST_ARGS)
 
